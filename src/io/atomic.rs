@@ -1,0 +1,138 @@
+//! Outputs appear whole or not at all: every writer writes to a temporary name in the target's
+//! folder and renames it into place, so a crash, a kill or an error never leaves a partial file,
+//! and an existing output is never replaced unless the user asked for it (`--force`).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Refuse to touch an existing `path` unless `force`.
+pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "{}: already exists; pass --force to overwrite it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Write a file atomically: `write` fills a temporary file in the same folder, which is renamed
+/// onto `path` only when `write` succeeded.
+pub fn write_file<F>(path: &Path, force: bool, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    check_overwrite(path, force)?;
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".scorerecon-")
+        .suffix(&temp_suffix(path))
+        .tempfile_in(&dir)
+        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
+    write(tmp.path())?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| {
+        format!(
+            "{}: cannot move the finished file into place",
+            path.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Write a whole folder atomically (a DICOM series, a job's outputs): `write` fills a temporary
+/// sibling folder, which replaces `path` only when `write` succeeded. With `force`, an existing
+/// folder is moved aside first and deleted only after the new one is in place.
+pub fn write_dir<F>(path: &Path, force: bool, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    check_overwrite(path, force)?;
+    let parent = parent_dir(path);
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".scorerecon-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("{}: cannot create a temporary folder", parent.display()))?;
+    write(tmp.path())?;
+    let staged = tmp.keep();
+    let old = if path.exists() {
+        let aside = parent.join(format!(".scorerecon-old-{}", uuid::Uuid::new_v4()));
+        std::fs::rename(path, &aside)
+            .with_context(|| format!("{}: cannot move the old folder aside", path.display()))?;
+        Some(aside)
+    } else {
+        None
+    };
+    if let Err(e) = std::fs::rename(&staged, path) {
+        if let Some(aside) = &old {
+            let _ = std::fs::rename(aside, path);
+        }
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e).with_context(|| {
+            format!(
+                "{}: cannot move the finished folder into place",
+                path.display()
+            )
+        });
+    }
+    if let Some(aside) = old {
+        let _ = std::fs::remove_dir_all(aside);
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Keep the real extension on the temporary name (".nii.gz" included) so writers that look at
+/// the extension choose the same encoding they would for the final name.
+fn temp_suffix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    match name.find('.') {
+        Some(i) => name[i..].to_string(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_nothing_and_existing_file_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.nii.gz");
+        let r = write_file(&p, false, |t| {
+            std::fs::write(t, b"half")?;
+            bail!("boom")
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_file(&p, false, |t| Ok(std::fs::write(t, b"one")?)).unwrap();
+        assert!(write_file(&p, false, |t| Ok(std::fs::write(t, b"two")?)).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        write_file(&p, true, |t| Ok(std::fs::write(t, b"two")?)).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+    }
+
+    #[test]
+    fn dir_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("series");
+        write_dir(&p, false, |t| Ok(std::fs::write(t.join("1.dcm"), b"x")?)).unwrap();
+        assert!(write_dir(&p, true, |_| bail!("boom")).is_err());
+        assert!(p.join("1.dcm").exists());
+        write_dir(&p, true, |t| Ok(std::fs::write(t.join("2.dcm"), b"y")?)).unwrap();
+        assert!(!p.join("1.dcm").exists() && p.join("2.dcm").exists());
+    }
+}

@@ -1,0 +1,17 @@
+//! scorerecon: medical image reconstruction from incomplete measurements with score-based
+//! generative priors. The data walk is read -> measure -> reconstruct -> assess -> write
+//! (docs/architecture.md).
+
+pub mod cli;
+pub mod commands;
+pub mod io;
+pub mod ops;
+pub mod tensor;
+pub mod volume;
+
+pub use volume::{Modality, Provenance, Volume};
+
+/// The crate version, reported in outputs and metadata.
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}

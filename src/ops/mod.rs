@@ -1,0 +1,152 @@
+//! Measurement operators `A = P(Lambda) T` (method.md, "Measurement model").
+//!
+//! Tensors are batched: images are `[B, 1, H, W]`; the transformed domain is whatever `T`
+//! produces (`[B, 1, n_angles, n_detectors]` sinograms, `[B, 1, H, W]` complex k-space).
+//!
+//! Representation of `P(Lambda)`: a measurement `y` is stored **zero-filled over T's whole
+//! domain** together with the 0/1 mask `Lambda` of the same shape, i.e. we store `P^-1(Lambda) y`.
+//! Then `P(Lambda) T x` is `Lambda * T x`, `A^T y = T^T (Lambda * y)`, and every formula of the
+//! paper can be written with elementwise products on the device, with no gathers or ragged shapes.
+//! The inner products of the adjoint identity are unchanged by this embedding.
+
+use tch::{Kind, Tensor};
+
+pub mod identity;
+
+/// The full transform `T` shared by every task of one modality.
+pub trait Transform: Send + Sync {
+    /// `T x`.
+    fn forward(&self, x: &Tensor) -> Tensor;
+    /// `T^T y`: the exact adjoint of [`Transform::forward`] under the real inner product
+    /// `Re <a, b>` (matched back projection for CT; the inverse FFT for the unitary MRI transform).
+    fn adjoint(&self, y: &Tensor) -> Tensor;
+    /// `T^-1 y`: filtered back projection over the full angle set for CT, the exact inverse FFT
+    /// for MRI.
+    fn inverse(&self, y: &Tensor) -> Tensor;
+    /// `[H, W]` of the image domain.
+    fn image_shape(&self) -> [i64; 2];
+    /// Shape of the transformed domain without the batch and channel axes.
+    fn measurement_shape(&self) -> [i64; 2];
+    /// A short human-readable description for reports and errors.
+    fn describe(&self) -> String;
+}
+
+/// `A = P(Lambda) T`.
+pub struct MeasurementOperator {
+    pub transform: Box<dyn Transform>,
+    /// 0/1 mask over the transformed domain, `[1, 1, M, K]` (broadcast over the batch), f32.
+    pub mask: Tensor,
+}
+
+impl MeasurementOperator {
+    pub fn new(transform: Box<dyn Transform>, mask: Tensor) -> Self {
+        let m = transform.measurement_shape();
+        let mask = mask.to_kind(Kind::Float).reshape([1, 1, m[0], m[1]]);
+        MeasurementOperator { transform, mask }
+    }
+
+    /// `A` with `Lambda = 1` everywhere (the full measurement).
+    pub fn full(transform: Box<dyn Transform>) -> Self {
+        let m = transform.measurement_shape();
+        let mask = Tensor::ones([1, 1, m[0], m[1]], (Kind::Float, tch::Device::Cpu));
+        Self::new(transform, mask)
+    }
+
+    pub fn to_device(mut self, device: tch::Device) -> Self {
+        self.mask = self.mask.to_device(device);
+        self
+    }
+
+    /// `A x = P(Lambda) T x`, zero-filled.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.transform.forward(x) * &self.mask
+    }
+
+    /// `A^T y = T^T P^-1(Lambda) y`.
+    pub fn adjoint(&self, y: &Tensor) -> Tensor {
+        self.transform.adjoint(&(y * &self.mask))
+    }
+
+    /// The proximal data-consistency step `k(x, y, lambda)` of Theorem 8.1:
+    ///
+    /// `x' = T^-1 [ lambda Lambda P^-1(Lambda) y + (1 - lambda) Lambda T x + (I - Lambda) T x ]`
+    ///
+    /// rewritten as `T^-1 [ T x + lambda Lambda (y - T x) ]`, which is the same expression with
+    /// one transform instead of two.
+    pub fn proximal(&self, x: &Tensor, y: &Tensor, lambda: f64) -> Tensor {
+        let tx = self.transform.forward(x);
+        let correction = (y - &tx) * &self.mask * lambda;
+        self.transform.inverse(&(tx + correction))
+    }
+
+    /// `|A x - y| / |y|`, the data-consistency residual reported for every reconstruction
+    /// (one value per batch element).
+    pub fn residual(&self, x: &Tensor, y: &Tensor) -> Vec<f64> {
+        let b = x.size()[0];
+        let r = (self.forward(x) - y * &self.mask)
+            .abs()
+            .square()
+            .reshape([b, -1])
+            .sum_dim_intlist(1, false, Kind::Double);
+        let n = (y * &self.mask)
+            .abs()
+            .square()
+            .reshape([b, -1])
+            .sum_dim_intlist(1, false, Kind::Double);
+        let r = Vec::<f64>::try_from(r.sqrt()).unwrap_or_default();
+        let n = Vec::<f64>::try_from(n.sqrt()).unwrap_or_default();
+        r.iter()
+            .zip(n.iter())
+            .map(|(a, b)| if *b > 0.0 { a / b } else { *a })
+            .collect()
+    }
+}
+
+/// Real inner product `Re <a, b>` summed over all entries, in double precision; what the adjoint
+/// identity `<A x, y> = <x, A^T y>` is stated in.
+pub fn inner(a: &Tensor, b: &Tensor) -> f64 {
+    let p = if a.is_complex() || b.is_complex() {
+        (a.to_kind(Kind::ComplexDouble).conj() * b.to_kind(Kind::ComplexDouble)).real()
+    } else {
+        a.to_kind(Kind::Double) * b.to_kind(Kind::Double)
+    };
+    p.sum(Kind::Double).double_value(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity::Identity;
+    use super::*;
+    use tch::Device;
+
+    fn inpainting(h: i64, w: i64) -> MeasurementOperator {
+        let mask = Tensor::rand([1, 1, h, w], (Kind::Float, Device::Cpu))
+            .gt(0.5)
+            .to_kind(Kind::Float);
+        MeasurementOperator::new(Box::new(Identity::new(h, w)), mask)
+    }
+
+    #[test]
+    fn proximal_endpoints() {
+        tch::manual_seed(0);
+        let a = inpainting(8, 8);
+        let x = Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let y = a.forward(&Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu)));
+        // lambda = 0 leaves x alone; lambda = 1 makes A x' = y exactly.
+        let x0 = a.proximal(&x, &y, 0.0);
+        assert!(f64::try_from((&x0 - &x).abs().max()).unwrap() < 1e-7);
+        let x1 = a.proximal(&x, &y, 1.0);
+        assert!(a.residual(&x1, &y).iter().all(|r| *r < 1e-7));
+    }
+
+    #[test]
+    fn adjoint_identity() {
+        tch::manual_seed(1);
+        let a = inpainting(16, 12);
+        let x = Tensor::randn([3, 1, 16, 12], (Kind::Float, Device::Cpu));
+        let y = Tensor::randn([3, 1, 16, 12], (Kind::Float, Device::Cpu));
+        let lhs = inner(&a.forward(&x), &y);
+        let rhs = inner(&x, &a.adjoint(&y));
+        assert!((lhs - rhs).abs() / lhs.abs() < 1e-6, "{lhs} vs {rhs}");
+    }
+}

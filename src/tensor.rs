@@ -1,0 +1,57 @@
+//! The bridge between `Volume` slices (host f32) and batched tch tensors `[B, 1, H, W]`.
+//! Data crosses through plain slices (tch and nifti use different ndarray versions).
+
+use crate::volume::Volume;
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+/// Slices `ks` of frame 0 as a `[len(ks), 1, ny, nx]` f32 tensor on `device`.
+pub fn slices_to_tensor(vol: &Volume, ks: &[usize], device: Device) -> Result<Tensor> {
+    let (nx, ny) = (vol.nx(), vol.ny());
+    let mut buf = Vec::with_capacity(ks.len() * nx * ny);
+    for &k in ks {
+        if k >= vol.nz() {
+            bail!(
+                "slice {k} is out of range: the volume has {} slices (0..{})",
+                vol.nz(),
+                vol.nz().saturating_sub(1)
+            );
+        }
+        buf.extend_from_slice(vol.slice(k, 0));
+    }
+    Ok(Tensor::from_slice(&buf)
+        .reshape([ks.len() as i64, 1, ny as i64, nx as i64])
+        .to_device(device))
+}
+
+/// A real `[B, 1, H, W]` (or `[H, W]`) tensor back to host f32, row major.
+pub fn tensor_to_vec(t: &Tensor) -> Vec<f32> {
+    let t = if t.is_complex() {
+        t.real()
+    } else {
+        t.shallow_clone()
+    };
+    Vec::<f32>::try_from(
+        t.to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
+            .flatten(0, -1),
+    )
+    .expect("a float tensor converts to Vec<f32>")
+}
+
+/// Pick the device: `cpu`, `cuda` (error when absent) or `auto` (CUDA when present).
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                bail!("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)")
+            }
+        }
+        "auto" => Ok(Device::cuda_if_available()),
+        other => bail!("--device {other}: expected cpu, cuda or auto"),
+    }
+}

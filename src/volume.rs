@@ -1,0 +1,198 @@
+//! `Volume`: voxels plus geometry and provenance, the one type every stage passes on.
+//!
+//! Layout: `data` holds f32 values in C order over `(t, k, j, i)`, i.e. column `i` varies fastest,
+//! then row `j`, then slice `k`, then frame `t`. This is DICOM's pixel order within a slice and
+//! NIfTI's on-disk order, so neither reader needs to transpose.
+//!
+//! Geometry: `affine` maps the voxel index `(i, j, k, 1)` to patient coordinates in millimetres in
+//! the **RAS+** frame NIfTI uses (DICOM's LPS+ positions are converted on reading and back on
+//! writing), exactly as a NIfTI sform does. Voxel spacing is kept separately because a DICOM series
+//! may have uneven slice steps that no single affine describes (those are kept in
+//! `slice_positions`).
+
+use serde::{Deserialize, Serialize};
+
+/// Imaging modality as far as reconstruction cares: it picks HU windows, normalisation and the
+/// operator family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Modality {
+    /// Computed tomography; voxel values in Hounsfield units.
+    Ct,
+    /// Magnetic resonance; voxel values in arbitrary scanner intensity.
+    Mr,
+    /// Anything else (secondary capture, unknown NIfTI content).
+    Other,
+}
+
+impl Modality {
+    /// From a DICOM Modality (0008,0060) code.
+    pub fn from_dicom_code(code: &str) -> Self {
+        match code.trim() {
+            "CT" => Modality::Ct,
+            "MR" => Modality::Mr,
+            _ => Modality::Other,
+        }
+    }
+
+    pub fn dicom_code(self) -> &'static str {
+        match self {
+            Modality::Ct => "CT",
+            Modality::Mr => "MR",
+            Modality::Other => "OT",
+        }
+    }
+}
+
+impl std::fmt::Display for Modality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.dicom_code())
+    }
+}
+
+/// Where the voxels came from, so outputs can say what produced them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Files the voxels were read from, in slice order.
+    pub source_files: Vec<String>,
+    /// Rescale applied to stored values: `value = slope * stored + intercept`.
+    pub rescale_slope: f64,
+    pub rescale_intercept: f64,
+    pub series_description: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub study_instance_uid: Option<String>,
+    /// DICOM tags worth carrying into a derived series (patient and study module), as
+    /// `(tag as "GGGGEEEE", VR, value)`; empty for NIfTI sources.
+    pub carried_tags: Vec<(String, String, String)>,
+    /// Free-text history of the stages this volume passed through.
+    pub history: Vec<String>,
+}
+
+/// An image volume: `nt` frames of `nz` slices of `ny` rows by `nx` columns.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub data: Vec<f32>,
+    /// `[nx, ny, nz, nt]`.
+    pub dims: [usize; 4],
+    /// Voxel size in mm along i, j, k (and the frame interval, seconds, or 1 when unknown).
+    pub spacing: [f64; 4],
+    /// Voxel index -> RAS+ mm, row major.
+    pub affine: [[f64; 4]; 4],
+    /// RAS+ position of the first voxel of each slice, when the source gave them (DICOM).
+    pub slice_positions: Vec<[f64; 3]>,
+    pub modality: Modality,
+    pub provenance: Provenance,
+}
+
+impl Volume {
+    /// A volume with identity direction cosines, the given spacing and zero origin.
+    pub fn new(data: Vec<f32>, dims: [usize; 4], spacing: [f64; 3], modality: Modality) -> Self {
+        assert_eq!(
+            data.len(),
+            dims.iter().product::<usize>(),
+            "Volume::new: data length does not match dims"
+        );
+        let mut affine = [[0.0; 4]; 4];
+        for (a, s) in spacing.iter().enumerate() {
+            affine[a][a] = *s;
+        }
+        affine[3][3] = 1.0;
+        Volume {
+            data,
+            dims,
+            spacing: [spacing[0], spacing[1], spacing[2], 1.0],
+            affine,
+            slice_positions: Vec::new(),
+            modality,
+            provenance: Provenance {
+                rescale_slope: 1.0,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn nx(&self) -> usize {
+        self.dims[0]
+    }
+    pub fn ny(&self) -> usize {
+        self.dims[1]
+    }
+    pub fn nz(&self) -> usize {
+        self.dims[2]
+    }
+    pub fn nt(&self) -> usize {
+        self.dims[3]
+    }
+
+    /// Number of 2-D slices over all frames.
+    pub fn n_slices(&self) -> usize {
+        self.dims[2] * self.dims[3]
+    }
+
+    /// Slice `k` of frame `t`, row major (`ny` rows of `nx`).
+    pub fn slice(&self, k: usize, t: usize) -> &[f32] {
+        let n = self.dims[0] * self.dims[1];
+        let start = (t * self.dims[2] + k) * n;
+        &self.data[start..start + n]
+    }
+
+    /// Minimum and maximum over finite voxels (None when there are none).
+    pub fn value_range(&self) -> Option<(f32, f32)> {
+        let mut it = self.data.iter().copied().filter(|v| v.is_finite());
+        let first = it.next()?;
+        Some(it.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v))))
+    }
+
+    /// A new volume holding slices `ks` of frame 0, with geometry kept for those slices.
+    pub fn select_slices(&self, ks: &[usize]) -> Volume {
+        let n = self.nx() * self.ny();
+        let mut data = Vec::with_capacity(n * ks.len());
+        for &k in ks {
+            data.extend_from_slice(self.slice(k, 0));
+        }
+        let mut out = self.clone();
+        out.data = data;
+        out.dims = [self.nx(), self.ny(), ks.len(), 1];
+        if let Some(&k0) = ks.first() {
+            // Move the origin to the first selected slice so the affine stays true.
+            for r in 0..3 {
+                out.affine[r][3] += self.affine[r][2] * k0 as f64;
+            }
+        }
+        out.slice_positions = ks
+            .iter()
+            .filter_map(|&k| self.slice_positions.get(k).copied())
+            .collect();
+        out.provenance.source_files = ks
+            .iter()
+            .filter_map(|&k| self.provenance.source_files.get(k).cloned())
+            .collect();
+        out
+    }
+
+    /// Same geometry and provenance, new voxels of the same size (a reconstruction of this volume).
+    pub fn with_data(&self, data: Vec<f32>) -> Volume {
+        assert_eq!(data.len(), self.data.len(), "with_data: size mismatch");
+        let mut v = self.clone();
+        v.data = data;
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_slices_moves_origin_along_slice_axis() {
+        let mut v = Volume::new(
+            (0..2 * 2 * 3).map(|x| x as f32).collect(),
+            [2, 2, 3, 1],
+            [1.0, 1.0, 2.5],
+            Modality::Ct,
+        );
+        v.affine[2][3] = -10.0;
+        let s = v.select_slices(&[2]);
+        assert_eq!(s.data, vec![8.0, 9.0, 10.0, 11.0]);
+        assert_eq!(s.affine[2][3], -10.0 + 2.0 * 2.5);
+    }
+}
