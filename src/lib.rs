@@ -2,10 +2,13 @@
 //! generative priors. The data walk is read -> measure -> reconstruct -> assess -> write
 //! (docs/architecture.md).
 
+pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod io;
 pub mod ops;
+pub mod progress;
+pub mod report;
 pub mod tensor;
 pub mod volume;
 

@@ -1,0 +1,351 @@
+//! `scorerecon batch MANIFEST.yaml`: many jobs, each written atomically into `OUT/<job name>/`.
+//!
+//! Guarantees (docs/user-guide.md, "batch"):
+//! - a job's folder appears only when the job finished (staged under a temporary name, renamed into
+//!   place), so `kill -9` at any moment loses nothing already finished and leaves no half-written job;
+//! - a rerun skips jobs whose folder exists and redoes the rest;
+//! - a failing job is recorded (`OUT/<name>.error.txt` and the summary) and the batch goes on;
+//! - `OUT/summary.csv` and `OUT/summary.html` give mean +- std per method over finished jobs.
+//!
+//! Manifest:
+//! ```yaml
+//! out: results/mar          # optional; --out overrides it
+//! defaults: {task: mar, model: "knn:refs/", steps: 60}
+//! jobs:
+//!   - {name: head01, input: scans/head01.nii.gz}
+//!   - {input: scans/head02/}  # name defaults to the input's file stem
+//! ```
+//! Relative paths (`input`, `config`, and `model` unless it is a shipped name) are taken relative
+//! to the manifest's folder.
+
+use crate::io::atomic;
+use crate::report::{html, JobReport};
+use anyhow::{bail, Context, Result};
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// A job as read from the manifest: its name and its settings (defaults merged in).
+#[derive(Debug, Clone)]
+pub struct BatchJob {
+    pub name: String,
+    pub spec: Mapping,
+}
+
+#[derive(Debug)]
+pub struct Manifest {
+    pub out: Option<PathBuf>,
+    pub jobs: Vec<BatchJob>,
+}
+
+const PATH_KEYS: [&str; 3] = ["input", "config", "model"];
+
+/// Read and check a manifest: every job has an input, names are unique and safe as folder names.
+pub fn load_manifest(path: &Path) -> Result<Manifest> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the manifest", path.display()))?;
+    let doc: Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{}: not valid YAML", path.display()))?;
+    let Value::Mapping(top) = doc else {
+        bail!(
+            "{}: a manifest is a mapping with `jobs:` (and optional `defaults:`, `out:`)",
+            path.display()
+        )
+    };
+    for k in top.keys() {
+        let k = k.as_str().unwrap_or("");
+        if !["out", "defaults", "jobs"].contains(&k) {
+            bail!(
+                "{}: unknown key `{k}` (expected out, defaults, jobs)",
+                path.display()
+            );
+        }
+    }
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let defaults = match top.get("defaults") {
+        None => Mapping::new(),
+        Some(Value::Mapping(m)) => m.clone(),
+        Some(_) => bail!("{}: `defaults` must be a mapping", path.display()),
+    };
+    let Some(Value::Sequence(items)) = top.get("jobs") else {
+        bail!("{}: `jobs` must be a list of jobs", path.display())
+    };
+    if items.is_empty() {
+        bail!("{}: `jobs` is empty", path.display());
+    }
+    let mut names = BTreeSet::new();
+    let mut jobs = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Value::Mapping(m) = item else {
+            bail!("{}: job {} is not a mapping", path.display(), i + 1)
+        };
+        let mut spec = defaults.clone();
+        for (k, v) in m {
+            spec.insert(k.clone(), v.clone());
+        }
+        for key in PATH_KEYS {
+            if let Some(Value::String(s)) = spec.get(key).cloned() {
+                spec.insert(key.into(), Value::String(resolve(&base, key, &s)));
+            }
+        }
+        let Some(Value::String(input)) = spec.get("input").cloned() else {
+            bail!("{}: job {} has no `input`", path.display(), i + 1)
+        };
+        let name = match spec.remove("name") {
+            Some(Value::String(n)) => n,
+            Some(_) => bail!("{}: job {}: `name` must be a string", path.display(), i + 1),
+            None => stem(&input),
+        };
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+            bail!(
+                "{}: job {}: name `{name}` cannot be used as a folder name",
+                path.display(),
+                i + 1
+            );
+        }
+        if !names.insert(name.clone()) {
+            bail!(
+                "{}: two jobs are named `{name}`; give them distinct `name:` values",
+                path.display()
+            );
+        }
+        jobs.push(BatchJob { name, spec });
+    }
+    let out = match top.get("out") {
+        Some(Value::String(s)) => Some(PathBuf::from(resolve(&base, "out", s))),
+        _ => None,
+    };
+    Ok(Manifest { out, jobs })
+}
+
+fn resolve(base: &Path, key: &str, s: &str) -> String {
+    if key == "model" {
+        // `knn:FOLDER` carries a path; a bare shipped name (no slash, no extension) does not.
+        if let Some(folder) = s.strip_prefix("knn:") {
+            return format!("knn:{}", resolve(base, "input", folder));
+        }
+        if !s.contains('/') && !s.contains('.') {
+            return s.to_string();
+        }
+    }
+    let p = Path::new(s);
+    if p.is_absolute() {
+        s.to_string()
+    } else {
+        base.join(p).to_string_lossy().into_owned()
+    }
+}
+
+fn stem(input: &str) -> String {
+    let name = Path::new(input.trim_end_matches('/'))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .trim_end_matches(".dcm")
+        .to_string()
+}
+
+/// What happened to each job, in manifest order.
+pub struct BatchOutcome {
+    pub finished: Vec<String>,
+    pub skipped: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// Run every unfinished job through `run` (which writes the job's outputs into the folder it is
+/// given and returns the report), then write the summary.
+pub fn run_batch<F>(manifest: &Manifest, out: &Path, quiet: bool, run: F) -> Result<BatchOutcome>
+where
+    F: Fn(&BatchJob, &Path) -> Result<JobReport>,
+{
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create the batch folder", out.display()))?;
+    remove_stale_staging(out);
+    let bar = crate::progress::bar(manifest.jobs.len() as u64, "jobs", quiet);
+    let mut outcome = BatchOutcome {
+        finished: vec![],
+        skipped: vec![],
+        failed: vec![],
+    };
+    for job in &manifest.jobs {
+        let dir = out.join(&job.name);
+        let err_file = out.join(format!("{}.error.txt", job.name));
+        bar.set_message(job.name.clone());
+        if dir.join("metrics.json").exists() {
+            outcome.skipped.push(job.name.clone());
+            bar.inc(1);
+            continue;
+        }
+        let result = atomic::write_dir(&dir, false, |staging| run(job, staging).map(|_| ()));
+        match result {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&err_file);
+                outcome.finished.push(job.name.clone());
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                bar.println(format!("job {} failed: {msg}", job.name));
+                let _ = atomic::write_file(&err_file, true, |t| {
+                    Ok(std::fs::write(t, format!("{msg}\n"))?)
+                });
+                outcome.failed.push((job.name.clone(), msg));
+            }
+        }
+        bar.inc(1);
+        write_summary(manifest, out)?;
+    }
+    bar.finish_and_clear();
+    write_summary(manifest, out)?;
+    Ok(outcome)
+}
+
+/// Staging folders of a batch killed mid-job: ours by name, never a user's file.
+fn remove_stale_staging(out: &Path) {
+    if let Ok(rd) = std::fs::read_dir(out) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".scorerecon-") {
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    }
+}
+
+/// `summary.csv` (one row per job and method) and `summary.html` (mean +- std per method).
+pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
+    let mut rows: Vec<(String, std::result::Result<JobReport, String>)> = Vec::new();
+    for job in &manifest.jobs {
+        let m = out.join(&job.name).join("metrics.json");
+        let e = out.join(format!("{}.error.txt", job.name));
+        if let Ok(text) = std::fs::read_to_string(&m) {
+            match serde_json::from_str::<JobReport>(&text) {
+                Ok(r) => rows.push((job.name.clone(), Ok(r))),
+                Err(err) => rows.push((
+                    job.name.clone(),
+                    Err(format!("{}: unreadable metrics.json: {err}", m.display())),
+                )),
+            }
+        } else if let Ok(text) = std::fs::read_to_string(&e) {
+            rows.push((job.name.clone(), Err(text.trim().to_string())));
+        } else {
+            rows.push((job.name.clone(), Err("not run yet".into())));
+        }
+    }
+    let mut csv = String::from("job,status,method,psnr,ssim,nrmse,residual,seconds\n");
+    let f = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+    for (name, r) in &rows {
+        match r {
+            Ok(r) => {
+                for (m, v) in &r.methods {
+                    csv.push_str(&format!(
+                        "{name},done,{m},{},{},{},{},{}\n",
+                        f(v.psnr),
+                        f(v.ssim),
+                        f(v.nrmse),
+                        f(v.residual),
+                        v.seconds
+                    ));
+                }
+            }
+            Err(e) => csv.push_str(&format!(
+                "{name},failed,,,,,,,\"{}\"\n",
+                e.replace('"', "'")
+            )),
+        }
+    }
+    atomic::write_file(&out.join("summary.csv"), true, |t| {
+        Ok(std::fs::write(t, &csv)?)
+    })?;
+    let page = html::render_summary("scorerecon batch summary", &rows);
+    atomic::write_file(&out.join("summary.html"), true, |t| {
+        Ok(std::fs::write(t, &page)?)
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::MethodMetrics;
+
+    fn manifest(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("m.yaml");
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_merge_and_paths_resolve_against_the_manifest() {
+        let d = tempfile::tempdir().unwrap();
+        let m = load_manifest(&manifest(d.path(), "defaults: {task: mar, model: 'knn:refs'}\njobs:\n  - {input: a/scan1.nii.gz}\n  - {name: two, input: /abs/b.dcm, task: ct}\n")).unwrap();
+        assert_eq!(m.jobs[0].name, "scan1");
+        assert_eq!(m.jobs[0].spec["task"].as_str(), Some("mar"));
+        assert_eq!(
+            m.jobs[0].spec["input"].as_str().unwrap(),
+            d.path().join("a/scan1.nii.gz").to_str().unwrap()
+        );
+        assert_eq!(
+            m.jobs[0].spec["model"].as_str().unwrap(),
+            format!("knn:{}", d.path().join("refs").display())
+        );
+        assert_eq!(m.jobs[1].spec["task"].as_str(), Some("ct"));
+        assert_eq!(m.jobs[1].spec["input"].as_str(), Some("/abs/b.dcm"));
+    }
+
+    #[test]
+    fn bad_manifests_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(load_manifest(&manifest(d.path(), "jobs: []\n")).is_err());
+        assert!(load_manifest(&manifest(d.path(), "jobs:\n  - {task: ct}\n")).is_err());
+        assert!(load_manifest(&manifest(
+            d.path(),
+            "jobs:\n  - {input: a.nii}\n  - {input: b/a.nii}\n"
+        ))
+        .is_err());
+        assert!(load_manifest(&manifest(d.path(), "jbos:\n  - {input: a.nii}\n")).is_err());
+    }
+
+    #[test]
+    fn rerun_skips_finished_and_retries_failed() {
+        let d = tempfile::tempdir().unwrap();
+        let m = load_manifest(&manifest(
+            d.path(),
+            "jobs:\n  - {input: ok.nii}\n  - {input: bad.nii}\n",
+        ))
+        .unwrap();
+        let out = d.path().join("out");
+        let calls = std::cell::RefCell::new(Vec::new());
+        let run = |job: &BatchJob, dir: &Path| -> Result<JobReport> {
+            calls.borrow_mut().push(job.name.clone());
+            std::fs::write(dir.join("x.txt"), "partial")?;
+            if job.name == "bad" {
+                bail!("bad.nii: broken");
+            }
+            let mut r = JobReport::new("t", "ct", "ok", serde_json::json!({}));
+            r.methods.insert(
+                "fbp".into(),
+                MethodMetrics {
+                    psnr: Some(20.0),
+                    ssim: Some(0.5),
+                    seconds: 1.0,
+                    ..Default::default()
+                },
+            );
+            std::fs::write(dir.join("metrics.json"), r.to_json())?;
+            Ok(r)
+        };
+        let o = run_batch(&m, &out, true, run).unwrap();
+        assert_eq!(o.finished, vec!["ok"]);
+        assert_eq!(o.failed.len(), 1);
+        assert!(!out.join("bad").exists(), "a failed job leaves no folder");
+        assert!(out.join("bad.error.txt").exists());
+        let o2 = run_batch(&m, &out, true, run).unwrap();
+        assert_eq!(o2.skipped, vec!["ok"]);
+        assert_eq!(*calls.borrow(), vec!["ok", "bad", "bad"]);
+        let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        assert!(csv.contains("ok,done,fbp,20,0.5"));
+        assert!(csv.contains("bad,failed"));
+    }
+}

@@ -1,0 +1,151 @@
+//! What a job tells its user: `metrics.json` (machine-readable) and `report.html` (a
+//! self-contained page a clinician-scientist can read: the metric convention, a table, image
+//! panels and plots).
+
+pub mod html;
+pub mod svg;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The metric convention every report states (docs/metrics.md has the details).
+pub const METRIC_CONVENTION: &str = "PSNR and SSIM against the reference image with data range = the reference's \
+max - min over the evaluated region (HU for CT, model-normalised intensity for MRI); SSIM after Wang et al. 2004 \
+(Gaussian window sigma 1.5, K1 0.01, K2 0.03, population covariance), equal to scikit-image's \
+structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False); NRMSE = ||x - ref|| / ||ref||; \
+residual = ||A x - y|| / ||y|| against the measurement. Means over slices.";
+
+/// Scores of one method over a job (means over slices; `None` where there is no reference).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MethodMetrics {
+    pub psnr: Option<f64>,
+    pub ssim: Option<f64>,
+    pub nrmse: Option<f64>,
+    /// Wall-clock seconds for this method over the whole job.
+    pub seconds: f64,
+    /// Data-consistency residual `|A x - y| / |y|`.
+    pub residual: Option<f64>,
+    /// Per-slice values, in slice order, for mean +- std summaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub psnr_per_slice: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssim_per_slice: Vec<f64>,
+}
+
+/// One point of a sweep (e.g. PSNR versus number of views).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SweepPoint {
+    /// The swept parameter's value (views, acceleration, ...).
+    pub x: f64,
+    pub method: String,
+    pub psnr: Option<f64>,
+    pub ssim: Option<f64>,
+}
+
+/// A PNG panel written next to the report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Panel {
+    pub file: String,
+    pub caption: String,
+}
+
+/// Everything `metrics.json` holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobReport {
+    pub title: String,
+    pub task: String,
+    pub input: String,
+    /// Keyed by method name: "fbp", "fista_tv", "zero_filled", "tv", "li", "score", ...
+    pub methods: BTreeMap<String, MethodMetrics>,
+    /// Whether a reference image existed (false for measured data: metrics are then null).
+    pub has_reference: bool,
+    /// Name of the swept parameter, when a sweep was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_parameter: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<SweepPoint>,
+    pub settings: serde_json::Value,
+    pub versions: BTreeMap<String, String>,
+    pub metric_convention: String,
+    #[serde(default)]
+    pub panels: Vec<Panel>,
+    /// Anything the user should know (warnings, memorisation distance for the KNN prior, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl JobReport {
+    pub fn new(title: &str, task: &str, input: &str, settings: serde_json::Value) -> Self {
+        JobReport {
+            title: title.into(),
+            task: task.into(),
+            input: input.into(),
+            settings,
+            versions: versions(),
+            metric_convention: METRIC_CONVENTION.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serialises")
+    }
+}
+
+/// Versions of everything that can change a result.
+pub fn versions() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("scorerecon".into(), crate::version().into());
+    v.insert("libtorch".into(), "2.11.0".into());
+    v.insert("tch".into(), "0.24".into());
+    v.insert(
+        "cuda_available".into(),
+        tch::Cuda::is_available().to_string(),
+    );
+    v
+}
+
+/// Mean and sample standard deviation (n - 1); std is 0 for fewer than two values.
+pub fn mean_std(xs: &[f64]) -> Option<(f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    Some((mean, var.sqrt()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_matches_closed_form() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(m, 2.5);
+        assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_std(&[7.0]), Some((7.0, 0.0)));
+        assert_eq!(mean_std(&[]), None);
+    }
+
+    #[test]
+    fn metrics_json_has_methods_object_with_null_without_reference() {
+        let mut r = JobReport::new("t", "ct", "in.nii", serde_json::json!({"views": 23}));
+        r.methods.insert(
+            "fbp".into(),
+            MethodMetrics {
+                seconds: 0.5,
+                ..Default::default()
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert!(v["methods"]["fbp"]["psnr"].is_null());
+        assert_eq!(v["methods"]["fbp"]["seconds"], 0.5);
+        assert_eq!(v["settings"]["views"], 23);
+    }
+}
