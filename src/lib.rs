@@ -6,6 +6,7 @@ pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod io;
+pub mod job;
 pub mod ops;
 pub mod progress;
 pub mod report;
