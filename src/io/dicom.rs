@@ -341,6 +341,10 @@ fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
     let (rows, cols) = (decoded.rows() as usize, decoded.columns() as usize);
     let n_frames = decoded.number_of_frames();
     let geometry = FrameGeometry::from_object(obj, n_frames as usize);
+    // Big-endian OW pixel data arrives as 16-bit words in native order: a 32-bit sample's high
+    // word comes first.
+    let big_endian_words = ts.endianness() == dicom::encoding::Endianness::Big
+        && obj.get(tags::PIXEL_DATA).map(|e| e.vr()) == Some(VR::OW);
     // Default modality LUT: `slope * stored + intercept` per frame (pydicom's apply_modality_lut).
     let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::Default);
     let rescale = (
@@ -353,7 +357,7 @@ fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
     (0..n_frames)
         .map(|frame| {
             let converted = if decoded.bits_allocated() == 32 {
-                modality_values_32(&decoded, frame)
+                modality_values_32(&decoded, frame, big_endian_words)
             } else {
                 decoded.to_vec_frame_with_options(frame, &options)
             };
@@ -386,6 +390,7 @@ fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
 fn modality_values_32(
     decoded: &dicom_pixeldata::DecodedPixelData,
     frame: u32,
+    big_endian_words: bool,
 ) -> dicom_pixeldata::Result<Vec<f32>> {
     let bytes = decoded.frame_data(frame)?;
     let rescale = decoded.rescale()?;
@@ -394,7 +399,13 @@ fn modality_values_32(
     Ok(bytes
         .chunks_exact(4)
         .map(|c| {
-            let b = [c[0], c[1], c[2], c[3]];
+            let b = if big_endian_words {
+                let (hi, lo) = ([c[0], c[1]], [c[2], c[3]]);
+                let v = (u16::from_ne_bytes(hi) as u32) << 16 | u16::from_ne_bytes(lo) as u32;
+                v.to_ne_bytes()
+            } else {
+                [c[0], c[1], c[2], c[3]]
+            };
             let v = if signed {
                 i32::from_ne_bytes(b) as f64
             } else {
