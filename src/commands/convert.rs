@@ -35,8 +35,14 @@ pub struct ConvertArgs {
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
-    // Refuse early, before the (possibly long) read, when the output exists.
+    // Refuse early, before the (possibly long) read: an existing output, an unknown format.
     crate::io::atomic::check_overwrite(&args.output, args.force)?;
+    if args.format.is_none() && Format::from_path(&args.output).is_none() {
+        anyhow::bail!(
+            "{}: cannot tell the output format from the name; use .nii, .nii.gz or .png, or pass --format nifti|dicom|png",
+            args.output.display()
+        );
+    }
     let mut vol = read_volume(
         &args.input,
         &ReadOptions {

@@ -109,9 +109,10 @@ fn print_text(i: &VolumeInfo) {
             String::new()
         }
     );
+    // Shortest f32 form: NIfTI pixdims are f32, and 0.9570312 reads better than its f64 widening.
     println!(
         "spacing:     {} x {} x {} mm",
-        i.spacing[0], i.spacing[1], i.spacing[2]
+        i.spacing[0] as f32, i.spacing[1] as f32, i.spacing[2] as f32
     );
     match (i.min, i.max) {
         (Some(lo), Some(hi)) => println!("values:      {lo} .. {hi}"),
