@@ -278,7 +278,11 @@ struct Slice {
 
 /// Read a DICOM file or the chosen series of a folder.
 pub fn read(path: &Path, series_uid: Option<&str>) -> Result<Volume> {
-    let series = choose_series(path, scan(path)?, series_uid)?;
+    read_series(path, choose_series(path, scan(path)?, series_uid)?)
+}
+
+/// Read one series found by `scan` (`path` is the folder or file it came from, for messages).
+pub fn read_series(path: &Path, series: SeriesSummary) -> Result<Volume> {
     let mut slices = Vec::new();
     let mut first: Option<Object> = None;
     for f in &series.files {
