@@ -195,7 +195,6 @@ pub fn scan(path: &Path) -> Result<Vec<SeriesSummary>> {
     }
     if not_dicom + no_image > 0 {
         warn(
-            None,
             &format!(
                 "{}: skipped {not_dicom} non-DICOM file(s) and {no_image} DICOM object(s) without an image",
                 path.display()
@@ -625,7 +624,7 @@ fn stack(
                 "{}: no ImagePositionPatient/ImageOrientationPatient on every slice: ordered by InstanceNumber, slice spacing assumed",
                 path.display()
             );
-            warn(None, &msg);
+            warn(&msg);
             history.push(format!("warning: {msg}"));
         }
         _ => {}
@@ -654,7 +653,7 @@ fn stack(
             slice_name(&slices[i]),
             slice_name(&slices[i + 1])
         );
-        warn(None, &msg);
+        warn(&msg);
         history.push(format!("warning: {msg}"));
     }
     // Affine in LPS+ (DICOM), columns: i (along a row), j (down a column), k (slice normal).
