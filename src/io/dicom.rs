@@ -640,10 +640,10 @@ fn stack(
     } else {
         median(&steps)
     };
-    if let Some(i) = steps
+    let uneven = steps
         .iter()
-        .position(|s| (s - dz).abs() > 0.01 * dz.abs() + 0.01)
-    {
+        .position(|s| (s - dz).abs() > 0.01 * dz.abs() + 0.01);
+    if let Some(i) = uneven {
         let (lo, hi) = steps
             .iter()
             .fold((f64::MAX, f64::MIN), |(l, h), &s| (l.min(s), h.max(s)));
@@ -660,8 +660,7 @@ fn stack(
     let o = orientation.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     let n = normal.unwrap_or([0.0, 0.0, 1.0]);
     let origin = slices[0].position.unwrap_or([0.0; 3]);
-    let even = !history.iter().any(|h| h.contains("uneven"));
-    let k_axis = if depth.len() > 1 && even {
+    let k_axis = if depth.len() > 1 && uneven.is_none() {
         // Through the first and last positions: keeps a gantry tilt that the normal would lose.
         let (p0, p1) = (origin, slices.last().unwrap().position.unwrap());
         let m = (slices.len() - 1) as f64;
