@@ -518,3 +518,26 @@ fn two_slices_at_one_position_are_refused() {
     );
     assert!(err.contains("same position"), "{err}");
 }
+
+#[test]
+fn unsupported_images_are_refused_with_the_reason() {
+    for (name, reason) in [
+        ("examples_palette.dcm", "PALETTE COLOR is not supported"),
+        ("SC_rgb_rle.dcm", "colour images"),
+        ("liver_1frame.dcm", "BitsAllocated 1 is not supported"),
+        ("JPEG-lossy.dcm", "gdcmconv --raw"),
+        ("rtdose_rle.dcm", "RLE Lossless"),
+        ("no_meta.dcm", "not a DICOM file"),
+    ] {
+        let f = pydicom_file(name);
+        let err = format!(
+            "{:#}",
+            read_volume(&f, &ReadOptions::default()).unwrap_err()
+        );
+        assert!(
+            err.starts_with(&f.display().to_string()) && err.contains(reason),
+            "{name}: {err}"
+        );
+        assert!(!err.contains('\n'), "{name}: one line: {err}");
+    }
+}

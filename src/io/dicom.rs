@@ -82,7 +82,7 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 fn open(path: &Path, header_only: bool) -> Result<Object> {
     if !looks_like_dicom(path) {
         bail!(
-            "{}: not a DICOM file (no \"DICM\" marker after a 128-byte preamble)",
+            "{}: not a DICOM file (no \"DICM\" marker after a 128-byte preamble; bare data sets without a file meta header are not read)",
             path.display()
         );
     }
@@ -333,11 +333,34 @@ fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
             text(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default()
         );
     }
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    if !photometric.is_empty() && !photometric.starts_with("MONOCHROME") {
+        bail!(
+            "{}: PhotometricInterpretation {photometric} is not supported: only grayscale (MONOCHROME1/2)",
+            file.display()
+        );
+    }
+    let bits = obj
+        .get(tags::BITS_ALLOCATED)
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(16);
+    if ![8, 16, 32].contains(&bits) {
+        bail!(
+            "{}: BitsAllocated {bits} is not supported (8, 16 or 32 bits per pixel; 1-bit segmentations are not images to reconstruct)",
+            file.display()
+        );
+    }
     check_pixel_length(file, obj)?;
     let decoded = obj.decode_pixel_data().map_err(|e| {
+        let hint = if ts.is_codec_free() {
+            ""
+        } else {
+            "; if the codec is the problem, convert it with `gdcmconv --raw` first"
+        };
         anyhow!(
-            "{}: cannot decode pixel data: {}",
+            "{}: cannot decode pixel data ({}): {}{hint}",
             file.display(),
+            ts.name(),
             one_line(&e)
         )
     })?;
