@@ -541,3 +541,29 @@ fn unsupported_images_are_refused_with_the_reason() {
         assert!(!err.contains('\n'), "{name}: one line: {err}");
     }
 }
+
+#[test]
+fn one_slice_to_a_dcm_name_is_one_file() {
+    let vol = read(&pydicom_file("CT_small.dcm"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ct.dcm");
+    scorerecon::io::write_volume(&vol, &out, None, false).unwrap();
+    assert!(out.is_file());
+    let d = derived(&out);
+    assert_eq!(d["sop_class"], "1.2.840.10008.5.1.4.1.1.2");
+    let values: Vec<f64> = d["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_values(&vol.data, &values, "single file");
+    // Several slices do not fit one .dcm name.
+    let ct5n = read(&pydicom_file("dicomdirtests/98892001/CT5N"));
+    let err = format!(
+        "{:#}",
+        scorerecon::io::write_volume(&ct5n, &dir.path().join("s.dcm"), None, false).unwrap_err()
+    );
+    assert!(err.contains("holds one slice"), "{err}");
+    assert!(!dir.path().join("s.dcm").exists());
+}
