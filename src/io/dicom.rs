@@ -844,11 +844,6 @@ pub fn choose_rescale(lo: f64, hi: f64, integral: bool) -> (f64, f64) {
     (slope, intercept)
 }
 
-/// The window a viewer opens the series with: CT soft tissue, else the 0.5-99.5 percentile.
-fn default_window(vol: &Volume) -> crate::io::png::Window {
-    crate::io::png::WindowPreset::Auto.resolve(&vol.data, vol.modality)
-}
-
 /// Write `vol` as a new derived series: one file per slice in the folder `path`, or a single
 /// file when `path` ends in `.dcm` and the volume has one slice.
 pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
@@ -873,10 +868,11 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
     }
     let integral = vol.data.iter().all(|v| v.fract() == 0.0);
     let (slope, intercept) = choose_rescale(lo as f64, hi as f64, integral);
+    // The window a viewer opens the series with (default: CT soft tissue, else percentiles).
     let window = opts
         .window
-        .map(|w| w.resolve(&vol.data, vol.modality))
-        .unwrap_or_else(|| default_window(vol));
+        .unwrap_or(crate::io::png::WindowPreset::Auto)
+        .resolve(&vol.data, vol.modality);
     let series_uid = new_uid();
     let carried: BTreeMap<String, (String, String)> = vol
         .provenance
