@@ -2,9 +2,11 @@
 //! generative priors. The data walk is read -> measure -> reconstruct -> assess -> write
 //! (docs/architecture.md).
 
+pub mod classic;
 pub mod cli;
 pub mod commands;
 pub mod io;
+pub mod metrics;
 pub mod ops;
 pub mod tensor;
 pub mod volume;
