@@ -308,10 +308,19 @@ fn poisson_disc(
         taken
     };
     let count = |m: &[bool]| m.iter().filter(|b| **b).count();
-    // r0 = 1 accepts every outer point (grid neighbours are 1 apart and the test is strict).
-    let (mut lo, mut hi) = (1.0f64, (h.max(w)) as f64);
+    // Radii below 1 accept every outer point (grid neighbours are 1 apart and the test is
+    // strict): the bracket starts where even the farthest point has r < 1.
+    let rho_max = rho.iter().cloned().fold(0.0, f64::max);
+    let mut lo = 0.99 / (1.0 + POISSON_DENSITY_SLOPE * rho_max);
     let mut best = throw(lo);
     let mut best_err = count(&best).abs_diff(target);
+    // Points at least r0 apart have a density of at most 2 / (sqrt(3) r0^2) (hexagonal
+    // packing), below 1/R once r0 >= 1.07 sqrt(R): start above that and widen if needed.
+    let mut hi = 2.0 * acceleration.sqrt() + 1.0;
+    while count(&throw(hi)) > target && hi < (h.max(w)) as f64 {
+        lo = hi;
+        hi *= 2.0;
+    }
     for _ in 0..30 {
         let mid = 0.5 * (lo + hi);
         let m = throw(mid);
