@@ -3,10 +3,12 @@
 //! (docs/architecture.md).
 
 pub mod batch;
+pub mod classic;
 pub mod cli;
 pub mod commands;
 pub mod io;
 pub mod job;
+pub mod metrics;
 pub mod ops;
 pub mod progress;
 pub mod report;

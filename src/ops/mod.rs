@@ -12,6 +12,10 @@
 use tch::{Kind, Tensor};
 
 pub mod identity;
+pub mod masks;
+pub mod mri;
+pub mod norm;
+pub mod rng;
 
 /// The full transform `T` shared by every task of one modality.
 pub trait Transform: Send + Sync {

@@ -73,3 +73,10 @@ pub fn bin() -> Command {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Write values as raw little-endian float64 (what `numpy.fromfile(path, "<f8")` reads), to pass
+/// arrays made in Rust to a reference script.
+pub fn write_f64(path: &Path, values: &[f64]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+}
