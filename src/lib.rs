@@ -6,6 +6,8 @@ pub mod cli;
 pub mod commands;
 pub mod io;
 pub mod ops;
+pub mod phantom;
+pub mod simulate;
 pub mod tensor;
 pub mod volume;
 

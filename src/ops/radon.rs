@@ -160,13 +160,23 @@ pub fn limited_angle_rows(
     Ok(rows)
 }
 
-/// The 0/1 mask `Lambda` `[1, 1, n_angles, n_det]` that keeps whole sinogram rows.
-pub fn rows_mask(rows: &[usize], n_angles: usize, n_det: usize) -> Tensor {
+/// The 0/1 mask `Lambda` (`n_angles x n_det`, row major) that keeps whole sinogram rows.
+pub fn rows_mask_values(rows: &[usize], n_angles: usize, n_det: usize) -> Vec<f32> {
     let mut m = vec![0f32; n_angles * n_det];
     for &r in rows {
         m[r * n_det..(r + 1) * n_det].fill(1.0);
     }
-    Tensor::from_slice(&m).reshape([1, 1, n_angles as i64, n_det as i64])
+    m
+}
+
+/// [`rows_mask_values`] as the `[1, 1, n_angles, n_det]` tensor `MeasurementOperator` takes.
+pub fn rows_mask(rows: &[usize], n_angles: usize, n_det: usize) -> Tensor {
+    Tensor::from_slice(&rows_mask_values(rows, n_angles, n_det)).reshape([
+        1,
+        1,
+        n_angles as i64,
+        n_det as i64,
+    ])
 }
 
 /// One angle's rays, in the frame of the image axis they step along.
