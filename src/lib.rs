@@ -10,8 +10,10 @@ pub mod io;
 pub mod job;
 pub mod metrics;
 pub mod ops;
+pub mod phantom;
 pub mod progress;
 pub mod report;
+pub mod simulate;
 pub mod tensor;
 pub mod volume;
 
