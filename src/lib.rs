@@ -6,6 +6,9 @@ pub mod cli;
 pub mod commands;
 pub mod io;
 pub mod ops;
+pub mod prior;
+pub mod sampler;
+pub mod sde;
 pub mod tensor;
 pub mod volume;
 
