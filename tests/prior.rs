@@ -458,3 +458,17 @@ fn bad_configs_and_names_give_clear_errors() {
     std::fs::write(&p, serde_json::to_string(&meta).unwrap()).unwrap();
     assert!(format!("{:#}", PriorMetadata::read(&p).err().unwrap()).contains("format_version"));
 }
+
+/// The sidecar example in docs/models.md parses and validates, so the documented format is
+/// the one the code reads.
+#[test]
+fn documented_metadata_example_is_valid() {
+    let doc = std::fs::read_to_string(root().join("docs/models.md")).unwrap();
+    let start = doc.find("```json\n").expect("json example") + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    let meta: PriorMetadata = serde_json::from_str(&doc[start..end]).unwrap();
+    meta.validate().unwrap();
+    let spec = ModelSpec::read(&root().join("configs/ncsnpp_cpu.yaml")).unwrap();
+    assert_eq!(meta.architecture, Architecture::Ncsnpp(spec.model));
+    assert_eq!(meta.normalisation, Normalisation::ct_default());
+}
