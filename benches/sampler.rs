@@ -5,7 +5,9 @@
 //! 2. everything a sampling step does except the network (proximal step with `y_t`, noise,
 //!    predictor/corrector arithmetic, NaN guard, bookkeeping): the same PC loop run with the
 //!    Gaussian prior, whose score is one elementwise expression, divided by its NFE;
-//! 3. the ratio of the two, per score evaluation (target <= 10%).
+//! 3. the ratio of the two, per score evaluation (target <= 10%);
+//! 4. the same architecture in PyTorch eager (scripts/ncsnpp_torch.py, `.venv`), same input
+//!    size, batch, device and number of repetitions, timed in the same run: tch / eager.
 //!
 //! Operators: inpainting (`T = I`) and the centred orthonormal 2-D FFT (MRI's `T`, defined
 //! here until the operators branch is merged). Run: `cargo bench --bench sampler`
@@ -104,8 +106,11 @@ fn main() {
         net.describe()
     );
     println!();
-    println!("| batch | operator | network eval (ms) | NFE/s | images/s | non-network per NFE (ms) | ratio |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| batch | network eval, tch (ms) | PyTorch eager (ms) | tch / eager | NFE/s | images/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut loop_rows = Vec::new();
 
     let steps = 20;
     for batch in [1i64, 8] {
@@ -114,6 +119,15 @@ fn main() {
         let t_net = time(reps, device, || {
             let _ = net.score(&x, &sigma).unwrap();
         });
+        let eager = eager_ms(&root, &spec, batch, reps, device);
+        println!(
+            "| {batch} | {:.1} | {} | {} | {:.3} | {:.3} |",
+            t_net * 1e3,
+            eager.map_or("n/a".into(), |e| format!("{e:.1}")),
+            eager.map_or("n/a".into(), |e| format!("{:.3}", t_net * 1e3 / e)),
+            1.0 / t_net,
+            batch as f64 / t_net
+        );
         let mask = Tensor::rand([1, 1, h, w], (Kind::Float, device))
             .gt(0.75)
             .to_kind(Kind::Float);
@@ -144,14 +158,48 @@ fn main() {
             let t_loop = time(reps.min(3).max(1), device, || {
                 let _ = reconstruct(&gauss, &op, &y, &opts).unwrap();
             }) / nfe;
-            println!(
-                "| {batch} | {name} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1}% |",
+            loop_rows.push(format!(
+                "| {batch} | {name} | {:.1} | {:.2} | {:.1}% |",
                 t_net * 1e3,
-                1.0 / t_net,
-                batch as f64 / t_net,
                 t_loop * 1e3,
                 100.0 * t_loop / t_net
-            );
+            ));
         }
     }
+    println!();
+    println!("| batch | operator | network eval (ms) | non-network per NFE (ms) | ratio |");
+    println!("|---|---|---|---|---|");
+    for r in loop_rows {
+        println!("{r}");
+    }
+}
+
+/// Median ms of one forward of the same architecture in PyTorch eager (None when the venv's
+/// Python is not there).
+fn eager_ms(
+    root: &std::path::Path,
+    spec: &ModelSpec,
+    batch: i64,
+    reps: usize,
+    device: Device,
+) -> Option<f64> {
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/ncsnpp_torch.py"))
+        .args([
+            "bench",
+            &serde_json::to_string(&spec.model).ok()?,
+            &batch.to_string(),
+            &reps.to_string(),
+            if device == Device::Cpu { "cpu" } else { "cuda" },
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "PyTorch eager bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
