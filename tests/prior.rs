@@ -525,3 +525,36 @@ fn ncsnpp_matches_the_pytorch_eager_port_on_saved_weights() {
     assert!(scale > 1e-3, "outputs too small to compare ({scale})");
     assert!(err < 1e-4 * scale, "max error {err} (scale {scale})");
 }
+
+/// `knn:FOLDER` over NIfTI files written by nibabel: every slice becomes a reference image in
+/// model space (MR: divided by the volume's 99.5th percentile, computed here by numpy).
+/// Needs `io::read_volume`, which the io branch implements: run with `--ignored` after merging.
+#[test]
+#[ignore = "needs io::read_volume from the io branch"]
+fn knn_folder_prior_reads_nifti_slices_into_model_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = python_array(
+        r#"
+import sys, numpy as np, nibabel as nib
+out, folder = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+vols = []
+for i in range(2):
+    v = rng.uniform(0, 1000, size=(12, 10, 3)).astype(np.int16)  # (i, j, k): 3 slices of 10 rows x 12 columns
+    img = nib.Nifti1Image(v, np.eye(4))
+    img.header['intent_name'] = b''
+    nib.save(img, f"{folder}/vol{i}.nii.gz")
+    p = np.sort(v.astype(np.float64).ravel())[int(round(0.995 * (v.size - 1)))]
+    vols.append((v.astype(np.float64) / p).transpose(2, 1, 0))  # slices, rows, columns
+np.concatenate(vols, 0).astype('<f8').tofile(out)
+"#,
+        &[dir.path().to_str().unwrap()],
+    );
+    let prior =
+        NearestNeighbourPrior::from_folder(dir.path(), Estimator::Exact, Device::Cpu).unwrap();
+    assert_eq!(prior.len(), 6);
+    assert_eq!(prior.image_size(), [10, 12]);
+    let got = prior.reference().to_kind(Kind::Double).flatten(0, -1);
+    let exp = Tensor::from_slice(&expected);
+    assert!(max_abs(&(got - exp)) < 1e-5);
+}
