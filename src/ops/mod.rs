@@ -18,6 +18,7 @@ pub mod masks;
 pub mod metal;
 pub mod mri;
 pub mod norm;
+pub mod projection;
 pub mod radon;
 pub mod rng;
 
