@@ -503,6 +503,17 @@ impl Transform for Radon {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// FBP (ramp filter) over the angles with any measured bin, at their own `pi / (2 n)` scale.
+    fn inverse_masked(&self, y: &Tensor, mask: &Tensor) -> Tensor {
+        let measured = mask
+            .sum_dim_intlist(&[0i64, 1, 3][..], false, Kind::Float)
+            .gt(0.0);
+        let measured = Vec::<bool>::try_from(measured.to_device(Device::Cpu)).unwrap_or_default();
+        let rows: Vec<usize> = (0..measured.len()).filter(|&i| measured[i]).collect();
+        self.fbp(&(y * mask), Filter::Ramp, &rows)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn image_shape(&self) -> [i64; 2] {
         let n = self.geometry.image_size as i64;
         [n, n]
