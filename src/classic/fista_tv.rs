@@ -41,7 +41,7 @@ impl Default for FistaTv {
             nonneg: true,
             max_iter: 300,
             tol: 1e-4,
-            inner_iter: 20,
+            inner_iter: 10,
             monotone: true,
             lipschitz: None,
         }
