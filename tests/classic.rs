@@ -213,6 +213,13 @@ fn mfista_objective_never_increases_and_fista_reaches_the_same_minimum() {
     let m = fista_tv(&op, &y, &base).unwrap();
     let f: Vec<f64> = m.objective.iter().map(|v| v[0]).collect();
     assert!(f.windows(2).all(|p| p[1] <= p[0]), "MFISTA objective rose");
+    // The recorded objective is that of the returned image (FISTA updates `A x` by linearity).
+    let exact = objective(&op, &m.x, &y, weight).double_value(&[0]);
+    assert!(
+        (exact / f.last().unwrap() - 1.0).abs() < 1e-5,
+        "{exact} vs {:?}",
+        f.last()
+    );
     let plain = fista_tv(
         &op,
         &y,
