@@ -308,6 +308,26 @@ fn fastmri_line_masks_match_the_formulas() {
                 offsets_seen.iter().all(|s| *s),
                 "{kind:?}: offsets {offsets_seen:?} not all drawn"
             );
+            // With the offset given (fastMRI's `offset` argument), mask for mask.
+            let spec = MaskSpec {
+                kind,
+                acceleration: accel as f64,
+                center_fraction: cf,
+                seed: 0,
+            };
+            for (o, r) in reference.iter().enumerate() {
+                let m = spec.build_with_offset(2, n as i64, o).unwrap();
+                let ours: Vec<bool> = vec64(&m.get(0).get(0).get(1))
+                    .iter()
+                    .map(|v| *v > 0.5)
+                    .collect();
+                assert_eq!(&ours, r, "{kind:?} N={n} offset {o}");
+            }
+            let err = spec
+                .build_with_offset(2, n as i64, reference.len())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("offset"), "{err}");
         }
         // EquispacedMaskFractionFunc hits the acceleration: N_low + (N - N_low)/adjusted = N/R.
         let adjusted = v[1];
@@ -447,6 +467,12 @@ fn bad_mask_parameters_are_refused() {
     assert!(err(spec(MaskKind::EquispacedFraction, 4.0, 0.3)).contains("exceeds"));
     assert!(err(spec(MaskKind::Equispaced, 2.5, 0.08)).contains("equispaced-fraction"));
     assert!(spec(MaskKind::Poisson, 4.0, 0.08).build(0, 64).is_err());
+    let random = spec(MaskKind::Random, 4.0, 0.08);
+    assert!(random
+        .build_with_offset(8, 8, 0)
+        .unwrap_err()
+        .to_string()
+        .contains("offset"));
     assert!(MaskKind::parse("radial")
         .unwrap_err()
         .to_string()

@@ -41,7 +41,7 @@ impl Default for FistaTv {
             nonneg: true,
             max_iter: 300,
             tol: 1e-4,
-            inner_iter: 20,
+            inner_iter: 10,
             monotone: true,
             lipschitz: None,
         }
@@ -70,11 +70,19 @@ pub struct FistaTvResult {
 
 /// `1/2 ||A x - y||^2 + w TV(x)` per image, `[B]` double.
 pub fn objective(op: &MeasurementOperator, x: &Tensor, y: &Tensor, weight: f64) -> Tensor {
+    objective_given(&op.forward(x), x, &(y * &op.mask), weight)
+}
+
+/// The objective from `A x` already computed (`y` zero-filled).
+fn objective_given(ax: &Tensor, x: &Tensor, y: &Tensor, weight: f64) -> Tensor {
     let b = x.size()[0];
-    let r = (op.forward(x) - y * &op.mask).abs().square();
+    let r = (ax - y).abs().square();
     let fidelity = r.reshape([b, -1]).sum_dim_intlist(1, false, Kind::Double) * 0.5;
     fidelity + total_variation(x) * weight
 }
+
+/// Iterations between exact recomputations of `A y_k` (see the loop).
+const REFRESH: usize = 50;
 
 /// Run FISTA-TV on the zero-filled measurement `y` (`[B, 1, M, K]`, stored as in ops/mod.rs),
 /// starting from `T^-1 y` (FBP / zero-filled inverse FFT).
@@ -114,8 +122,10 @@ pub fn fista_tv(op: &MeasurementOperator, y: &Tensor, opts: &FistaTv) -> Result<
 
     let b = start.size()[0];
     let mut x = project(start);
-    let mut f_x = objective(op, &x, &y, weight);
+    let mut ax = op.forward(&x);
+    let mut f_x = objective_given(&ax, &x, &y, weight);
     let mut momentum_point = x.shallow_clone();
+    let mut a_momentum = ax.shallow_clone();
     let mut t = 1.0f64;
     let mut dual = TvDual::zeros_like(&x);
     let mut history = Vec::new();
@@ -123,7 +133,7 @@ pub fn fista_tv(op: &MeasurementOperator, y: &Tensor, opts: &FistaTv) -> Result<
     let mut iterations = 0;
     for _ in 0..opts.max_iter {
         iterations += 1;
-        let grad = op.adjoint(&(op.forward(&momentum_point) - &y));
+        let grad = op.adjoint(&(&a_momentum - &y));
         let z = prox_tv(
             &(&momentum_point - grad * step),
             theta,
@@ -131,25 +141,34 @@ pub fn fista_tv(op: &MeasurementOperator, y: &Tensor, opts: &FistaTv) -> Result<
             opts.inner_iter,
             &mut dual,
         );
-        let (x_next, f_next) = if opts.monotone {
+        let az = op.forward(&z);
+        let f_z = objective_given(&az, &z, &y, weight);
+        let (x_next, ax_next, f_next) = if opts.monotone {
             // MFISTA: x_k = argmin {F(z), F(x_{k-1})}, per image.
-            let f_z = objective(op, &z, &y, weight);
-            let keep_z = f_z.le_tensor(&f_x);
-            let choose = keep_z.to_kind(z.kind()).reshape([b, 1, 1, 1]);
+            let choose = f_z.le_tensor(&f_x).to_kind(z.kind()).reshape([b, 1, 1, 1]);
             let x_next = &z * &choose + &x * (1.0 - &choose);
-            (x_next, f_z.minimum(&f_x))
+            let ax_next = &az * &choose + &ax * (1.0 - &choose);
+            (x_next, ax_next, f_z.minimum(&f_x))
         } else {
-            let f_z = objective(op, &z, &y, weight);
-            (z.shallow_clone(), f_z)
+            (z.shallow_clone(), az.shallow_clone(), f_z)
         };
         let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
         // y_{k+1} = x_k + t_k/t_{k+1} (z_k - x_k) + (t_k - 1)/t_{k+1} (x_k - x_{k-1}); for plain
         // FISTA z_k = x_k and this is the usual extrapolation.
-        momentum_point =
-            &x_next + (&z - &x_next) * (t / t_next) + (&x_next - &x) * ((t - 1.0) / t_next);
+        let (c1, c2) = (t / t_next, (t - 1.0) / t_next);
+        momentum_point = &x_next + (&z - &x_next) * c1 + (&x_next - &x) * c2;
+        // A is linear, so A y_{k+1} is the same combination of A z, A x_k and A x_{k-1}: one
+        // application of A and one of A^T per iteration (A is the costly part for CT).
+        // Recomputed exactly now and then so that rounding cannot accumulate.
+        a_momentum = if iterations % REFRESH == 0 {
+            op.forward(&momentum_point)
+        } else {
+            &ax_next + (&az - &ax_next) * c1 + (&ax_next - &ax) * c2
+        };
         let change = relative_change(&z, &x, b)?;
         history.push(Vec::<f64>::try_from(&f_next)?);
         x = x_next;
+        ax = ax_next;
         f_x = f_next;
         t = t_next;
         if change.iter().all(|c| *c <= opts.tol) {

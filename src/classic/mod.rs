@@ -113,7 +113,7 @@ impl Baseline {
 /// `1/2 ||A x - y||^2 + w TV(x)` is invariant under `x -> c x` when `w` scales with `c`, and
 /// under `A -> a A` when `w` scales with `a^2`, so relative weights carry over between CT and
 /// MRI and between intensity scales.
-pub const RELATIVE_TV_GRID: [f64; 7] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1];
+pub const RELATIVE_TV_GRID: [f64; 9] = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1];
 
 /// One weight tried.
 #[derive(Clone, Copy, Debug, serde::Serialize)]

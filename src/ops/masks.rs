@@ -95,6 +95,25 @@ impl MaskSpec {
 
     /// The mask as a `[1, 1, H, W]` f32 tensor on the CPU (move it with `.to_device`).
     pub fn build(&self, h: i64, w: i64) -> Result<Tensor> {
+        self.build_at(h, w, None)
+    }
+
+    /// An equispaced mask with a given offset of its first outer line instead of a random one
+    /// (fastMRI's `offset` argument; e.g. to match the lines of a prospective acquisition).
+    /// The offset must lie in `[0, round(R))` (`[0, round(R'))` for `equispaced-fraction`).
+    pub fn build_with_offset(&self, h: i64, w: i64, offset: usize) -> Result<Tensor> {
+        ensure!(
+            matches!(
+                self.kind,
+                MaskKind::Equispaced | MaskKind::EquispacedFraction
+            ),
+            "mask offset {offset}: only the equispaced masks have an offset, not {}",
+            self.kind.name()
+        );
+        self.build_at(h, w, Some(offset))
+    }
+
+    fn build_at(&self, h: i64, w: i64, offset: Option<usize>) -> Result<Tensor> {
         ensure!(
             h >= 1 && w >= 1,
             "mask size {h}x{w}: both sides must be at least 1"
@@ -114,7 +133,7 @@ impl MaskSpec {
             .map(|b| b as u8 as f32)
             .collect(),
             _ => {
-                let line = self.lines(w_us, &mut rng)?;
+                let line = self.lines_at(w_us, &mut rng, offset)?;
                 (0..h_us)
                     .flat_map(|_| line.iter().map(|b| *b as u8 as f32))
                     .collect()
@@ -125,6 +144,10 @@ impl MaskSpec {
 
     /// The 1-D column selection of the line masks (`n` = number of phase-encoding lines).
     pub fn lines(&self, n: usize, rng: &mut ChaCha8Rng) -> Result<Vec<bool>> {
+        self.lines_at(n, rng, None)
+    }
+
+    fn lines_at(&self, n: usize, rng: &mut ChaCha8Rng, offset: Option<usize>) -> Result<Vec<bool>> {
         self.validate()?;
         ensure!(
             n >= 1,
@@ -141,14 +164,15 @@ impl MaskSpec {
                     "acceleration {r}: the equispaced mask steps by whole lines; use an integer \
                      or --mask equispaced-fraction"
                 );
-                let offset = rng.random_range(0..r.round_ties_even() as usize);
+                let offset = pick_offset(offset, r.round_ties_even() as usize, rng)?;
                 for j in equispaced_lines(n, r as usize, offset) {
                     mask[j] = true;
                 }
             }
             MaskKind::EquispacedFraction => {
                 let adjusted = adjusted_acceleration(n, r, n_low);
-                let offset = rng.random_range(0..(adjusted.round_ties_even() as usize).max(1));
+                let offset =
+                    pick_offset(offset, (adjusted.round_ties_even() as usize).max(1), rng)?;
                 for j in equispaced_fraction_lines(n, adjusted, offset) {
                     mask[j] = true;
                 }
@@ -185,6 +209,21 @@ impl MaskSpec {
             }
         }
         Ok(mask)
+    }
+}
+
+/// The given offset (checked against the `count` possible ones) or one drawn uniformly, as
+/// fastMRI's `rng.randint(0, high=count)`.
+fn pick_offset(given: Option<usize>, count: usize, rng: &mut ChaCha8Rng) -> Result<usize> {
+    match given {
+        Some(o) => {
+            ensure!(
+                o < count,
+                "mask offset {o}: must be below {count} for this acceleration"
+            );
+            Ok(o)
+        }
+        None => Ok(rng.random_range(0..count)),
     }
 }
 
