@@ -20,6 +20,14 @@ pub enum Command {
     Info(commands::info::InfoArgs),
     /// Convert any supported input to NIfTI, DICOM or PNG.
     Convert(commands::convert::ConvertArgs),
+    /// Sparse-view or limited-angle CT reconstruction (score-based, with FBP and FISTA-TV).
+    Ct(commands::recon::ReconArgs),
+    /// Undersampled MRI reconstruction (score-based, with zero-filled and TV).
+    Mri(commands::recon::ReconArgs),
+    /// Metal artifact removal (score-based, with FBP and linear interpolation).
+    Mar(commands::recon::ReconArgs),
+    /// Run many jobs from a YAML manifest; resumable, one folder per job, summary report.
+    Batch(commands::batch::BatchArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -27,5 +35,9 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Ct(a) => commands::recon::run(crate::job::Task::Ct, a),
+        Command::Mri(a) => commands::recon::run(crate::job::Task::Mri, a),
+        Command::Mar(a) => commands::recon::run(crate::job::Task::Mar, a),
+        Command::Batch(a) => commands::batch::run(a),
     }
 }

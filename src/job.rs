@@ -77,6 +77,9 @@ pub struct JobSpec {
     pub batch_size: usize,
     /// Classical baselines to run next to the score-based reconstruction.
     pub baselines: Vec<String>,
+    /// TV weight of fista_tv / tv relative to `||A||^2 * data range`; None: tuned on a
+    /// validation slice of the input (maximum SSIM), see docs/baselines.md.
+    pub tv_weight: Option<f64>,
     /// How an image whose size differs from the model's is handled: `error` or `pad` (centred
     /// zero-padding, cropped back afterwards).
     pub fit: String,
@@ -112,6 +115,7 @@ impl Default for JobSpec {
             device: "auto".into(),
             batch_size: 8,
             baselines: vec![],
+            tv_weight: None,
             fit: "error".into(),
             quiet: false,
         }

@@ -11,6 +11,7 @@ pub mod job;
 pub mod metrics;
 pub mod ops;
 pub mod phantom;
+pub mod pipeline;
 pub mod prior;
 pub mod progress;
 pub mod report;

@@ -1,4 +1,6 @@
 //! One module per subcommand: its arguments (clap derive) and its `run`.
 
+pub mod batch;
 pub mod convert;
 pub mod info;
+pub mod recon;

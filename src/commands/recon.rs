@@ -131,15 +131,42 @@ impl ReconArgs {
                 if let Some(v) = &self.$f { put(stringify!($f), serde_yaml_ng::to_value(v).unwrap()); }
             )*};
         }
-        opt!(full_views, limited_angle, photons, center_fraction, mask, snr_db, metal_threshold, model, sampler, steps, corrector_steps, snr, lambda, samples, seed, device, batch_size, fit);
+        opt!(
+            full_views,
+            limited_angle,
+            photons,
+            center_fraction,
+            mask,
+            snr_db,
+            metal_threshold,
+            model,
+            sampler,
+            steps,
+            corrector_steps,
+            snr,
+            lambda,
+            samples,
+            seed,
+            device,
+            batch_size,
+            fit
+        );
         if !self.acceleration.is_empty() {
-            put("acceleration", serde_yaml_ng::to_value(&self.acceleration).unwrap());
+            put(
+                "acceleration",
+                serde_yaml_ng::to_value(&self.acceleration).unwrap(),
+            );
         }
         if self.insert_metal {
             put("insert_metal", Value::Bool(true));
         }
         if !self.baselines.is_empty() {
-            let b: Vec<String> = self.baselines.iter().filter(|b| b.as_str() != "none").map(|b| b.replace('-', "_")).collect();
+            let b: Vec<String> = self
+                .baselines
+                .iter()
+                .filter(|b| b.as_str() != "none")
+                .map(|b| b.replace('-', "_"))
+                .collect();
             put("baselines", serde_yaml_ng::to_value(b).unwrap());
         }
         if self.quiet {
@@ -152,8 +179,11 @@ impl ReconArgs {
     pub fn to_spec(&self, task: Task) -> Result<JobSpec> {
         let mut merged = match &self.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read the config", p.display()))?;
-                match serde_yaml_ng::from_str::<Value>(&text).with_context(|| format!("{}: not valid YAML", p.display()))? {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("{}: cannot read the config", p.display()))?;
+                match serde_yaml_ng::from_str::<Value>(&text)
+                    .with_context(|| format!("{}: not valid YAML", p.display()))?
+                {
                     Value::Mapping(m) => m,
                     Value::Null => Mapping::new(),
                     _ => anyhow::bail!("{}: a config is a mapping of settings", p.display()),
@@ -164,7 +194,11 @@ impl ReconArgs {
         for (k, v) in self.overrides() {
             merged.insert(k, v);
         }
-        let origin = self.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "command line".into());
+        let origin = self
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "command line".into());
         let spec = JobSpec::from_yaml(Some(task), &merged, &origin)?;
         spec.validate()?;
         Ok(spec)
@@ -173,7 +207,10 @@ impl ReconArgs {
 
 pub fn run(task: Task, args: ReconArgs) -> Result<()> {
     let spec = args.to_spec(task)?;
-    let out = args.out.clone().unwrap_or_else(|| crate::job::default_out(task));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::job::default_out(task));
     let report = crate::pipeline::run_to_dir(&spec, &out, args.force)?;
     crate::pipeline::print_summary(&report, &out);
     Ok(())
@@ -188,7 +225,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("c.yaml");
         std::fs::write(&cfg, "steps: 40\nsnr: 0.3\nviews: [10, 23]\n").unwrap();
-        let args = ReconArgs { input: Some(dir.path().to_path_buf()), config: Some(cfg), steps: Some(7), ..Default::default() };
+        let args = ReconArgs {
+            input: Some(dir.path().to_path_buf()),
+            config: Some(cfg),
+            steps: Some(7),
+            ..Default::default()
+        };
         let s = args.to_spec(Task::Ct).unwrap();
         assert_eq!(s.steps, 7);
         assert_eq!(s.snr, 0.3);
