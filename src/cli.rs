@@ -28,6 +28,8 @@ pub enum Command {
     Mar(commands::recon::ReconArgs),
     /// Run many jobs from a YAML manifest; resumable, one folder per job, summary report.
     Batch(commands::batch::BatchArgs),
+    /// The built-in demo: sparse-view CT and undersampled MRI on real scans, with baselines.
+    Demo(commands::demo::DemoArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -39,5 +41,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Mri(a) => commands::recon::run(crate::job::Task::Mri, a),
         Command::Mar(a) => commands::recon::run(crate::job::Task::Mar, a),
         Command::Batch(a) => commands::batch::run(a),
+        Command::Demo(a) => commands::demo::run(a),
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod batch;
 pub mod convert;
+pub mod demo;
 pub mod info;
 pub mod recon;
