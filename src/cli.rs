@@ -20,6 +20,8 @@ pub enum Command {
     Info(commands::info::InfoArgs),
     /// Convert any supported input to NIfTI, DICOM or PNG.
     Convert(commands::convert::ConvertArgs),
+    /// Simulate a measurement (sparse-view, limited-angle or metal CT) from a volume or phantom.
+    Simulate(commands::simulate::SimulateArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -27,5 +29,6 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Simulate(a) => commands::simulate::run(a),
     }
 }

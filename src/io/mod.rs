@@ -4,6 +4,7 @@
 //! behind them are chosen from the path (extension, or a folder for a DICOM series).
 
 pub mod atomic;
+pub mod measurement;
 
 use crate::volume::Volume;
 use anyhow::Result;
