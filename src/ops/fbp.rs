@@ -199,8 +199,6 @@ pub fn fbp(
         .collect();
     let scale = (std::f64::consts::PI / (2.0 * rows.len() as f64) / geometry.pixel_size) as f32;
     let mut out = vec![0f32; b * n * n];
-    let radius = (n / 2) as f32;
-    let sc = (n_det / 2) as f32;
     let simd = avx2_available();
     // Blocks of rows: for each angle the block (a few KB) and the projection stay in L1.
     const BLOCK: usize = 16;
@@ -212,21 +210,26 @@ pub fn fbp(
             .par_chunks_mut(n * BLOCK)
             .enumerate()
             .for_each(|(bj, block)| {
-                for (q_padded, &(sin, cos)) in projections.chunks_exact(stride).zip(&trig) {
-                    let q = &q_padded[..n_det];
-                    for (r, line) in block.chunks_mut(n).enumerate() {
-                        // Pixel (j, i) sits at t = (i - N/2) cos - (j - N/2) sin on the detector,
-                        // bin t + n_det/2.
-                        let y = (bj * BLOCK + r) as f32 - radius;
-                        let base = sc - radius * cos - y * sin;
-                        let (i0, i1) = detector_run(n, n_det, base, cos);
-                        if simd {
-                            #[cfg(target_arch = "x86_64")]
-                            // SAFETY: avx2_available() checked the CPU.
-                            unsafe {
-                                interp_run_avx2(line, q_padded, n_det, base, cos, i0, i1)
-                            };
-                        } else {
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: avx2_available() checked the CPU.
+                    unsafe {
+                        backproject_block_avx2(
+                            block,
+                            n,
+                            bj * BLOCK,
+                            projections,
+                            stride,
+                            n_det,
+                            &trig,
+                        )
+                    };
+                } else {
+                    for (q_padded, &(sin, cos)) in projections.chunks_exact(stride).zip(&trig) {
+                        let q = &q_padded[..n_det];
+                        for (r, line) in block.chunks_mut(n).enumerate() {
+                            let base = detector_base(bj * BLOCK + r, n, n_det, sin, cos);
+                            let (i0, i1) = detector_run(n, n_det, base, cos);
                             interp_run(line, q, base, cos, i0, i1);
                         }
                     }
@@ -251,66 +254,145 @@ pub(crate) fn avx2_available() -> bool {
     }
 }
 
-/// Zeros after each filtered projection (see `interp_run_avx2`).
-const PAD: usize = 16;
+/// Detector position (in bins) of pixel `(row, 0)`: pixel `(j, i)` sits at
+/// `t = (i - N/2) cos - (j - N/2) sin`, bin `t + n_det/2`; along the row it moves by `cos`.
+#[inline(always)]
+fn detector_base(row: usize, n: usize, n_det: usize, sin: f32, cos: f32) -> f32 {
+    let radius = (n / 2) as f32;
+    (n_det / 2) as f32 - radius * cos - (row as f32 - radius) * sin
+}
 
-/// [`interp_run`] 8 pixels at a time (AVX2), positions rounded as the scalar code rounds them.
-///
-/// `|step| = |cos| <= 1`, so 8 neighbouring pixels read bins `kmin..=kmin + 8` and their right
-/// neighbours: two 8-bin loads from `kmin` and in-register permutes replace the gathers, which
-/// are slow on many x86 cores. `q_padded` holds the `n_det` bins then `PAD` zeros.
+/// Back projection of a block of rows with AVX2: for each run of 8 pixels the sum over a chunk
+/// of angles stays in a register. Pixels whose detector position leaves `[0, n_det - 1]` for
+/// some angle (the corners) take the scalar path for that angle.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn interp_run_avx2(
-    line: &mut [f32],
-    q_padded: &[f32],
+unsafe fn backproject_block_avx2(
+    block: &mut [f32],
+    n: usize,
+    row0: usize,
+    projections: &[f32],
+    stride: usize,
+    n_det: usize,
+    trig: &[(f32, f32)],
+) {
+    use std::arch::x86_64::*;
+    const CHUNK: usize = 8;
+    for chunk in (0..trig.len()).step_by(CHUNK) {
+        let angles = chunk..(chunk + CHUNK).min(trig.len());
+        for (r, line) in block.chunks_mut(n).enumerate() {
+            let mut bases = [0f32; CHUNK];
+            let mut runs = [(0usize, 0usize); CHUNK];
+            for (c, a) in angles.clone().enumerate() {
+                let (sin, cos) = trig[a];
+                bases[c] = detector_base(row0 + r, n, n_det, sin, cos);
+                runs[c] = detector_run(n, n_det, bases[c], cos);
+            }
+            let mut g = 0;
+            while g + 8 <= n {
+                let out = line.as_mut_ptr().add(g);
+                let mut acc = _mm256_loadu_ps(out);
+                for (c, a) in angles.clone().enumerate() {
+                    let q = &projections[a * stride..(a + 1) * stride];
+                    let (i0, i1) = runs[c];
+                    let step = trig[a].1;
+                    if g >= i0 && g + 8 <= i1 {
+                        acc = _mm256_add_ps(acc, interp8_avx2(q, n_det, bases[c], step, g));
+                    } else if g + 8 > i0 && g < i1 {
+                        let mut part = [0f32; 8];
+                        let (lo, hi) = (i0.max(g), i1.min(g + 8));
+                        for i in lo..hi {
+                            part[i - g] = interp_at(&q[..n_det], bases[c] + i as f32 * step);
+                        }
+                        acc = _mm256_add_ps(acc, _mm256_loadu_ps(part.as_ptr()));
+                    }
+                }
+                _mm256_storeu_ps(out, acc);
+                g += 8;
+            }
+            for (c, a) in angles.clone().enumerate() {
+                let q = &projections[a * stride..a * stride + n_det];
+                let (i0, i1) = runs[c];
+                interp_run(line, q, bases[c], trig[a].1, i0.max(g), i1.max(g));
+            }
+        }
+    }
+}
+
+/// `interp(q, pos)` for `0 <= pos <= len(q) - 1`, as [`interp_run`] computes it.
+#[inline(always)]
+fn interp_at(q: &[f32], p: f32) -> f32 {
+    let k = (p as usize).min(q.len() - 2);
+    let f = p - k as f32;
+    q[k] + f * (q[k + 1] - q[k])
+}
+
+/// Zeros after each filtered projection (see `interp8_avx2`).
+const PAD: usize = 16;
+
+/// `interp(q, base + i * step)` for the 8 pixels `i = g..g + 8`, all inside the detector,
+/// positions rounded as the scalar code rounds them.
+///
+/// `|step| = |cos| <= 1`, so 8 neighbouring pixels read bins `kmin..=kmin + 8` and their right
+/// neighbours: 8-bin loads from `kmin` and in-register permutes replace the gathers, which are
+/// slow on many x86 cores. `q` holds the `n_det` bins then `PAD` zeros.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn interp8_avx2(
+    q: &[f32],
     n_det: usize,
     base: f32,
     step: f32,
-    i0: usize,
-    i1: usize,
-) {
+    g: usize,
+) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
-    debug_assert!(step.abs() <= 1.0 && q_padded.len() >= n_det + PAD);
+    debug_assert!(step.abs() <= 1.0 && q.len() >= n_det + PAD);
     let top = n_det as i32 - 2;
-    let vtop = _mm256_set1_epi32(top);
-    let seven = _mm256_set1_epi32(7);
-    let one = _mm256_set1_epi32(1);
     let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
-    let (vbase, vstep) = (_mm256_set1_ps(base), _mm256_set1_ps(step));
-    let q = q_padded.as_ptr();
-    let mut i = i0;
-    while i + 8 <= i1 {
-        let idx = _mm256_add_ps(_mm256_set1_ps(i as f32), lanes);
-        let p = _mm256_add_ps(vbase, _mm256_mul_ps(idx, vstep));
-        let k = _mm256_min_epi32(_mm256_cvttps_epi32(p), vtop);
-        let f = _mm256_sub_ps(p, _mm256_cvtepi32_ps(k));
-        // The smallest bin is at the first or the last lane (positions are monotonic).
-        let k_first = ((base + i as f32 * step) as i32).min(top);
-        let k_last = ((base + (i + 7) as f32 * step) as i32).min(top);
-        let kmin = k_first.min(k_last);
-        // SAFETY: detector_run keeps 0 <= kmin <= n_det - 2; kmin + 16 <= n_det + PAD.
+    let idx = _mm256_add_ps(_mm256_set1_ps(g as f32), lanes);
+    let p = _mm256_add_ps(
+        _mm256_set1_ps(base),
+        _mm256_mul_ps(idx, _mm256_set1_ps(step)),
+    );
+    let k = _mm256_min_epi32(_mm256_cvttps_epi32(p), _mm256_set1_epi32(top));
+    let f = _mm256_sub_ps(p, _mm256_cvtepi32_ps(k));
+    // The smallest and largest bins are at the first and last lanes (positions are monotonic).
+    let k_first = _mm256_cvtsi256_si32(k);
+    let k_last = _mm256_extract_epi32::<7>(k);
+    let (kmin, kmax) = (k_first.min(k_last), k_first.max(k_last));
+    let d = _mm256_sub_epi32(k, _mm256_set1_epi32(kmin));
+    let q = q.as_ptr();
+    // SAFETY: the pixels are inside the detector, so 0 <= kmin <= n_det - 2 and
+    // kmin + 16 <= n_det + PAD.
+    let (qa, qb) = if kmax - kmin <= 7 {
+        // The usual case: the 8 left neighbours lie in one 8-bin window, the right ones in the
+        // window one bin further.
+        (
+            _mm256_permutevar8x32_ps(_mm256_loadu_ps(q.add(kmin as usize)), d),
+            _mm256_permutevar8x32_ps(_mm256_loadu_ps(q.add(kmin as usize + 1)), d),
+        )
+    } else {
+        // |step| = 1 (or a rounding at a bin edge): bins span 9; two windows and a blend.
+        // permutevar uses the low 3 bits of each index: lanes with d > 7 take `hi`.
+        let seven = _mm256_set1_epi32(7);
         let lo = _mm256_loadu_ps(q.add(kmin as usize));
         let hi = _mm256_loadu_ps(q.add(kmin as usize + 8));
-        let d = _mm256_sub_epi32(k, _mm256_set1_epi32(kmin));
-        let d1 = _mm256_add_epi32(d, one);
-        // permutevar uses the low 3 bits of each index: lanes with d > 7 take `hi`.
-        let qa = _mm256_blendv_ps(
-            _mm256_permutevar8x32_ps(lo, d),
-            _mm256_permutevar8x32_ps(hi, d),
-            _mm256_castsi256_ps(_mm256_cmpgt_epi32(d, seven)),
-        );
-        let qb = _mm256_blendv_ps(
-            _mm256_permutevar8x32_ps(lo, d1),
-            _mm256_permutevar8x32_ps(hi, d1),
-            _mm256_castsi256_ps(_mm256_cmpgt_epi32(d1, seven)),
-        );
-        let v = _mm256_fmadd_ps(f, _mm256_sub_ps(qb, qa), qa);
-        let out = line.as_mut_ptr().add(i);
-        _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), v));
-        i += 8;
-    }
-    interp_run(line, &q_padded[..n_det], base, step, i, i1);
+        let d1 = _mm256_add_epi32(d, _mm256_set1_epi32(1));
+        (
+            _mm256_blendv_ps(
+                _mm256_permutevar8x32_ps(lo, d),
+                _mm256_permutevar8x32_ps(hi, d),
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(d, seven)),
+            ),
+            _mm256_blendv_ps(
+                _mm256_permutevar8x32_ps(lo, d1),
+                _mm256_permutevar8x32_ps(hi, d1),
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(d1, seven)),
+            ),
+        )
+    };
+    _mm256_fmadd_ps(f, _mm256_sub_ps(qb, qa), qa)
 }
 
 /// The run `i0..i1` of the `n` pixels whose detector position `base + i * step` lies in
