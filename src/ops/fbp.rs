@@ -160,6 +160,18 @@ pub fn fbp(
     filter: Filter,
     rows: &[usize],
 ) -> Result<Vec<f32>> {
+    fbp_with(geometry, sinograms, b, filter, rows, avx2_available())
+}
+
+/// [`fbp`] with the vector kernels on or off (tests compare the two).
+fn fbp_with(
+    geometry: &Geometry,
+    sinograms: &[f32],
+    b: usize,
+    filter: Filter,
+    rows: &[usize],
+    simd: bool,
+) -> Result<Vec<f32>> {
     let (n, n_det, n_ang) = (geometry.image_size, geometry.n_det, geometry.n_angles());
     ensure!(
         !rows.is_empty(),
@@ -199,7 +211,6 @@ pub fn fbp(
         .collect();
     let scale = (std::f64::consts::PI / (2.0 * rows.len() as f64) / geometry.pixel_size) as f32;
     let mut out = vec![0f32; b * n * n];
-    let simd = avx2_available();
     // Blocks of rows: for each angle the block (a few KB) and the projection stay in L1.
     const BLOCK: usize = 16;
     for (image, projections) in out
@@ -278,42 +289,50 @@ unsafe fn backproject_block_avx2(
 ) {
     use std::arch::x86_64::*;
     const CHUNK: usize = 8;
+    let eight = _mm256_set1_ps(8.0);
+    let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
     for chunk in (0..trig.len()).step_by(CHUNK) {
         let angles = chunk..(chunk + CHUNK).min(trig.len());
+        let m = angles.len();
         for (r, line) in block.chunks_mut(n).enumerate() {
             let mut bases = [0f32; CHUNK];
+            let mut steps = [0f32; CHUNK];
             let mut runs = [(0usize, 0usize); CHUNK];
             for (c, a) in angles.clone().enumerate() {
                 let (sin, cos) = trig[a];
                 bases[c] = detector_base(row0 + r, n, n_det, sin, cos);
+                steps[c] = cos;
                 runs[c] = detector_run(n, n_det, bases[c], cos);
             }
+            let mut idx = lanes;
             let mut g = 0;
             while g + 8 <= n {
                 let out = line.as_mut_ptr().add(g);
                 let mut acc = _mm256_loadu_ps(out);
-                for (c, a) in angles.clone().enumerate() {
-                    let q = &projections[a * stride..(a + 1) * stride];
+                for c in 0..m {
+                    let a = chunk + c;
                     let (i0, i1) = runs[c];
-                    let step = trig[a].1;
                     if g >= i0 && g + 8 <= i1 {
-                        acc = _mm256_add_ps(acc, interp8_avx2(q, n_det, bases[c], step, g));
+                        // SAFETY: projection `a` lies in `projections` with its PAD zeros.
+                        let q = projections.as_ptr().add(a * stride);
+                        acc = _mm256_add_ps(acc, interp8_avx2(q, bases[c], steps[c], idx));
                     } else if g + 8 > i0 && g < i1 {
+                        let q = &projections[a * stride..a * stride + n_det];
                         let mut part = [0f32; 8];
-                        let (lo, hi) = (i0.max(g), i1.min(g + 8));
-                        for i in lo..hi {
-                            part[i - g] = interp_at(&q[..n_det], bases[c] + i as f32 * step);
+                        for i in i0.max(g)..i1.min(g + 8) {
+                            part[i - g] = interp_at(q, bases[c] + i as f32 * steps[c]);
                         }
                         acc = _mm256_add_ps(acc, _mm256_loadu_ps(part.as_ptr()));
                     }
                 }
                 _mm256_storeu_ps(out, acc);
+                idx = _mm256_add_ps(idx, eight);
                 g += 8;
             }
             for (c, a) in angles.clone().enumerate() {
                 let q = &projections[a * stride..a * stride + n_det];
                 let (i0, i1) = runs[c];
-                interp_run(line, q, bases[c], trig[a].1, i0.max(g), i1.max(g));
+                interp_run(line, q, bases[c], steps[c], i0.max(g), i1.max(g));
             }
         }
     }
@@ -330,54 +349,52 @@ fn interp_at(q: &[f32], p: f32) -> f32 {
 /// Zeros after each filtered projection (see `interp8_avx2`).
 const PAD: usize = 16;
 
-/// `interp(q, base + i * step)` for the 8 pixels `i = g..g + 8`, all inside the detector,
-/// positions rounded as the scalar code rounds them.
+/// `interp(q, base + i * step)` for the 8 pixels `i` in `idx` (consecutive), all inside the
+/// detector, positions rounded as the scalar code rounds them.
 ///
-/// `|step| = |cos| <= 1`, so 8 neighbouring pixels read bins `kmin..=kmin + 8` and their right
-/// neighbours: 8-bin loads from `kmin` and in-register permutes replace the gathers, which are
-/// slow on many x86 cores. `q` holds the `n_det` bins then `PAD` zeros.
+/// `|step| = |cos| <= 1`, so 8 neighbouring pixels read at most 9 consecutive bins: 8-bin
+/// loads from the smallest bin and in-register permutes replace the gathers, which are slow on
+/// many x86 cores. `q` points at the `n_det` bins followed by `PAD` zeros.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn interp8_avx2(
-    q: &[f32],
-    n_det: usize,
+    q: *const f32,
     base: f32,
     step: f32,
-    g: usize,
+    idx: std::arch::x86_64::__m256,
 ) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
-    debug_assert!(step.abs() <= 1.0 && q.len() >= n_det + PAD);
-    let top = n_det as i32 - 2;
-    let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
-    let idx = _mm256_add_ps(_mm256_set1_ps(g as f32), lanes);
+    debug_assert!(step.abs() <= 1.0);
     let p = _mm256_add_ps(
         _mm256_set1_ps(base),
         _mm256_mul_ps(idx, _mm256_set1_ps(step)),
     );
-    let k = _mm256_min_epi32(_mm256_cvttps_epi32(p), _mm256_set1_epi32(top));
+    // Inside the detector p <= n_det - 1: k <= n_det - 1 and k + 1 reads a PAD zero with f = 0.
+    let k = _mm256_cvttps_epi32(p);
     let f = _mm256_sub_ps(p, _mm256_cvtepi32_ps(k));
-    // The smallest and largest bins are at the first and last lanes (positions are monotonic).
-    let k_first = _mm256_cvtsi256_si32(k);
-    let k_last = _mm256_extract_epi32::<7>(k);
-    let (kmin, kmax) = (k_first.min(k_last), k_first.max(k_last));
+    // Positions are monotonic: the smallest bin is in the first lane, or the last when step < 0.
+    let kmin = if step >= 0.0 {
+        _mm256_cvtsi256_si32(k)
+    } else {
+        _mm256_extract_epi32::<7>(k)
+    };
     let d = _mm256_sub_epi32(k, _mm256_set1_epi32(kmin));
-    let q = q.as_ptr();
-    // SAFETY: the pixels are inside the detector, so 0 <= kmin <= n_det - 2 and
-    // kmin + 16 <= n_det + PAD.
-    let (qa, qb) = if kmax - kmin <= 7 {
-        // The usual case: the 8 left neighbours lie in one 8-bin window, the right ones in the
-        // window one bin further.
+    // SAFETY: 0 <= kmin <= n_det - 1, and the widest read ends at kmin + 16 <= n_det + PAD.
+    let w = q.add(kmin as usize);
+    let (qa, qb) = if 7.0 * step.abs() < 6.999 {
+        // The 8 pixels span at most 8 bins: the left neighbours lie in one 8-bin window, the
+        // right ones in the window one bin further.
         (
-            _mm256_permutevar8x32_ps(_mm256_loadu_ps(q.add(kmin as usize)), d),
-            _mm256_permutevar8x32_ps(_mm256_loadu_ps(q.add(kmin as usize + 1)), d),
+            _mm256_permutevar8x32_ps(_mm256_loadu_ps(w), d),
+            _mm256_permutevar8x32_ps(_mm256_loadu_ps(w.add(1)), d),
         )
     } else {
-        // |step| = 1 (or a rounding at a bin edge): bins span 9; two windows and a blend.
-        // permutevar uses the low 3 bits of each index: lanes with d > 7 take `hi`.
+        // |step| about 1: the bins may span 9; two windows and a blend. permutevar uses the
+        // low 3 bits of each index, so lanes with d > 7 take `hi`.
         let seven = _mm256_set1_epi32(7);
-        let lo = _mm256_loadu_ps(q.add(kmin as usize));
-        let hi = _mm256_loadu_ps(q.add(kmin as usize + 8));
+        let lo = _mm256_loadu_ps(w);
+        let hi = _mm256_loadu_ps(w.add(8));
         let d1 = _mm256_add_epi32(d, _mm256_set1_epi32(1));
         (
             _mm256_blendv_ps(
@@ -448,6 +465,29 @@ mod tests {
         assert!(f[0].abs() < 2e-3, "{}", f[0]);
         assert!((f[512] - 1.0).abs() < 2e-3, "{}", f[512]);
         assert!(f.iter().all(|v| *v >= 0.0));
+    }
+
+    #[test]
+    fn vector_and_scalar_back_projections_agree() {
+        if !avx2_available() {
+            return; // nothing to compare on this CPU: the scalar path is the only one
+        }
+        // Odd sizes and a few angles near 0 and 90 degrees exercise the corners and both
+        // windows of the vector kernel.
+        let g = Geometry::new(37, 7)
+            .unwrap()
+            .with_angles(vec![0.0, 0.05, 1.0, 45.0, 89.99, 90.0, 135.0])
+            .unwrap();
+        let sino: Vec<f32> = (0..g.n_angles() * g.n_det)
+            .map(|k| ((k * 7919) % 101) as f32 / 101.0)
+            .collect();
+        let rows: Vec<usize> = (0..g.n_angles()).collect();
+        let a = fbp_with(&g, &sino, 1, Filter::Hann, &rows, true).unwrap();
+        let b = fbp_with(&g, &sino, 1, Filter::Hann, &rows, false).unwrap();
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!((x - y).abs() <= 1e-5 * scale, "pixel {k}: {x} vs {y}");
+        }
     }
 
     #[test]

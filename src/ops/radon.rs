@@ -320,9 +320,9 @@ unsafe fn project_angle_avx2(p: &AngleParams, plane: &[f32], n: usize, sino: &mu
     }
 }
 
-fn project_angle_dispatch(p: &AngleParams, plane: &[f32], n: usize, sino: &mut [f32]) {
+fn project_angle_dispatch(p: &AngleParams, plane: &[f32], n: usize, sino: &mut [f32], simd: bool) {
     #[cfg(target_arch = "x86_64")]
-    if super::fbp::avx2_available() {
+    if simd {
         // SAFETY: the CPU has the features the function was compiled for.
         return unsafe { project_angle_avx2(p, plane, n, sino) };
     }
@@ -377,6 +377,11 @@ impl Radon {
 
     /// Forward projection of host images (`b` images of `n * n`, row major) into sinograms.
     pub fn project(&self, images: &[f32], b: usize) -> Vec<f32> {
+        self.project_with(images, b, super::fbp::avx2_available())
+    }
+
+    /// [`Radon::project`] with the vector kernel on or off (tests compare the two).
+    fn project_with(&self, images: &[f32], b: usize, simd: bool) -> Vec<f32> {
         let n = self.geometry.image_size;
         let n_det = self.geometry.n_det;
         let n_ang = self.params.len();
@@ -401,7 +406,7 @@ impl Radon {
                 } else {
                     &planes[bi].0
                 };
-                project_angle_dispatch(p, plane, n, sino);
+                project_angle_dispatch(p, plane, n, sino, simd);
             });
         out
     }
@@ -603,6 +608,29 @@ mod tests {
             assert!(
                 (lhs - rhs).abs() / lhs.abs() < 1e-5,
                 "n={n}: {lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
+    fn vector_and_scalar_projections_agree() {
+        if !crate::ops::fbp::avx2_available() {
+            return; // the scalar path is the only one on this CPU
+        }
+        let g = Geometry::new(37, 1)
+            .unwrap()
+            .with_angles(vec![0.0, 0.05, 1.0, 44.99, 45.0, 89.99, 90.0, 135.0, 170.0])
+            .unwrap();
+        let r = Radon::new(g).unwrap();
+        let img: Vec<f32> = (0..37 * 37)
+            .map(|k| ((k * 7919) % 101) as f32 / 101.0)
+            .collect();
+        let a = r.project_with(&img, 1, true);
+        let b = r.project_with(&img, 1, false);
+        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                "bin {k}: {x} vs {y}"
             );
         }
     }
