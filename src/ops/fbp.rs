@@ -288,7 +288,7 @@ unsafe fn backproject_block_avx2(
     trig: &[(f32, f32)],
 ) {
     use std::arch::x86_64::*;
-    const CHUNK: usize = 8;
+    const CHUNK: usize = 16;
     let eight = _mm256_set1_ps(8.0);
     let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
     for chunk in (0..trig.len()).step_by(CHUNK) {
@@ -306,6 +306,21 @@ unsafe fn backproject_block_avx2(
             }
             let mut idx = lanes;
             let mut g = 0;
+            if runs[..m].iter().all(|&run| run == (0, n)) {
+                // The whole row is seen at every angle of the chunk (all but the corners).
+                while g + 8 <= n {
+                    let out = line.as_mut_ptr().add(g);
+                    let mut acc = _mm256_loadu_ps(out);
+                    for c in 0..m {
+                        // SAFETY: projection `chunk + c` lies in `projections` with its PAD zeros.
+                        let q = projections.as_ptr().add((chunk + c) * stride);
+                        acc = _mm256_add_ps(acc, interp8_avx2(q, bases[c], steps[c], idx));
+                    }
+                    _mm256_storeu_ps(out, acc);
+                    idx = _mm256_add_ps(idx, eight);
+                    g += 8;
+                }
+            }
             while g + 8 <= n {
                 let out = line.as_mut_ptr().add(g);
                 let mut acc = _mm256_loadu_ps(out);
@@ -422,6 +437,9 @@ fn detector_run(n: usize, n_det: usize, base: f32, step: f32) -> (usize, usize) 
         let p = base + i as f32 * step;
         p >= 0.0 && p <= last
     };
+    if n == 0 || (inside(0) && inside(n - 1)) {
+        return (0, n); // the usual case: the whole row is seen
+    }
     let (lo, hi) = if step.abs() < 1e-12 {
         (0.0, n as f32)
     } else {

@@ -190,6 +190,8 @@ struct AngleParams {
     offset: f64,
     shear: f64,
     slope: f64,
+    /// `1 / slope` (`cos` or `-sin`), so `span` multiplies instead of dividing.
+    inv_slope: f64,
     /// Path length of one step, `1 / |cos|` of the angle to the stepped axis, times the pixel size.
     weight: f32,
 }
@@ -212,6 +214,7 @@ impl AngleParams {
             offset: c - c * shear - sc * slope,
             shear,
             slope,
+            inv_slope: 1.0 / slope,
             weight: (pixel_size / step) as f32,
         }
     }
@@ -225,8 +228,8 @@ impl AngleParams {
     #[inline]
     fn span(&self, n: usize, n_det: usize, k: usize) -> (f32, f32, usize, usize) {
         let base = self.offset + k as f64 * self.shear;
-        let a = (-1.0 - base) / self.slope;
-        let b = (n as f64 - base) / self.slope;
+        let a = (-1.0 - base) * self.inv_slope;
+        let b = (n as f64 - base) * self.inv_slope;
         let mut s0 = (a.min(b).floor().max(0.0) as usize).min(n_det);
         let mut s1 = ((a.max(b).ceil() + 1.0).max(0.0) as usize).min(n_det);
         let (start, slope) = ((base + 1.0) as f32, self.slope as f32);
