@@ -291,51 +291,86 @@ unsafe fn backproject_block_avx2(
     const CHUNK: usize = 16;
     let eight = _mm256_set1_ps(8.0);
     let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let n_rows = block.len() / n;
     for chunk in (0..trig.len()).step_by(CHUNK) {
         let angles = chunk..(chunk + CHUNK).min(trig.len());
         let m = angles.len();
-        for (r, line) in block.chunks_mut(n).enumerate() {
+        // Per row of the block and angle of the chunk: detector position of the row's first
+        // pixel, and the run of pixels inside the detector.
+        let row_params = |r: usize| {
             let mut bases = [0f32; CHUNK];
-            let mut steps = [0f32; CHUNK];
             let mut runs = [(0usize, 0usize); CHUNK];
             for (c, a) in angles.clone().enumerate() {
                 let (sin, cos) = trig[a];
                 bases[c] = detector_base(row0 + r, n, n_det, sin, cos);
-                steps[c] = cos;
                 runs[c] = detector_run(n, n_det, bases[c], cos);
             }
-            let mut idx = lanes;
-            let mut g = 0;
-            if runs[..m].iter().all(|&run| run == (0, n)) {
-                // The whole row is seen at every angle of the chunk (all but the corners).
-                while g + 8 <= n {
-                    let out = line.as_mut_ptr().add(g);
-                    let mut acc = _mm256_loadu_ps(out);
-                    for c in 0..m {
-                        // SAFETY: projection `chunk + c` lies in `projections` with its PAD zeros.
-                        let q = projections.as_ptr().add((chunk + c) * stride);
-                        acc = _mm256_add_ps(acc, interp8_avx2(q, bases[c], steps[c], idx));
+            let whole = runs[..m].iter().all(|&run| run == (0, n));
+            (bases, runs, whole)
+        };
+        let mut r = 0;
+        while r < n_rows {
+            let (bases, runs, whole) = row_params(r);
+            if whole && r + 1 < n_rows {
+                let (bases1, _, whole1) = row_params(r + 1);
+                if whole1 {
+                    // Two rows seen whole at every angle of the chunk (all but the corners):
+                    // they share the pixel offsets `i * step` and the angle loop.
+                    let (line0, line1) = block[r * n..(r + 2) * n].split_at_mut(n);
+                    let mut idx = lanes;
+                    let mut g = 0;
+                    while g + 8 <= n {
+                        let (out0, out1) = (line0.as_mut_ptr().add(g), line1.as_mut_ptr().add(g));
+                        let (mut acc0, mut acc1) = (_mm256_loadu_ps(out0), _mm256_loadu_ps(out1));
+                        for c in 0..m {
+                            let step = trig[chunk + c].1;
+                            let offsets = _mm256_mul_ps(idx, _mm256_set1_ps(step));
+                            // SAFETY: projection `chunk + c` lies in `projections` with its PAD
+                            // zeros, and both rows are inside the detector.
+                            let q = projections.as_ptr().add((chunk + c) * stride);
+                            let p0 = _mm256_add_ps(_mm256_set1_ps(bases[c]), offsets);
+                            let p1 = _mm256_add_ps(_mm256_set1_ps(bases1[c]), offsets);
+                            acc0 = _mm256_add_ps(acc0, interp8_avx2(q, p0, step));
+                            acc1 = _mm256_add_ps(acc1, interp8_avx2(q, p1, step));
+                        }
+                        _mm256_storeu_ps(out0, acc0);
+                        _mm256_storeu_ps(out1, acc1);
+                        idx = _mm256_add_ps(idx, eight);
+                        g += 8;
                     }
-                    _mm256_storeu_ps(out, acc);
-                    idx = _mm256_add_ps(idx, eight);
-                    g += 8;
+                    for (c, a) in angles.clone().enumerate() {
+                        let q = &projections[a * stride..a * stride + n_det];
+                        let step = trig[a].1;
+                        interp_run(line0, q, bases[c], step, g, n);
+                        interp_run(line1, q, bases1[c], step, g, n);
+                    }
+                    r += 2;
+                    continue;
                 }
             }
+            let line = &mut block[r * n..(r + 1) * n];
+            let mut idx = lanes;
+            let mut g = 0;
             while g + 8 <= n {
                 let out = line.as_mut_ptr().add(g);
                 let mut acc = _mm256_loadu_ps(out);
                 for c in 0..m {
                     let a = chunk + c;
                     let (i0, i1) = runs[c];
-                    if g >= i0 && g + 8 <= i1 {
+                    let step = trig[a].1;
+                    if whole || (g >= i0 && g + 8 <= i1) {
                         // SAFETY: projection `a` lies in `projections` with its PAD zeros.
                         let q = projections.as_ptr().add(a * stride);
-                        acc = _mm256_add_ps(acc, interp8_avx2(q, bases[c], steps[c], idx));
+                        let p = _mm256_add_ps(
+                            _mm256_set1_ps(bases[c]),
+                            _mm256_mul_ps(idx, _mm256_set1_ps(step)),
+                        );
+                        acc = _mm256_add_ps(acc, interp8_avx2(q, p, step));
                     } else if g + 8 > i0 && g < i1 {
                         let q = &projections[a * stride..a * stride + n_det];
                         let mut part = [0f32; 8];
                         for i in i0.max(g)..i1.min(g + 8) {
-                            part[i - g] = interp_at(q, bases[c] + i as f32 * steps[c]);
+                            part[i - g] = interp_at(q, bases[c] + i as f32 * step);
                         }
                         acc = _mm256_add_ps(acc, _mm256_loadu_ps(part.as_ptr()));
                     }
@@ -347,8 +382,9 @@ unsafe fn backproject_block_avx2(
             for (c, a) in angles.clone().enumerate() {
                 let q = &projections[a * stride..a * stride + n_det];
                 let (i0, i1) = runs[c];
-                interp_run(line, q, bases[c], steps[c], i0.max(g), i1.max(g));
+                interp_run(line, q, bases[c], trig[a].1, i0.max(g), i1.max(g));
             }
+            r += 1;
         }
     }
 }
@@ -364,8 +400,8 @@ fn interp_at(q: &[f32], p: f32) -> f32 {
 /// Zeros after each filtered projection (see `interp8_avx2`).
 const PAD: usize = 16;
 
-/// `interp(q, base + i * step)` for the 8 pixels `i` in `idx` (consecutive), all inside the
-/// detector, positions rounded as the scalar code rounds them.
+/// `interp(q, p)` at the detector positions `p = base + i * step` of 8 consecutive pixels, all
+/// inside the detector (computed as the scalar code computes them: `base + (i * step)`).
 ///
 /// `|step| = |cos| <= 1`, so 8 neighbouring pixels read at most 9 consecutive bins: 8-bin
 /// loads from the smallest bin and in-register permutes replace the gathers, which are slow on
@@ -375,16 +411,11 @@ const PAD: usize = 16;
 #[inline]
 unsafe fn interp8_avx2(
     q: *const f32,
-    base: f32,
+    p: std::arch::x86_64::__m256,
     step: f32,
-    idx: std::arch::x86_64::__m256,
 ) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     debug_assert!(step.abs() <= 1.0);
-    let p = _mm256_add_ps(
-        _mm256_set1_ps(base),
-        _mm256_mul_ps(idx, _mm256_set1_ps(step)),
-    );
     // Inside the detector p <= n_det - 1: k <= n_det - 1 and k + 1 reads a PAD zero with f = 0.
     let k = _mm256_cvttps_epi32(p);
     let f = _mm256_sub_ps(p, _mm256_cvtepi32_ps(k));
