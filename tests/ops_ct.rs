@@ -303,8 +303,8 @@ fn metal_in_a_real_head_ct_streaks_and_its_trace_covers_the_metal() {
     let metal_mask = with_metal.metal_mask.clone().unwrap();
     let disk = in_disk(n);
     let outside = |k: usize| metal_mask[k] == 0.0 && disk(k);
-    let p_free = psnr(&free_fbp, &clean_slice_unit, &outside);
-    let p_metal = psnr(&with_metal.fbp, &clean_slice_unit, &outside);
+    let p_free = psnr(&free_fbp, &clean_slice_unit, outside);
+    let p_metal = psnr(&with_metal.fbp, &clean_slice_unit, outside);
     println!(
         "PSNR outside the metal: metal-free FBP {p_free:.2} dB, FBP with metal {p_metal:.2} dB"
     );
@@ -596,5 +596,5 @@ fn simulate_command_writes_a_readable_measurement() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let m = scorerecon::io::measurement::read_measurement(&out.join("measurement.json")).unwrap();
-    assert!(m.mask.iter().any(|&v| v == 0.0), "the metal trace is empty");
+    assert!(m.mask.contains(&0.0), "the metal trace is empty");
 }

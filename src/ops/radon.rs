@@ -522,11 +522,14 @@ impl Transform for Radon {
 
     fn describe(&self) -> String {
         let g = &self.geometry;
+        let angles = if g.angles_deg == full_angles(g.n_angles()) {
+            format!("{} angles over [0, 180) deg", g.n_angles())
+        } else {
+            format!("{} given angles", g.n_angles())
+        };
         format!(
-            "parallel-beam Radon (Joseph), {0}x{0} image, {1} angles over [0, 180) deg, {2} detector bins",
-            g.image_size,
-            g.n_angles(),
-            g.n_det
+            "parallel-beam Radon (Joseph), {0}x{0} image, {angles}, {1} detector bins",
+            g.image_size, g.n_det
         )
     }
 }
