@@ -598,3 +598,51 @@ fn simulate_command_writes_a_readable_measurement() {
     let m = scorerecon::io::measurement::read_measurement(&out.join("measurement.json")).unwrap();
     assert!(m.mask.contains(&0.0), "the metal trace is empty");
 }
+
+#[test]
+fn complex_measurements_round_trip_as_nifti_complex64() {
+    // The MRI side stores k-space the same way; nibabel must read the complex values back.
+    use scorerecon::io::measurement::*;
+    let (s, r, c) = (2usize, 4usize, 3usize);
+    let data: Vec<f32> = (0..2 * s * r * c).map(|k| k as f32 * 0.5 - 3.0).collect();
+    let mask: Vec<f32> = (0..s * r * c).map(|k| (k % 2) as f32).collect();
+    let m = Measurement {
+        meta: MeasurementMeta {
+            format: FORMAT_TAG.into(),
+            version: FORMAT_VERSION,
+            modality: MeasurementModality::Mri,
+            data_file: String::new(),
+            mask_file: String::new(),
+            shape: [s, r, c],
+            complex: true,
+            units: "test".into(),
+            ct: None,
+            mri: Some(serde_json::json!({"mask": "test"})),
+            seed: None,
+            source: "test".into(),
+            slices: vec![0, 1],
+            created_by: "test".into(),
+            history: vec![],
+        },
+        data: data.clone(),
+        mask,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("k.json");
+    write_measurement(&json, &m, false).unwrap();
+    let back = read_measurement(&json).unwrap();
+    assert_eq!(back.data, data);
+    assert_eq!(back.mask, m.mask);
+    // nibabel: complex64 of dims (c, r, s); element [col, row, slice] is data pair
+    // ((slice * r + row) * c + col).
+    let script = r#"
+import sys, nibabel as nib, numpy as np
+a = np.asanyarray(nib.load(sys.argv[2]).dataobj)
+assert a.dtype == np.complex64 and a.shape == (3, 4, 2), (a.dtype, a.shape)
+z = a.transpose(2, 1, 0).ravel()
+np.stack([z.real, z.imag], axis=1).astype("<f8").ravel().tofile(sys.argv[1])
+"#;
+    let v = common::python_array(script, &[dir.path().join("k.nii.gz").to_str().unwrap()]);
+    let got: Vec<f32> = v.iter().map(|x| *x as f32).collect();
+    assert_eq!(got, data);
+}
