@@ -209,6 +209,12 @@ fn fbp_with(
             (s as f32, c as f32)
         })
         .collect();
+    let (pairs, singles) = mirror_pairs(
+        &rows
+            .iter()
+            .map(|&r| geometry.angles_deg[r])
+            .collect::<Vec<_>>(),
+    );
     let scale = (std::f64::consts::PI / (2.0 * rows.len() as f64) / geometry.pixel_size) as f32;
     let mut out = vec![0f32; b * n * n];
     // Blocks of rows: for each angle the block (a few KB) and the projection stay in L1.
@@ -225,15 +231,14 @@ fn fbp_with(
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: avx2_available() checked the CPU.
                     unsafe {
-                        backproject_block_avx2(
-                            block,
-                            n,
-                            bj * BLOCK,
-                            projections,
+                        let view = Projections {
+                            data: projections,
                             stride,
                             n_det,
-                            &trig,
-                        )
+                            trig: &trig,
+                        };
+                        backproject_block_avx2(block, n, bj * BLOCK, &view, &singles);
+                        backproject_pairs_avx2(block, n, bj * BLOCK, &view, &pairs);
                     };
                 } else {
                     for (q_padded, &(sin, cos)) in projections.chunks_exact(stride).zip(&trig) {
@@ -282,25 +287,23 @@ unsafe fn backproject_block_avx2(
     block: &mut [f32],
     n: usize,
     row0: usize,
-    projections: &[f32],
-    stride: usize,
-    n_det: usize,
-    trig: &[(f32, f32)],
+    view: &Projections,
+    angle_ids: &[usize],
 ) {
     use std::arch::x86_64::*;
     const CHUNK: usize = 16;
+    let (projections, stride, n_det, trig) = (view.data, view.stride, view.n_det, view.trig);
     let eight = _mm256_set1_ps(8.0);
     let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
     let n_rows = block.len() / n;
-    for chunk in (0..trig.len()).step_by(CHUNK) {
-        let angles = chunk..(chunk + CHUNK).min(trig.len());
+    for angles in angle_ids.chunks(CHUNK) {
         let m = angles.len();
         // Per row of the block and angle of the chunk: detector position of the row's first
         // pixel, and the run of pixels inside the detector.
         let row_params = |r: usize| {
             let mut bases = [0f32; CHUNK];
             let mut runs = [(0usize, 0usize); CHUNK];
-            for (c, a) in angles.clone().enumerate() {
+            for (c, &a) in angles.iter().enumerate() {
                 let (sin, cos) = trig[a];
                 bases[c] = detector_base(row0 + r, n, n_det, sin, cos);
                 runs[c] = detector_run(n, n_det, bases[c], cos);
@@ -322,12 +325,12 @@ unsafe fn backproject_block_avx2(
                     while g + 8 <= n {
                         let (out0, out1) = (line0.as_mut_ptr().add(g), line1.as_mut_ptr().add(g));
                         let (mut acc0, mut acc1) = (_mm256_loadu_ps(out0), _mm256_loadu_ps(out1));
-                        for c in 0..m {
-                            let step = trig[chunk + c].1;
+                        for (c, &a) in angles.iter().enumerate() {
+                            let step = trig[a].1;
                             let offsets = _mm256_mul_ps(idx, _mm256_set1_ps(step));
-                            // SAFETY: projection `chunk + c` lies in `projections` with its PAD
-                            // zeros, and both rows are inside the detector.
-                            let q = projections.as_ptr().add((chunk + c) * stride);
+                            // SAFETY: projection `a` lies in `projections` with its PAD zeros,
+                            // and both rows are inside the detector.
+                            let q = projections.as_ptr().add(a * stride);
                             let p0 = _mm256_add_ps(_mm256_set1_ps(bases[c]), offsets);
                             let p1 = _mm256_add_ps(_mm256_set1_ps(bases1[c]), offsets);
                             acc0 = _mm256_add_ps(acc0, interp8_avx2(q, p0, step));
@@ -338,7 +341,7 @@ unsafe fn backproject_block_avx2(
                         idx = _mm256_add_ps(idx, eight);
                         g += 8;
                     }
-                    for (c, a) in angles.clone().enumerate() {
+                    for (c, &a) in angles.iter().enumerate() {
                         let q = &projections[a * stride..a * stride + n_det];
                         let step = trig[a].1;
                         interp_run(line0, q, bases[c], step, g, n);
@@ -354,8 +357,7 @@ unsafe fn backproject_block_avx2(
             while g + 8 <= n {
                 let out = line.as_mut_ptr().add(g);
                 let mut acc = _mm256_loadu_ps(out);
-                for c in 0..m {
-                    let a = chunk + c;
+                for (c, &a) in angles.iter().enumerate() {
                     let (i0, i1) = runs[c];
                     let step = trig[a].1;
                     if whole || (g >= i0 && g + 8 <= i1) {
@@ -379,7 +381,7 @@ unsafe fn backproject_block_avx2(
                 idx = _mm256_add_ps(idx, eight);
                 g += 8;
             }
-            for (c, a) in angles.clone().enumerate() {
+            for (c, &a) in angles.iter().enumerate() {
                 let q = &projections[a * stride..a * stride + n_det];
                 let (i0, i1) = runs[c];
                 interp_run(line, q, bases[c], trig[a].1, i0.max(g), i1.max(g));
@@ -387,6 +389,176 @@ unsafe fn backproject_block_avx2(
             r += 1;
         }
     }
+}
+
+/// The filtered projections as the back projection reads them: projection `a` at
+/// `data[a * stride..]`, `n_det` bins then `PAD` zeros, at the angle with `trig[a] = (sin, cos)`.
+struct Projections<'a> {
+    data: &'a [f32],
+    stride: usize,
+    n_det: usize,
+    trig: &'a [(f32, f32)],
+}
+
+/// Angles `theta` in (0, 90) paired with `180 - theta` when both are used (indices into
+/// `angles_deg`), and the angles left single. Pixel `(j, i)` reads the projection at `180 -
+/// theta` where pixel `(j, 2 (N/2) - i)` reads the one at `theta`, so a pair shares the
+/// position arithmetic.
+fn mirror_pairs(angles_deg: &[f64]) -> (Vec<(usize, usize)>, Vec<usize>) {
+    let reduced: Vec<f64> = angles_deg.iter().map(|a| a.rem_euclid(180.0)).collect();
+    let mut used = vec![false; reduced.len()];
+    let mut pairs = Vec::new();
+    for a in 0..reduced.len() {
+        if used[a] || !(reduced[a] > 0.0 && reduced[a] < 90.0) {
+            continue;
+        }
+        let partner = (0..reduced.len())
+            .find(|&b| !used[b] && b != a && (reduced[b] - (180.0 - reduced[a])).abs() < 1e-9);
+        if let Some(b) = partner {
+            used[a] = true;
+            used[b] = true;
+            pairs.push((a, b));
+        }
+    }
+    let singles = (0..reduced.len()).filter(|&a| !used[a]).collect();
+    (pairs, singles)
+}
+
+/// Back projection of mirror pairs of angles `(theta, 180 - theta)` over a block of rows with
+/// AVX2: the 8 positions computed for `theta` serve the mirrored pixels at `180 - theta`.
+/// Rows not seen whole at both angles go through the scalar path.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backproject_pairs_avx2(
+    block: &mut [f32],
+    n: usize,
+    row0: usize,
+    view: &Projections,
+    pairs: &[(usize, usize)],
+) {
+    use std::arch::x86_64::*;
+    const CHUNK: usize = 8;
+    let (projections, stride, n_det, trig) = (view.data, view.stride, view.n_det, view.trig);
+    let eight = _mm256_set1_ps(8.0);
+    let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    // Pixel i at theta and column c = 2 (N/2) - i at 180 - theta read the same position.
+    let mirror_of = 2 * (n / 2);
+    let groups = n / 8 * 8;
+    // Mirrored sums, column c at index c + 7 (a group of i = g..g+8 lands at mirror_of - g).
+    let mut mirror = vec![0f32; mirror_of + 16];
+    for chunk in pairs.chunks(CHUNK) {
+        for (r, line) in block.chunks_mut(n).enumerate() {
+            let row = row0 + r;
+            let mut whole = true;
+            let mut params = [(0f32, 0f32, 0f32, 0f32); CHUNK];
+            for (c, &(a, b)) in chunk.iter().enumerate() {
+                let (sa, ca) = trig[a];
+                let (sb, cb) = trig[b];
+                let base_a = detector_base(row, n, n_det, sa, ca);
+                let base_b = detector_base(row, n, n_det, sb, cb);
+                whole &= detector_run(n, n_det, base_a, ca) == (0, n)
+                    && detector_run(n, n_det, base_b, cb) == (0, n);
+                params[c] = (base_a, ca, base_b, cb);
+            }
+            if !whole {
+                for &(a, b) in chunk {
+                    for a in [a, b] {
+                        let (sin, cos) = trig[a];
+                        let q = &projections[a * stride..a * stride + n_det];
+                        let base = detector_base(row, n, n_det, sin, cos);
+                        let (i0, i1) = detector_run(n, n_det, base, cos);
+                        interp_run(line, q, base, cos, i0, i1);
+                    }
+                }
+                continue;
+            }
+            mirror.fill(0.0);
+            let mut idx = lanes;
+            let mut g = 0;
+            while g < groups {
+                let out = line.as_mut_ptr().add(g);
+                let out_m = mirror.as_mut_ptr().add(mirror_of - g);
+                let mut acc = _mm256_loadu_ps(out);
+                let mut acc_m = _mm256_setzero_ps();
+                for (c, &(a, b)) in chunk.iter().enumerate() {
+                    let (base_a, step) = (params[c].0, params[c].1);
+                    let p = _mm256_add_ps(
+                        _mm256_set1_ps(base_a),
+                        _mm256_mul_ps(idx, _mm256_set1_ps(step)),
+                    );
+                    // SAFETY: both projections lie in `projections` with their PAD zeros; the
+                    // row is inside the detector at theta, so every p is.
+                    let (v, v_m) = interp8_pair_avx2(
+                        projections.as_ptr().add(a * stride),
+                        projections.as_ptr().add(b * stride),
+                        p,
+                        step,
+                    );
+                    acc = _mm256_add_ps(acc, v);
+                    acc_m = _mm256_add_ps(acc_m, _mm256_permutevar8x32_ps(v_m, reverse));
+                }
+                _mm256_storeu_ps(out, acc);
+                _mm256_storeu_ps(out_m, acc_m);
+                idx = _mm256_add_ps(idx, eight);
+                g += 8;
+            }
+            // Columns the groups covered at 180 - theta: c = mirror_of - i for i < groups.
+            for c in 0..n {
+                if c + groups > mirror_of {
+                    line[c] += mirror[c + 7];
+                }
+            }
+            // The rest, scalar: pixels i >= groups at theta, columns c <= mirror_of - groups
+            // at 180 - theta.
+            for (c, &(a, b)) in chunk.iter().enumerate() {
+                let (base_a, step_a, base_b, step_b) = params[c];
+                let qa = &projections[a * stride..a * stride + n_det];
+                let qb = &projections[b * stride..b * stride + n_det];
+                interp_run(line, qa, base_a, step_a, groups, n);
+                let last = (mirror_of + 1).saturating_sub(groups).min(n);
+                interp_run(line, qb, base_b, step_b, 0, last);
+            }
+        }
+    }
+}
+
+/// [`interp8_avx2`] at the same positions in two projections.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn interp8_pair_avx2(
+    qa: *const f32,
+    qb: *const f32,
+    p: std::arch::x86_64::__m256,
+    step: f32,
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    let k = _mm256_cvttps_epi32(p);
+    let f = _mm256_sub_ps(p, _mm256_cvtepi32_ps(k));
+    let kmin = if step >= 0.0 {
+        _mm256_cvtsi256_si32(k)
+    } else {
+        _mm256_extract_epi32::<7>(k)
+    };
+    if 7.0 * step.abs() >= 6.999 {
+        return (interp8_avx2(qa, p, step), interp8_avx2(qb, p, step));
+    }
+    let d = _mm256_sub_epi32(k, _mm256_set1_epi32(kmin));
+    // SAFETY: as in interp8_avx2, the windows at kmin stay within the bins and their PAD.
+    let (wa, wb) = (qa.add(kmin as usize), qb.add(kmin as usize));
+    let (la, ra) = (
+        _mm256_permutevar8x32_ps(_mm256_loadu_ps(wa), d),
+        _mm256_permutevar8x32_ps(_mm256_loadu_ps(wa.add(1)), d),
+    );
+    let (lb, rb) = (
+        _mm256_permutevar8x32_ps(_mm256_loadu_ps(wb), d),
+        _mm256_permutevar8x32_ps(_mm256_loadu_ps(wb.add(1)), d),
+    );
+    (
+        _mm256_fmadd_ps(f, _mm256_sub_ps(ra, la), la),
+        _mm256_fmadd_ps(f, _mm256_sub_ps(rb, lb), lb),
+    )
 }
 
 /// `interp(q, pos)` for `0 <= pos <= len(q) - 1`, as [`interp_run`] computes it.
@@ -523,20 +695,37 @@ mod tests {
         }
         // Odd sizes and a few angles near 0 and 90 degrees exercise the corners and both
         // windows of the vector kernel.
-        let g = Geometry::new(37, 7)
-            .unwrap()
-            .with_angles(vec![0.0, 0.05, 1.0, 45.0, 89.99, 90.0, 135.0])
-            .unwrap();
-        let sino: Vec<f32> = (0..g.n_angles() * g.n_det)
-            .map(|k| ((k * 7919) % 101) as f32 / 101.0)
-            .collect();
-        let rows: Vec<usize> = (0..g.n_angles()).collect();
-        let a = fbp_with(&g, &sino, 1, Filter::Hann, &rows, true).unwrap();
-        let b = fbp_with(&g, &sino, 1, Filter::Hann, &rows, false).unwrap();
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!((x - y).abs() <= 1e-5 * scale, "pixel {k}: {x} vs {y}");
+        // Mirror pairs (theta, 180 - theta) take their own path: odd and even sizes.
+        for (n, angles) in [
+            (37, vec![0.0, 0.05, 1.0, 45.0, 89.99, 90.0, 135.0]),
+            (
+                40,
+                vec![10.0, 170.0, 30.0, 150.0, 0.0, 90.0, 60.0, 120.0, 5.0],
+            ),
+        ] {
+            let g = Geometry::new(n, 1).unwrap().with_angles(angles).unwrap();
+            let sino: Vec<f32> = (0..g.n_angles() * g.n_det)
+                .map(|k| ((k * 7919) % 101) as f32 / 101.0)
+                .collect();
+            let rows: Vec<usize> = (0..g.n_angles()).collect();
+            let a = fbp_with(&g, &sino, 1, Filter::Hann, &rows, true).unwrap();
+            let b = fbp_with(&g, &sino, 1, Filter::Hann, &rows, false).unwrap();
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-5 * scale,
+                    "n {n}, pixel {k}: {x} vs {y}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn mirror_pairs_of_the_full_set() {
+        let (pairs, singles) = mirror_pairs(&crate::ops::radon::full_angles(180));
+        assert_eq!(pairs.len(), 89);
+        assert_eq!(singles, vec![0, 90]);
+        assert!(pairs.iter().all(|&(a, b)| a + b == 180));
     }
 
     #[test]
