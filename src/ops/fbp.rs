@@ -504,10 +504,9 @@ unsafe fn backproject_pairs_avx2(
                 g += 8;
             }
             // Columns the groups covered at 180 - theta: c = mirror_of - i for i < groups.
-            for c in 0..n {
-                if c + groups > mirror_of {
-                    line[c] += mirror[c + 7];
-                }
+            let first = (mirror_of + 1).saturating_sub(groups);
+            for (v, m) in line[first..].iter_mut().zip(&mirror[first + 7..]) {
+                *v += m;
             }
             // The rest, scalar: pixels i >= groups at theta, columns c <= mirror_of - groups
             // at 180 - theta.
