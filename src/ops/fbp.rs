@@ -447,9 +447,12 @@ unsafe fn backproject_pairs_avx2(
     let groups = n / 8 * 8;
     // Mirrored sums, column c at index c + 7 (a group of i = g..g+8 lands at mirror_of - g).
     let mut mirror = vec![0f32; mirror_of + 16];
+    let mut mirror1 = vec![0f32; mirror_of + 16];
+    let n_rows = block.len() / n;
     for chunk in pairs.chunks(CHUNK) {
-        for (r, line) in block.chunks_mut(n).enumerate() {
-            let row = row0 + r;
+        // Per row: whether both angles of every pair see it whole, and the detector positions
+        // of its first pixel (base, step at theta; base, step at 180 - theta).
+        let row_params = |row: usize| {
             let mut whole = true;
             let mut params = [(0f32, 0f32, 0f32, 0f32); CHUNK];
             for (c, &(a, b)) in chunk.iter().enumerate() {
@@ -461,7 +464,29 @@ unsafe fn backproject_pairs_avx2(
                     && detector_run(n, n_det, base_b, cb) == (0, n);
                 params[c] = (base_a, ca, base_b, cb);
             }
+            (whole, params)
+        };
+        // The pixels the vector loop leaves, scalar: i >= groups at theta, columns
+        // c <= mirror_of - groups at 180 - theta; and the mirrored sums added back.
+        let finish_row = |line: &mut [f32], mirror: &[f32], params: &[(f32, f32, f32, f32)]| {
+            let first = (mirror_of + 1).saturating_sub(groups);
+            for (v, m) in line[first..].iter_mut().zip(&mirror[first + 7..]) {
+                *v += m;
+            }
+            for (c, &(a, b)) in chunk.iter().enumerate() {
+                let (base_a, step_a, base_b, step_b) = params[c];
+                let qa = &projections[a * stride..a * stride + n_det];
+                let qb = &projections[b * stride..b * stride + n_det];
+                interp_run(line, qa, base_a, step_a, groups, n);
+                interp_run(line, qb, base_b, step_b, 0, first.min(n));
+            }
+        };
+        let mut r = 0;
+        while r < n_rows {
+            let row = row0 + r;
+            let (whole, params) = row_params(row);
             if !whole {
+                let line = &mut block[r * n..(r + 1) * n];
                 for &(a, b) in chunk {
                     for a in [a, b] {
                         let (sin, cos) = trig[a];
@@ -471,8 +496,60 @@ unsafe fn backproject_pairs_avx2(
                         interp_run(line, q, base, cos, i0, i1);
                     }
                 }
+                r += 1;
                 continue;
             }
+            let (whole1, params1) = if r + 1 < n_rows {
+                row_params(row + 1)
+            } else {
+                (false, params)
+            };
+            if whole1 {
+                // Two rows at once: they share the pixel offsets `i * step` and the loops.
+                let (line0, line1) = block[r * n..(r + 2) * n].split_at_mut(n);
+                mirror.fill(0.0);
+                mirror1.fill(0.0);
+                let mut idx = lanes;
+                let mut g = 0;
+                while g < groups {
+                    let (out0, out1) = (line0.as_mut_ptr().add(g), line1.as_mut_ptr().add(g));
+                    let (m0, m1) = (
+                        mirror.as_mut_ptr().add(mirror_of - g),
+                        mirror1.as_mut_ptr().add(mirror_of - g),
+                    );
+                    let (mut acc0, mut acc1) = (_mm256_loadu_ps(out0), _mm256_loadu_ps(out1));
+                    let (mut accm0, mut accm1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                    for (c, &(a, b)) in chunk.iter().enumerate() {
+                        let step = params[c].1;
+                        let offsets = _mm256_mul_ps(idx, _mm256_set1_ps(step));
+                        let p0 = _mm256_add_ps(_mm256_set1_ps(params[c].0), offsets);
+                        let p1 = _mm256_add_ps(_mm256_set1_ps(params1[c].0), offsets);
+                        // SAFETY: both projections lie in `projections` with their PAD zeros;
+                        // both rows are inside the detector at theta, so every p is.
+                        let (qa, qb) = (
+                            projections.as_ptr().add(a * stride),
+                            projections.as_ptr().add(b * stride),
+                        );
+                        let (v0, vm0) = interp8_pair_avx2(qa, qb, p0, step);
+                        let (v1, vm1) = interp8_pair_avx2(qa, qb, p1, step);
+                        acc0 = _mm256_add_ps(acc0, v0);
+                        acc1 = _mm256_add_ps(acc1, v1);
+                        accm0 = _mm256_add_ps(accm0, _mm256_permutevar8x32_ps(vm0, reverse));
+                        accm1 = _mm256_add_ps(accm1, _mm256_permutevar8x32_ps(vm1, reverse));
+                    }
+                    _mm256_storeu_ps(out0, acc0);
+                    _mm256_storeu_ps(out1, acc1);
+                    _mm256_storeu_ps(m0, accm0);
+                    _mm256_storeu_ps(m1, accm1);
+                    idx = _mm256_add_ps(idx, eight);
+                    g += 8;
+                }
+                finish_row(line0, &mirror, &params[..chunk.len()]);
+                finish_row(line1, &mirror1, &params1[..chunk.len()]);
+                r += 2;
+                continue;
+            }
+            let line = &mut block[r * n..(r + 1) * n];
             mirror.fill(0.0);
             let mut idx = lanes;
             let mut g = 0;
@@ -503,21 +580,8 @@ unsafe fn backproject_pairs_avx2(
                 idx = _mm256_add_ps(idx, eight);
                 g += 8;
             }
-            // Columns the groups covered at 180 - theta: c = mirror_of - i for i < groups.
-            let first = (mirror_of + 1).saturating_sub(groups);
-            for (v, m) in line[first..].iter_mut().zip(&mirror[first + 7..]) {
-                *v += m;
-            }
-            // The rest, scalar: pixels i >= groups at theta, columns c <= mirror_of - groups
-            // at 180 - theta.
-            for (c, &(a, b)) in chunk.iter().enumerate() {
-                let (base_a, step_a, base_b, step_b) = params[c];
-                let qa = &projections[a * stride..a * stride + n_det];
-                let qb = &projections[b * stride..b * stride + n_det];
-                interp_run(line, qa, base_a, step_a, groups, n);
-                let last = (mirror_of + 1).saturating_sub(groups).min(n);
-                interp_run(line, qb, base_b, step_b, 0, last);
-            }
+            finish_row(line, &mirror, &params[..chunk.len()]);
+            r += 1;
         }
     }
 }
