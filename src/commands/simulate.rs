@@ -13,7 +13,7 @@ use crate::simulate::{self, CtSimulationSpec, CtTask};
 use crate::volume::{Modality, Volume};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, ValueEnum};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PhantomKind {
@@ -279,10 +279,18 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         .push("the image measured by the simulation".into());
     let kept = sim.mask.iter().filter(|&&v| v > 0.0).count();
     atomic::write_dir(&args.out, args.force, |dir| {
-        measurement::write_measurement(&dir.join("measurement.json"), &m, false)?;
-        write_image(&fbp, &dir.join("fbp.nii.gz"), Format::Nifti)?;
-        write_image(&fbp, &dir.join("fbp.png"), Format::Png)?;
-        write_image(&reference, &dir.join("reference.nii.gz"), Format::Nifti)?;
+        measurement::write_measurement(&dir.join("measurement.json"), &m, false)
+            .with_context(|| format!("{}: cannot write the measurement", args.out.display()))?;
+        for (vol, name, format) in [
+            (&fbp, "fbp.nii.gz", Format::Nifti),
+            (&fbp, "fbp.png", Format::Png),
+            (&reference, "reference.nii.gz", Format::Nifti),
+        ] {
+            // Errors name the final path; the files are written in a temporary sibling folder.
+            io::write_volume(vol, &dir.join(name), Some(format), false).with_context(|| {
+                format!("{}: cannot write the image", args.out.join(name).display())
+            })?;
+        }
         Ok(())
     })?;
     println!(
@@ -295,9 +303,4 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         sim.mask.len()
     );
     Ok(())
-}
-
-fn write_image(vol: &Volume, path: &Path, format: Format) -> Result<()> {
-    io::write_volume(vol, path, Some(format), false)
-        .with_context(|| format!("{}: cannot write the image", path.display()))
 }
