@@ -368,6 +368,49 @@ fn project_angle_dispatch(p: &AngleParams, plane: &[f32], n: usize, sino: &mut [
 pub struct Radon {
     geometry: Geometry,
     params: Vec<AngleParams>,
+    /// The projector as sparse matrices on a CUDA device, built on first use there.
+    on_device: std::sync::Mutex<Option<(Device, SparseRadon)>>,
+}
+
+/// `T` and `T^T` as sparse matrices (`[n_angles * n_det, N * N]` and its transpose) on a
+/// device: the same entries as the host kernels (`Radon::matrix_entries`), applied with sparse
+/// matrix products where the tensors live, so CUDA tensors stay on the GPU.
+pub struct SparseRadon {
+    a: Tensor,
+    at: Tensor,
+    n: i64,
+    n_angles: i64,
+    n_det: i64,
+}
+
+impl SparseRadon {
+    /// `T x` for `x` `[B, 1, N, N]` on the matrices' device.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let b = x.size()[0];
+        let cols = x
+            .to_kind(Kind::Float)
+            .reshape([b, self.n * self.n])
+            .transpose(0, 1);
+        self.a
+            .mm(&cols)
+            .transpose(0, 1)
+            .reshape([b, 1, self.n_angles, self.n_det])
+            .to_kind(x.kind())
+    }
+
+    /// `T^T y` for `y` `[B, 1, n_angles, n_det]` on the matrices' device.
+    pub fn adjoint(&self, y: &Tensor) -> Tensor {
+        let b = y.size()[0];
+        let cols = y
+            .to_kind(Kind::Float)
+            .reshape([b, self.n_angles * self.n_det])
+            .transpose(0, 1);
+        self.at
+            .mm(&cols)
+            .transpose(0, 1)
+            .reshape([b, 1, self.n, self.n])
+            .to_kind(y.kind())
+    }
 }
 
 impl Radon {
@@ -378,7 +421,90 @@ impl Radon {
             .iter()
             .map(|&a| AngleParams::new(a, geometry.image_size, geometry.n_det, geometry.pixel_size))
             .collect();
-        Ok(Radon { geometry, params })
+        Ok(Radon {
+            geometry,
+            params,
+            on_device: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Every nonzero of the projector matrix as (sinogram index `a * n_det + s`, pixel index
+    /// `j * N + i`, weight), from the same rays and weights as [`Radon::project`].
+    pub fn matrix_entries(&self) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+        let n = self.geometry.image_size;
+        let n_det = self.geometry.n_det;
+        let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+        for (a, p) in self.params.iter().enumerate() {
+            for k in 0..n {
+                let (start, slope, s0, s1) = p.span(n, n_det, k);
+                for s in s0..s1 {
+                    // As gather_line: padded index i reads pixel i - 1 with 1 - f, pixel i with f.
+                    let t = start + s as f32 * slope;
+                    let i = t as usize;
+                    let f = t - i as f32;
+                    for (pix, w) in [(i as i64 - 1, 1.0 - f), (i as i64, f)] {
+                        if pix < 0 || pix >= n as i64 || w == 0.0 {
+                            continue;
+                        }
+                        let (row, col) = if p.transposed {
+                            (pix, k as i64)
+                        } else {
+                            (k as i64, pix)
+                        };
+                        rows.push((a * n_det + s) as i64);
+                        cols.push(row * n as i64 + col);
+                        vals.push(w * p.weight);
+                    }
+                }
+            }
+        }
+        (rows, cols, vals)
+    }
+
+    /// The projector as sparse matrices on `device` (CSR on CUDA, COO on the CPU).
+    pub fn sparse(&self, device: Device) -> SparseRadon {
+        let (rows, cols, vals) = self.matrix_entries();
+        let n = self.geometry.image_size as i64;
+        let (n_angles, n_det) = (self.geometry.n_angles() as i64, self.geometry.n_det as i64);
+        let m = n_angles * n_det;
+        let values = Tensor::from_slice(&vals).to_device(device);
+        let build = |r: &[i64], c: &[i64], size: [i64; 2]| {
+            let indices =
+                Tensor::stack(&[Tensor::from_slice(r), Tensor::from_slice(c)], 0).to_device(device);
+            let t = Tensor::sparse_coo_tensor_indices_size(
+                &indices,
+                &values,
+                size,
+                (Kind::Float, device),
+                false,
+            )
+            .coalesce();
+            if device.is_cuda() {
+                t.to_sparse_csr(None)
+            } else {
+                t
+            }
+        };
+        SparseRadon {
+            a: build(&rows, &cols, [m, n * n]),
+            at: build(&cols, &rows, [n * n, m]),
+            n,
+            n_angles,
+            n_det,
+        }
+    }
+
+    /// `f` applied to the sparse matrices for a CUDA tensor's device (built once and kept);
+    /// `None` for host tensors, which the rayon kernels take.
+    fn on_device<R>(&self, device: Device, f: impl FnOnce(&SparseRadon) -> R) -> Option<R> {
+        if !device.is_cuda() {
+            return None;
+        }
+        let mut slot = self.on_device.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(slot.as_ref(), Some((d, _)) if *d == device) {
+            *slot = Some((device, self.sparse(device)));
+        }
+        slot.as_ref().map(|(_, m)| f(m))
     }
 
     pub fn geometry(&self) -> &Geometry {
@@ -516,9 +642,13 @@ impl Radon {
 }
 
 impl Transform for Radon {
+    /// On the CPU the rayon kernels; on CUDA the same matrix as a sparse product on the GPU.
     fn forward(&self, x: &Tensor) -> Tensor {
         if let Err(e) = self.check_image(x) {
             panic!("{e}");
+        }
+        if let Some(t) = self.on_device(x.device(), |m| m.forward(x)) {
+            return t;
         }
         let (host, b, device, kind) = to_host(x);
         let sino = self.project(&host, b);
@@ -529,6 +659,9 @@ impl Transform for Radon {
     fn adjoint(&self, y: &Tensor) -> Tensor {
         if let Err(e) = self.check_sinogram(y) {
             panic!("{e}");
+        }
+        if let Some(t) = self.on_device(y.device(), |m| m.adjoint(y)) {
+            return t;
         }
         let (host, b, device, kind) = to_host(y);
         let img = self.backproject(&host, b);
@@ -671,6 +804,25 @@ mod tests {
                 "bin {k}: {x} vs {y}"
             );
         }
+    }
+
+    #[test]
+    fn sparse_matrix_path_matches_the_kernels() {
+        // The device path (sparse matrices, used for CUDA tensors), checked here on the CPU.
+        tch::manual_seed(4);
+        let g = Geometry::new(33, 1)
+            .unwrap()
+            .with_angles(vec![0.0, 10.0, 45.0, 60.0, 90.0, 120.0, 135.0, 170.0])
+            .unwrap();
+        let r = Radon::new(g.clone()).unwrap();
+        let m = r.sparse(Device::Cpu);
+        let x = Tensor::randn([2, 1, 33, 33], (Kind::Float, Device::Cpu));
+        let y = Tensor::randn([2, 1, 8, g.n_det as i64], (Kind::Float, Device::Cpu));
+        let rel = |a: &Tensor, b: &Tensor| {
+            f64::try_from((a - b).norm()).unwrap() / f64::try_from(b.norm()).unwrap()
+        };
+        assert!(rel(&m.forward(&x), &r.forward(&x)) < 1e-5);
+        assert!(rel(&m.adjoint(&y), &r.adjoint(&y)) < 1e-5);
     }
 
     #[test]
