@@ -1,10 +1,11 @@
 //! Speed of the CT operators against scikit-image, side by side in one run.
 //!
 //! `cargo bench --bench operators` (or `make bench`). For each size (256 and 512, 180 views)
-//! it alternates rounds: our forward projection and FBP (ramp), then scikit-image's `radon` /
-//! `iradon(circle=False)` on the same phantom through `.venv/bin/python`; each side reports the
-//! median of its repetitions within a round, and the table gives the median over rounds. The
-//! machine may be shared, hence interleaving and medians. Figures go to docs/benchmarks.md.
+//! it alternates rounds: our forward projection and FBP (ramp) on all threads, then on one
+//! thread, then scikit-image's `radon` / `iradon(circle=False)` on the same phantom through
+//! `.venv/bin/python` (single-threaded); each side reports the median of its repetitions within
+//! a round, and the table gives the median over rounds. The machine may be shared, hence
+//! interleaving and medians. Figures go to docs/benchmarks.md.
 
 use scorerecon::ops::fbp::Filter;
 use scorerecon::ops::radon::{Geometry, Radon};
@@ -57,25 +58,26 @@ fn phantom(n: usize) -> Vec<f32> {
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
-    let rounds = 3;
-    println!("threads: {}", rayon::current_num_threads());
-    println!("| size | op | ours (ms) | scikit-image (ms) | ratio |");
-    println!("|---|---|---|---|---|");
+    let rounds = 5;
+    let threads = rayon::current_num_threads();
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    println!("threads: {threads}");
+    println!(
+        "| size | op | ours, {threads} threads (ms) | ours, 1 thread (ms) | scikit-image (ms) | ratio, {threads} threads | ratio, 1 thread |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (n, reps_ours, reps_sk) in [(256usize, 20, 3), (512, 10, 2)] {
         let radon = Radon::new(Geometry::new(n, 180).unwrap()).unwrap();
         let img = phantom(n);
         let all: Vec<usize> = (0..180).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img.f32");
-        std::fs::write(
-            &path,
-            img.iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        )
-        .unwrap();
-        let (mut of, mut ob, mut sf, mut sb) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..rounds {
+        let bytes: Vec<u8> = img.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let time_ours = || {
             let (mut tf, mut tb) = (vec![], vec![]);
             for _ in 0..reps_ours {
                 let t0 = Instant::now();
@@ -88,8 +90,17 @@ fn main() {
                 tf.push((t1 - t0).as_secs_f64());
                 tb.push((t2 - t1).as_secs_f64());
             }
-            of.push(median(tf));
-            ob.push(median(tb));
+            (median(tf), median(tb))
+        };
+        let (mut of, mut ob, mut of1, mut ob1, mut sf, mut sb) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let (f, b) = time_ours();
+            of.push(f);
+            ob.push(b);
+            let (f, b) = single.install(time_ours);
+            of1.push(f);
+            ob1.push(b);
             let out = Command::new(&python)
                 .arg("-c")
                 .arg(SKIMAGE_TIMING)
@@ -110,11 +121,19 @@ fn main() {
             sf.push(v[0]);
             sb.push(v[1]);
         }
-        for (name, ours, theirs) in [("forward projection", of, sf), ("FBP (ramp)", ob, sb)] {
-            let (o, t) = (median(ours) * 1e3, median(theirs) * 1e3);
+        for (name, ours, ours1, theirs) in [
+            ("forward projection", of, of1, sf),
+            ("FBP (ramp)", ob, ob1, sb),
+        ] {
+            let (o, o1, t) = (
+                median(ours) * 1e3,
+                median(ours1) * 1e3,
+                median(theirs) * 1e3,
+            );
             println!(
-                "| {n}x{n}, 180 views | {name} | {o:.2} | {t:.1} | {:.0}x |",
-                t / o
+                "| {n}x{n}, 180 views | {name} | {o:.2} | {o1:.2} | {t:.1} | {:.0}x | {:.0}x |",
+                t / o,
+                t / o1
             );
         }
     }

@@ -30,6 +30,8 @@ pub enum Command {
     Batch(commands::batch::BatchArgs),
     /// The built-in demo: sparse-view CT and undersampled MRI on real scans, with baselines.
     Demo(commands::demo::DemoArgs),
+    /// Simulate a measurement (sparse-view, limited-angle or metal CT) from a volume or phantom.
+    Simulate(commands::simulate::SimulateArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -42,5 +44,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Mar(a) => commands::recon::run(crate::job::Task::Mar, a),
         Command::Batch(a) => commands::batch::run(a),
         Command::Demo(a) => commands::demo::run(a),
+        Command::Simulate(a) => commands::simulate::run(a),
     }
 }

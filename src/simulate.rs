@@ -195,7 +195,7 @@ pub fn default_metal(hu_image: &[f32], n: usize, pixel_mm: f64) -> Result<Vec<Me
     let (cx, cy) = (sx / count as f64, sy / count as f64);
     let half = 0.5 * (xmax - xmin);
     let centres = [(cx - 0.4 * half, cy), (cx + 0.4 * half, cy)];
-    Ok(metal_discs(n, pixel_mm, &centres, 3.0, Material::Titanium))
+    Ok(metal_discs(n, pixel_mm, &centres, 4.0, Material::Iron))
 }
 
 /// Poisson noise on line integrals: counts `~ Poisson(I0 exp(-p))`, at least 1 (a detector

@@ -5,3 +5,4 @@ pub mod convert;
 pub mod demo;
 pub mod info;
 pub mod recon;
+pub mod simulate;

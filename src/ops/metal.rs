@@ -111,6 +111,6 @@ mod tests {
         assert_eq!(d.iter().sum::<f32>(), 9.0);
         assert_eq!(d[2 * n + 2], 1.0);
         assert_eq!(d[4 * n + 4], 1.0);
-        assert_eq!(d[1 * n + 3], 0.0);
+        assert_eq!(d[n + 3], 0.0);
     }
 }

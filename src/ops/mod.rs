@@ -73,6 +73,34 @@ impl MeasurementOperator {
         self
     }
 
+    /// Flat indices (over `M * K`) of the entries `Lambda` keeps, on the mask's device.
+    fn kept_indices(&self) -> Tensor {
+        self.mask.flatten(0, -1).gt(0.5).nonzero().squeeze_dim(1)
+    }
+
+    /// Number of measured entries `m` (the rows of `P(Lambda)`).
+    pub fn n_measured(&self) -> i64 {
+        self.kept_indices().size()[0]
+    }
+
+    /// `P(Lambda) z`: the entries of `z` (`[B, 1, M, K]`) that `Lambda` keeps, packed as
+    /// `[B, m]` (the measurement vector `y` of method.md without the zero-filling).
+    pub fn keep(&self, z: &Tensor) -> Tensor {
+        let idx = self.kept_indices().to_device(z.device());
+        z.flatten(1, -1).index_select(1, &idx)
+    }
+
+    /// `P^-1(Lambda) y`: packed measurements `[B, m]` back into `T`'s domain `[B, 1, M, K]`,
+    /// zero where `Lambda = 0`. `keep(zero_fill(y)) = y`; `zero_fill(keep(z)) = Lambda z`.
+    pub fn zero_fill(&self, y: &Tensor) -> Tensor {
+        let [m, k] = self.transform.measurement_shape();
+        let b = y.size()[0];
+        let idx = self.kept_indices().to_device(y.device());
+        Tensor::zeros([b, m * k], (y.kind(), y.device()))
+            .index_copy(1, &idx, y)
+            .reshape([b, 1, m, k])
+    }
+
     /// `A x = P(Lambda) T x`, zero-filled.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         self.transform.forward(x) * &self.mask
@@ -155,6 +183,19 @@ mod tests {
         assert!(f64::try_from((&x0 - &x).abs().max()).unwrap() < 1e-7);
         let x1 = a.proximal(&x, &y, 1.0);
         assert!(a.residual(&x1, &y).iter().all(|r| *r < 1e-7));
+    }
+
+    #[test]
+    fn keep_and_zero_fill_are_p_and_its_right_inverse() {
+        tch::manual_seed(2);
+        let a = inpainting(6, 5);
+        let z = Tensor::randn([2, 1, 6, 5], (Kind::Float, Device::Cpu));
+        let y = a.keep(&z);
+        assert_eq!(y.size(), vec![2, a.n_measured()]);
+        // P P^-1 = I on measurements; P^-1 P = Lambda on the transformed domain.
+        assert!(f64::try_from((a.keep(&a.zero_fill(&y)) - &y).abs().max()).unwrap() == 0.0);
+        let back = a.zero_fill(&y);
+        assert!(f64::try_from((back - &z * &a.mask).abs().max()).unwrap() == 0.0);
     }
 
     #[test]

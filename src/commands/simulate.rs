@@ -1,0 +1,306 @@
+//! `scorerecon simulate`: what a scanner would measure from a slice of a volume or a phantom,
+//! written as a measurement file (docs/formats.md) with the FBP image and the image measured.
+
+use crate::io::measurement::{
+    self, CtMeasurement, Measurement, MeasurementMeta, MeasurementModality,
+};
+use crate::io::{self, atomic, Format, ReadOptions};
+use crate::ops::fbp::Filter;
+use crate::ops::hu;
+use crate::ops::metal::{DEFAULT_DILATION, DEFAULT_METAL_THRESHOLD_HU};
+use crate::phantom;
+use crate::simulate::{self, CtSimulationSpec, CtTask};
+use crate::volume::{Modality, Volume};
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PhantomKind {
+    /// The modified Shepp-Logan head (phantoms/shepp-logan.yaml).
+    SheppLogan,
+    /// Random ellipses in a water body, from --seed.
+    Ellipses,
+    /// Shepp-Logan with two titanium implants (phantoms/metal.yaml).
+    Metal,
+}
+
+impl PhantomKind {
+    fn name(self) -> &'static str {
+        match self {
+            PhantomKind::SheppLogan => "shepp-logan",
+            PhantomKind::Ellipses => "ellipses",
+            PhantomKind::Metal => "metal",
+        }
+    }
+}
+
+/// The measurement processes. MRI (`--task mri`) is to come with the k-space operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Task {
+    /// CT from `--views` equally spaced angles of the `--full-views` set.
+    SparseView,
+    /// CT from a `--wedge` of angles starting at `--wedge-start`.
+    LimitedAngle,
+    /// CT of the slice with metal (inserted when the slice has none): polychromatic scan,
+    /// Lambda = everything but the metal trace.
+    Mar,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// CT volume in HU: a DICOM file, a DICOM series folder, or a NIfTI file.
+    #[arg(long, required_unless_present = "phantom", conflicts_with = "phantom")]
+    pub input: Option<PathBuf>,
+    /// An analytic phantom instead of an input.
+    #[arg(long, value_enum)]
+    pub phantom: Option<PhantomKind>,
+    /// Slice of the input (default: the middle one).
+    #[arg(long)]
+    pub slice: Option<usize>,
+    /// Phantom size in pixels (square).
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Phantom pixel spacing in mm (inputs use their own).
+    #[arg(long, default_value_t = 1.0)]
+    pub pixel_mm: f64,
+    #[arg(long, value_enum)]
+    pub task: Task,
+    /// Measured views for sparse-view CT: indices floor(k * full / views).
+    #[arg(long, default_value_t = 23)]
+    pub views: usize,
+    /// Angles of the full set, equally spaced over [0, 180) degrees.
+    #[arg(long, default_value_t = 180)]
+    pub full_views: usize,
+    /// Wedge of limited-angle CT, degrees.
+    #[arg(long, default_value_t = 90.0)]
+    pub wedge: f64,
+    /// Start of the wedge, degrees.
+    #[arg(long, default_value_t = 0.0)]
+    pub wedge_start: f64,
+    /// Incident photons per detector bin (Poisson noise). Default: noise-free, except MAR,
+    /// which simulates 1e6 so that photon starvation behind metal shows.
+    #[arg(long)]
+    pub photons: Option<f64>,
+    /// Seed of the noise and of the random-ellipse phantom.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// HU above which a voxel counts as metal (MAR).
+    #[arg(long, default_value_t = DEFAULT_METAL_THRESHOLD_HU)]
+    pub metal_threshold: f64,
+    /// FBP filter of the written FBP image.
+    #[arg(long, value_enum, default_value = "ramp")]
+    pub filter: Filter,
+    /// Output folder (created whole or not at all).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The slice to measure: HU values, its side, pixel spacing, where it came from, and the
+/// volume it belongs to (for geometry in the outputs).
+struct Source {
+    hu: Vec<f32>,
+    n: usize,
+    pixel_mm: f64,
+    description: String,
+    slice: usize,
+    metal: Vec<simulate::MetalObject>,
+    volume: Volume,
+}
+
+fn load_source(args: &SimulateArgs) -> Result<Source> {
+    if let Some(kind) = args.phantom {
+        ensure!(
+            args.pixel_mm.is_finite() && args.pixel_mm > 0.0,
+            "--pixel-mm {}: must be a positive number",
+            args.pixel_mm
+        );
+        let (hu_slice, metal) = phantom::phantom_hu(kind.name(), args.size, args.seed)?;
+        let n = args.size;
+        let mut volume = Volume::new(
+            hu_slice.clone(),
+            [n, n, 1, 1],
+            [args.pixel_mm, args.pixel_mm, args.pixel_mm],
+            Modality::Ct,
+        );
+        volume
+            .provenance
+            .history
+            .push(format!("phantom {}", kind.name()));
+        return Ok(Source {
+            hu: hu_slice,
+            n,
+            pixel_mm: args.pixel_mm,
+            description: format!("phantom:{}", kind.name()),
+            slice: 0,
+            metal,
+            volume,
+        });
+    }
+    let path = args
+        .input
+        .as_ref()
+        .expect("clap requires --input or --phantom");
+    let vol = io::read_volume(path, &ReadOptions::default())?;
+    if vol.modality == Modality::Mr {
+        bail!(
+            "{}: an MR volume; CT simulation needs CT in HU (MRI simulation comes with --task mri)",
+            path.display()
+        );
+    }
+    ensure!(
+        vol.nx() == vol.ny(),
+        "{}: slices are {}x{}; the parallel-beam CT operator needs square slices (crop or pad first)",
+        path.display(),
+        vol.nx(),
+        vol.ny()
+    );
+    let k = args.slice.unwrap_or(vol.nz() / 2);
+    ensure!(
+        k < vol.nz(),
+        "--slice {k}: {} has {} slices (0..{})",
+        path.display(),
+        vol.nz(),
+        vol.nz().saturating_sub(1)
+    );
+    let pixel_mm = vol.spacing[0];
+    ensure!(
+        pixel_mm.is_finite() && pixel_mm > 0.0,
+        "{}: pixel spacing {pixel_mm} mm is not usable",
+        path.display()
+    );
+    let volume = vol.select_slices(&[k]);
+    Ok(Source {
+        hu: volume.data.clone(),
+        n: vol.nx(),
+        pixel_mm,
+        description: path.display().to_string(),
+        slice: k,
+        metal: Vec::new(),
+        volume,
+    })
+}
+
+pub fn run(args: SimulateArgs) -> Result<()> {
+    atomic::check_overwrite(&args.out, args.force)?;
+    let source = load_source(&args)?;
+    let task = match args.task {
+        Task::SparseView => CtTask::SparseView { views: args.views },
+        Task::LimitedAngle => CtTask::LimitedAngle {
+            wedge_deg: args.wedge,
+            start_deg: args.wedge_start,
+        },
+        Task::Mar => CtTask::Mar {
+            threshold_hu: args.metal_threshold,
+            dilation: DEFAULT_DILATION,
+        },
+    };
+    let photons = match (args.photons, args.task) {
+        (Some(p), _) => Some(p),
+        (None, Task::Mar) => Some(1e6),
+        (None, _) => None,
+    };
+    let metal = if args.task == Task::Mar && source.metal.is_empty() {
+        simulate::default_metal(&source.hu, source.n, source.pixel_mm)?
+    } else {
+        source.metal.clone()
+    };
+    let spec = CtSimulationSpec {
+        task: task.clone(),
+        full_views: args.full_views,
+        photons,
+        seed: args.seed,
+        pixel_mm: source.pixel_mm,
+        filter: args.filter,
+    };
+    let sim = simulate::simulate_ct(&spec, &source.hu, source.n, &metal)?;
+    let physics = match args.task {
+        Task::Mar => format!(
+            "polychromatic (120 kVp tungsten spectrum, 9 bins), water/bone split of the tissue, {} metal object(s)",
+            metal.len()
+        ),
+        _ => format!(
+            "monochromatic at {} keV (line integrals of the attenuation scale)",
+            hu::EFFECTIVE_ENERGY_KEV
+        ),
+    };
+    let g = sim.geometry.clone();
+    let meta = MeasurementMeta {
+        format: measurement::FORMAT_TAG.into(),
+        version: measurement::FORMAT_VERSION,
+        modality: MeasurementModality::Ct,
+        data_file: String::new(),
+        mask_file: String::new(),
+        shape: [1, g.n_angles(), g.n_det],
+        complex: false,
+        units: "line integrals, in pixel units, of the attenuation scale x = (HU + 1000) / 2000 \
+                = mu / (2 mu_water), mu_water = 0.01937 / mm at 70 keV"
+            .into(),
+        ct: Some(CtMeasurement {
+            geometry: g.clone(),
+            task,
+            rows: sim.rows.clone(),
+            pixel_spacing_mm: source.pixel_mm,
+            photons,
+            physics,
+        }),
+        mri: None,
+        seed: Some(args.seed),
+        source: source.description.clone(),
+        slices: vec![source.slice],
+        created_by: format!("scorerecon {}", crate::version()),
+        history: source.volume.provenance.history.clone(),
+    };
+    let m = Measurement {
+        meta,
+        data: sim.sinogram.clone(),
+        mask: sim.mask.clone(),
+    };
+    let to_hu = |x: &[f32]| -> Vec<f32> {
+        x.iter()
+            .map(|&v| hu::unit_to_hu(f64::from(v)) as f32)
+            .collect()
+    };
+    let mut fbp = source.volume.with_data(to_hu(&sim.fbp));
+    fbp.modality = Modality::Ct;
+    fbp.provenance.history.push(format!(
+        "FBP ({}) of a simulated {:?} measurement",
+        args.filter.name(),
+        args.task
+    ));
+    let mut reference = source.volume.with_data(to_hu(&sim.reference));
+    reference.modality = Modality::Ct;
+    reference
+        .provenance
+        .history
+        .push("the image measured by the simulation".into());
+    let kept = sim.mask.iter().filter(|&&v| v > 0.0).count();
+    atomic::write_dir(&args.out, args.force, |dir| {
+        measurement::write_measurement(&dir.join("measurement.json"), &m, false)
+            .with_context(|| format!("{}: cannot write the measurement", args.out.display()))?;
+        for (vol, name, format) in [
+            (&fbp, "fbp.nii.gz", Format::Nifti),
+            (&fbp, "fbp.png", Format::Png),
+            (&reference, "reference.nii.gz", Format::Nifti),
+        ] {
+            // Errors name the final path; the files are written in a temporary sibling folder.
+            io::write_volume(vol, &dir.join(name), Some(format), false).with_context(|| {
+                format!("{}: cannot write the image", args.out.join(name).display())
+            })?;
+        }
+        Ok(())
+    })?;
+    println!(
+        "{}: {:?} from {} (slice {}), {} of {} sinogram bins measured; wrote measurement.json, fbp.nii.gz, fbp.png, reference.nii.gz",
+        args.out.display(),
+        args.task,
+        source.description,
+        source.slice,
+        kept,
+        sim.mask.len()
+    );
+    Ok(())
+}
