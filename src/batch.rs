@@ -120,9 +120,12 @@ pub fn load_manifest(path: &Path) -> Result<Manifest> {
 
 fn resolve(base: &Path, key: &str, s: &str) -> String {
     if key == "model" {
-        // `knn:FOLDER` carries a path; a bare shipped name (no slash, no extension) does not.
-        if let Some(folder) = s.strip_prefix("knn:") {
-            return format!("knn:{}", resolve(base, "input", folder));
+        // `knn:FOLDER` / `empirical:FOLDER` carry a path; a bare shipped name (no slash, no
+        // extension) does not.
+        for prefix in ["knn:", "empirical:"] {
+            if let Some(folder) = s.strip_prefix(prefix) {
+                return format!("{prefix}{}", resolve(base, "input", folder));
+            }
         }
         if !s.contains('/') && !s.contains('.') {
             return s.to_string();

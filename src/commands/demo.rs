@@ -35,7 +35,8 @@ pub struct DemoArgs {
 
 /// The demo's data, relative to the repository (fetched by scripts/setup.sh).
 const HEAD_CT: &str = "data/cache/cranium/head_ct.nii.gz";
-const MNI_T1: &str = "data/cache/nilearn/nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz";
+const MNI_T1: &str =
+    "data/cache/nilearn/nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz";
 
 /// Held-out slices and the slices kept as the prior's reference set (a gap of >= 8 slices).
 struct Split {
@@ -44,12 +45,17 @@ struct Split {
 }
 
 fn split(nz: usize, test: usize, gap: usize) -> Split {
-    let reference = (0..nz).filter(|&k| (k as i64 - test as i64).unsigned_abs() as usize > gap).collect();
+    let reference = (0..nz)
+        .filter(|&k| (k as i64 - test as i64).unsigned_abs() as usize > gap)
+        .collect();
     Split { test, reference }
 }
 
 fn locate(rel: &str) -> Result<PathBuf> {
-    let candidates = [PathBuf::from(rel), Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)];
+    let candidates = [
+        PathBuf::from(rel),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+    ];
     for c in &candidates {
         if c.exists() {
             return Ok(c.clone());
@@ -69,7 +75,11 @@ fn write_reference_set(vol: &Volume, ks: &[usize], modality: Modality, dir: &Pat
         &WriteOptions {
             format: Some(Format::Nifti),
             force: true,
-            series_description: Some(format!("reference set: slices {}..{} without the held-out slab", ks[0], ks[ks.len() - 1])),
+            series_description: Some(format!(
+                "reference set: slices {}..{} without the held-out slab",
+                ks[0],
+                ks[ks.len() - 1]
+            )),
             ..Default::default()
         },
     )
@@ -94,15 +104,24 @@ pub fn run(args: DemoArgs) -> Result<()> {
         spec.device = args.device.clone();
         spec.quiet = args.quiet;
         spec.tv_weight = Some(DEMO_RELATIVE_TV);
-        let r = crate::pipeline::run_to_dir(&spec, &dir.join("ct"), true).context("demo, CT case")?;
+        let r =
+            crate::pipeline::run_to_dir(&spec, &dir.join("ct"), true).context("demo, CT case")?;
         crate::pipeline::print_summary(&r, &args.out.join("ct"));
-        reports.push(("ct".into(), "Sparse-view CT, 23 of 180 views, head CT".into(), r));
+        reports.push((
+            "ct".into(),
+            "Sparse-view CT, 23 of 180 views, head CT".into(),
+            r,
+        ));
 
         // Undersampled MRI: MNI152 T1 axial slice 100, 4x equispaced with 8% centre.
         let mr = io::read_volume(&mni, &ReadOptions::default())?;
         let s = split(mr.nz(), 100, 10);
         // Brain slices only (the template's top and bottom are empty), minus the held-out slab.
-        let reference: Vec<usize> = s.reference.into_iter().filter(|&k| (30..170).contains(&k)).collect();
+        let reference: Vec<usize> = s
+            .reference
+            .into_iter()
+            .filter(|&k| (30..170).contains(&k))
+            .collect();
         write_reference_set(&mr, &reference, Modality::Mr, &dir.join("reference_mri"))?;
         let mut spec = JobSpec::for_task(Task::Mri);
         spec.input = mni.clone();
@@ -113,14 +132,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
         spec.device = args.device.clone();
         spec.quiet = args.quiet;
         spec.tv_weight = Some(DEMO_RELATIVE_TV);
-        let r = crate::pipeline::run_to_dir(&spec, &dir.join("mri"), true).context("demo, MRI case")?;
+        let r =
+            crate::pipeline::run_to_dir(&spec, &dir.join("mri"), true).context("demo, MRI case")?;
         crate::pipeline::print_summary(&r, &args.out.join("mri"));
         reports.push(("mri".into(), "Undersampled MRI, 4x, MNI152 T1".into(), r));
 
         std::fs::write(dir.join("index.html"), index_page(&reports))?;
         Ok(())
     })?;
-    println!("demo: outputs in {}; open {}", args.out.display(), args.out.join("index.html").display());
+    println!(
+        "demo: outputs in {}; open {}",
+        args.out.display(),
+        args.out.join("index.html").display()
+    );
     Ok(())
 }
 
@@ -134,9 +158,20 @@ fn index_page(reports: &[(String, String, JobReport)]) -> String {
         let best: Vec<String> = r
             .methods
             .iter()
-            .map(|(k, m)| format!("{k}: {} dB", m.psnr.map(|p| format!("{p:.2}")).unwrap_or_else(|| "n/a".into())))
+            .map(|(k, m)| {
+                format!(
+                    "{k}: {} dB",
+                    m.psnr
+                        .map(|p| format!("{p:.2}"))
+                        .unwrap_or_else(|| "n/a".into())
+                )
+            })
             .collect();
-        h.push_str(&format!("<li><a href=\"{dir}/report.html\">{}</a> &mdash; {}</li>", escape(title), escape(&best.join(", "))));
+        h.push_str(&format!(
+            "<li><a href=\"{dir}/report.html\">{}</a> &mdash; {}</li>",
+            escape(title),
+            escape(&best.join(", "))
+        ));
     }
     h.push_str("</ul><p>The prior is the training-free exact empirical score over slices of the same scan kept at least 10 slices away from the reconstructed one (folders reference_ct/ and reference_mri/).</p></body></html>");
     h

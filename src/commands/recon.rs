@@ -95,6 +95,10 @@ pub struct ReconArgs {
     /// Classical baselines, comma-separated (fbp, fista_tv, zero_filled, tv, li); `none` for none.
     #[arg(long, value_delimiter = ',')]
     pub baselines: Vec<String>,
+    /// TV weight of fista-tv / tv relative to ||A||^2 x data range (default: tuned on a
+    /// validation slice of the input, maximising SSIM).
+    #[arg(long)]
+    pub tv_weight: Option<f64>,
     /// error (default) or pad: what to do when the image size differs from the model's.
     #[arg(long)]
     pub fit: Option<String>,
@@ -149,6 +153,7 @@ impl ReconArgs {
             seed,
             device,
             batch_size,
+            tv_weight,
             fit
         );
         if !self.acceleration.is_empty() {

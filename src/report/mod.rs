@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The metric convention every report states (docs/metrics.md has the details).
-pub const METRIC_CONVENTION: &str = "PSNR and SSIM against the reference image with data range = the reference's \
-max - min over the evaluated region (HU for CT, model-normalised intensity for MRI); SSIM after Wang et al. 2004 \
-(Gaussian window sigma 1.5, K1 0.01, K2 0.03, population covariance), equal to scikit-image's \
-structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False); NRMSE = ||x - ref|| / ||ref||; \
-residual = ||A x - y|| / ||y|| against the measurement. Means over slices.";
+pub const METRIC_CONVENTION: &str = "Metrics are computed per slice in the prior's model space (CT: attenuation \
+(HU + 1000) / 2000, so air is 0 and water 0.5; MR: intensity divided by the volume's 99.5th percentile), over the \
+input's own extent, with data range = the reference slice's max - min (metal excluded for MAR). SSIM after Wang et \
+al. 2004 (Gaussian window sigma 1.5, K1 0.01, K2 0.03, population covariance) equals scikit-image's \
+structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False); SSIM is not invariant to an \
+offset, so SSIM of HU values differs. NRMSE = ||x - ref|| / ||ref||; residual = ||A x - y|| / ||y||. Means over slices.";
 
 /// Scores of one method over a job (means over slices; `None` where there is no reference).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
