@@ -20,6 +20,8 @@ pub enum Command {
     Info(commands::info::InfoArgs),
     /// Convert any supported input to NIfTI, DICOM or PNG.
     Convert(commands::convert::ConvertArgs),
+    /// Train a score model on your own scans (DICOM series / NIfTI volumes).
+    Train(commands::train::TrainArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -27,5 +29,6 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Train(a) => commands::train::run(a),
     }
 }

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod progress;
 pub mod report;
 pub mod tensor;
+pub mod train;
 pub mod volume;
 
 pub use volume::{Modality, Provenance, Volume};
