@@ -306,6 +306,25 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            // Task configs only; training and network configs have their own readers.
+            if ["ct", "mri", "mar"]
+                .iter()
+                .any(|t| name.starts_with(&format!("{t}.")) || name.starts_with(&format!("{t}_")))
+            {
+                JobSpec::from_config_file(None, &p).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 6);
+    }
+
+    #[test]
     fn impossible_parameters_are_refused() {
         let mut s = JobSpec::for_task(Task::Ct);
         s.input = std::env::temp_dir();

@@ -3,6 +3,7 @@
 //! panels and plots).
 
 pub mod html;
+pub mod panels;
 pub mod svg;
 
 use serde::{Deserialize, Serialize};
