@@ -1,12 +1,79 @@
+//! `scorerecon convert IN OUT`: any supported input to NIfTI, a derived DICOM series, or PNG.
+
+use crate::io::{read_volume, write_volume_with, Format, ReadOptions, WindowPreset, WriteOptions};
+use crate::volume::Modality;
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
+    /// A DICOM file, a folder of DICOM files (not its subfolders), or a NIfTI-1 file.
     pub input: PathBuf,
+    /// `.nii` / `.nii.gz` (NIfTI), `.png` (one slice), or a folder with `--format dicom|png`.
     pub output: PathBuf,
+    /// Output format (default: from OUT's extension).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// The series to read when the input folder holds several (a SeriesInstanceUID).
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Display window for PNG, and Window Center/Width for DICOM.
+    #[arg(long, value_enum)]
+    pub window: Option<WindowPreset>,
+    /// PNG: write only slice K (0-based; default for a .png name: the middle slice).
+    #[arg(long, value_name = "K")]
+    pub slice: Option<usize>,
+    /// Treat the input as CT (values in HU): for NIfTI, which does not record the modality.
+    #[arg(long)]
+    pub ct: bool,
+    /// Series description (DICOM SeriesDescription, NIfTI descrip).
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Replace an existing output.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
-    anyhow::bail!("{}: convert is not implemented yet", args.input.display())
+    // Refuse early, before the (possibly long) read: an existing output, an unknown format.
+    crate::io::atomic::check_overwrite(&args.output, args.force)?;
+    if args.format.is_none() && Format::from_path(&args.output).is_none() {
+        anyhow::bail!(
+            "{}: cannot tell the output format from the name; use .nii, .nii.gz or .png, or pass --format nifti|dicom|png",
+            args.output.display()
+        );
+    }
+    let mut vol = read_volume(
+        &args.input,
+        &ReadOptions {
+            series_uid: args.series.clone(),
+        },
+    )?;
+    if args.ct {
+        vol.modality = Modality::Ct;
+    }
+    vol.provenance.history.push(format!(
+        "scorerecon {} convert {} -> {}",
+        crate::version(),
+        args.input.display(),
+        args.output.display()
+    ));
+    let opts = WriteOptions {
+        format: args.format,
+        force: args.force,
+        window: args.window,
+        slice: args.slice,
+        series_description: args.description.clone(),
+        derivation_description: Some(format!(
+            "scorerecon {} convert from {}",
+            crate::version(),
+            vol.provenance
+                .series_instance_uid
+                .clone()
+                .unwrap_or_else(|| args.input.display().to_string())
+        )),
+    };
+    write_volume_with(&vol, &args.output, &opts)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
 }

@@ -2,11 +2,17 @@
 //!
 //! `read_volume` and `write_volume` are the two doors every command uses; the format modules
 //! behind them are chosen from the path (extension, or a folder for a DICOM series).
+//! Conventions (RAS+ affine, slice order, modality LUT, derived DICOM): docs/io.md.
 
 pub mod atomic;
+pub mod dicom;
+pub mod nifti;
+pub mod png;
+
+pub use png::{window_to_u8, write_png_gray, Window, WindowPreset};
 
 use crate::volume::Volume;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::path::Path;
 
 /// Output formats `write_volume` knows.
@@ -19,21 +25,125 @@ pub enum Format {
     Png,
 }
 
+impl Format {
+    /// From the output's name: `.nii`/`.nii.gz` -> NIfTI, `.png` -> PNG, `.dcm` -> DICOM (a folder
+    /// of that name); None when the name does not say (a folder needs `--format`).
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+            Some(Format::Nifti)
+        } else if name.ends_with(".png") {
+            Some(Format::Png)
+        } else if name.ends_with(".dcm") {
+            Some(Format::Dicom)
+        } else {
+            None
+        }
+    }
+}
+
+/// What an input path holds, by its name and first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum InputKind {
+    /// The image files directly inside a folder (not its subfolders).
+    DicomFolder,
+    DicomFile,
+    Nifti,
+}
+
+impl InputKind {
+    pub fn detect(path: &Path) -> Result<InputKind> {
+        if !path.exists() {
+            bail!("{}: no such file or folder", path.display());
+        }
+        if path.is_dir() {
+            return Ok(InputKind::DicomFolder);
+        }
+        let name = path.to_string_lossy().to_ascii_lowercase();
+        if [".nii", ".nii.gz", ".hdr", ".hdr.gz"]
+            .iter()
+            .any(|e| name.ends_with(e))
+        {
+            return Ok(InputKind::Nifti);
+        }
+        if name.ends_with(".img") || name.ends_with(".img.gz") {
+            bail!(
+                "{}: give the .hdr of a NIfTI/ANALYZE pair, not its .img",
+                path.display()
+            );
+        }
+        Ok(InputKind::DicomFile)
+    }
+}
+
 /// Options for reading: which series to take when a folder holds several.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     pub series_uid: Option<String>,
 }
 
-/// Read a DICOM file, a DICOM series folder, or a NIfTI file into a `Volume`.
+/// Read a DICOM file, a DICOM series folder (its files, not subfolders), or a NIfTI-1 file
+/// (`.nii`, `.nii.gz`, `.hdr` + `.img`) into a `Volume`.
 pub fn read_volume(path: &Path, opts: &ReadOptions) -> Result<Volume> {
-    let _ = opts;
-    anyhow::bail!("{}: reading is not implemented yet", path.display())
+    match InputKind::detect(path)? {
+        InputKind::Nifti => nifti::read(path),
+        InputKind::DicomFolder | InputKind::DicomFile => {
+            dicom::read(path, opts.series_uid.as_deref())
+        }
+    }
+}
+
+/// How to write: everything beyond the format has a default.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// None: from the path's extension.
+    pub format: Option<Format>,
+    /// Replace an existing output.
+    pub force: bool,
+    /// PNG display window, and DICOM Window Center/Width (None: `WindowPreset::Auto`).
+    pub window: Option<WindowPreset>,
+    /// PNG: the one slice to write (None: the middle one for a `.png` name, all for a folder).
+    pub slice: Option<usize>,
+    /// DICOM SeriesDescription / NIfTI descrip.
+    pub series_description: Option<String>,
+    /// DICOM DerivationDescription: what produced these voxels.
+    pub derivation_description: Option<String>,
 }
 
 /// Write `vol` to `path` in `format` (None: from the extension), atomically, refusing to
 /// overwrite unless `force`.
 pub fn write_volume(vol: &Volume, path: &Path, format: Option<Format>, force: bool) -> Result<()> {
-    let _ = (vol, format, force);
-    anyhow::bail!("{}: writing is not implemented yet", path.display())
+    write_volume_with(
+        vol,
+        path,
+        &WriteOptions {
+            format,
+            force,
+            ..Default::default()
+        },
+    )
+}
+
+/// `write_volume` with every option (window, slice, descriptions).
+pub fn write_volume_with(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
+    let format = match opts.format.or_else(|| Format::from_path(path)) {
+        Some(f) => f,
+        None => bail!(
+            "{}: cannot tell the output format from the name; use .nii, .nii.gz or .png, or pass --format nifti|dicom|png",
+            path.display()
+        ),
+    };
+    match format {
+        Format::Nifti => nifti::write(vol, path, opts),
+        Format::Dicom => dicom::write(vol, path, opts),
+        Format::Png => png::write(vol, path, opts),
+    }
+}
+
+/// A warning the user should see (stderr) and, when there is a volume, its history keeps.
+pub fn warn(vol: Option<&mut Volume>, msg: &str) {
+    eprintln!("warning: {msg}");
+    if let Some(v) = vol {
+        v.provenance.history.push(format!("warning: {msg}"));
+    }
 }

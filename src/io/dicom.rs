@@ -1,0 +1,1115 @@
+//! DICOM in (a file or the files of one folder, grouped by series, sorted along the slice
+//! normal, modality LUT applied) and out (a new derived series, one file per slice).
+//!
+//! Reading goes through dicom-object (parsing, every transfer syntax's data set encoding) and
+//! dicom-pixeldata (pixel decoding and the modality LUT: `value = slope * stored + intercept`,
+//! the same as pydicom's `apply_modality_lut`). Conventions: docs/io.md.
+
+use crate::io::{warn, WriteOptions};
+use crate::volume::{Modality, Provenance, Volume};
+use anyhow::{anyhow, bail, Context, Result};
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+type Object = dicom_object::FileDicomObject<InMemDicomObject>;
+
+/// Explicit VR Little Endian: what every derived file is written in.
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+const SECONDARY_CAPTURE_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.7";
+/// This implementation's class UID (a fixed 2.25 UUID UID, made once for scorerecon).
+const IMPLEMENTATION_CLASS_UID: &str = "2.25.189023927545064957374178521335612781627";
+
+/// Patient, study and frame-of-reference tags a derived series carries over from its source, so
+/// a PACS files it next to the original.
+const CARRIED: &[Tag] = &[
+    tags::SPECIFIC_CHARACTER_SET,
+    tags::PATIENT_NAME,
+    tags::PATIENT_ID,
+    tags::PATIENT_BIRTH_DATE,
+    tags::PATIENT_SEX,
+    tags::PATIENT_AGE,
+    tags::STUDY_INSTANCE_UID,
+    tags::STUDY_DATE,
+    tags::STUDY_TIME,
+    tags::STUDY_ID,
+    tags::STUDY_DESCRIPTION,
+    tags::ACCESSION_NUMBER,
+    tags::REFERRING_PHYSICIAN_NAME,
+    tags::FRAME_OF_REFERENCE_UID,
+    tags::POSITION_REFERENCE_INDICATOR,
+    tags::BODY_PART_EXAMINED,
+    tags::PATIENT_POSITION,
+];
+
+/// One series found in a folder, from the headers only.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeriesSummary {
+    pub series_instance_uid: String,
+    pub description: String,
+    pub modality: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Whether `path` starts like a DICOM file: "DICM" after the 128-byte preamble, or at byte 0
+/// (a file written without its preamble).
+pub fn looks_like_dicom(path: &Path) -> bool {
+    let mut head = [0u8; 132];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .unwrap_or(0);
+    (n >= 132 && &head[128..132] == b"DICM") || (n >= 4 && &head[0..4] == b"DICM")
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn open(path: &Path, header_only: bool) -> Result<Object> {
+    if !looks_like_dicom(path) {
+        bail!(
+            "{}: not a DICOM file (no \"DICM\" marker after a 128-byte preamble)",
+            path.display()
+        );
+    }
+    let mut opts = OpenFileOptions::new();
+    if header_only {
+        opts = opts.read_until(tags::PIXEL_DATA);
+    }
+    opts.open_file(path).map_err(|e| {
+        anyhow!(
+            "{}: damaged or truncated DICOM file: {}",
+            path.display(),
+            one_line(&e)
+        )
+    })
+}
+
+/// An error and its causes on one line (dicom-rs errors nest their reasons).
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s.replace('\n', " ")
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| {
+            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+}
+
+fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+    obj.get(tag).and_then(|e| e.to_multi_float64().ok())
+}
+
+fn float(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
+    floats(obj, tag).and_then(|v| v.first().copied())
+}
+
+/// The regular, non-hidden files directly inside `dir` (subfolders are not searched), by name.
+fn folder_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list folder", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().starts_with('.'))
+                    .unwrap_or(true)
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The image series in a folder (or the one in a file), from headers only. Files that are not
+/// DICOM, and DICOM objects without an image (DICOMDIR, reports), are skipped with a warning.
+pub fn scan(path: &Path) -> Result<Vec<SeriesSummary>> {
+    let files = if path.is_dir() {
+        let files = folder_files(path)?;
+        if files.is_empty() {
+            bail!(
+                "{}: empty folder: no files to read (subfolders are not searched)",
+                path.display()
+            );
+        }
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let single = !path.is_dir();
+    let mut by_uid: BTreeMap<String, SeriesSummary> = BTreeMap::new();
+    let (mut not_dicom, mut no_image) = (0, 0);
+    for f in &files {
+        if !single && !looks_like_dicom(f) {
+            not_dicom += 1;
+            continue;
+        }
+        let obj = open(f, true)?;
+        if obj.get(tags::ROWS).is_none() {
+            if single {
+                bail!(
+                    "{}: this DICOM object holds no image (no Rows/Pixel Data)",
+                    f.display()
+                );
+            }
+            no_image += 1;
+            continue;
+        }
+        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        let entry = by_uid.entry(uid.clone()).or_insert_with(|| SeriesSummary {
+            series_instance_uid: uid,
+            description: text(&obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+            modality: text(&obj, tags::MODALITY).unwrap_or_default(),
+            files: Vec::new(),
+        });
+        entry.files.push(f.clone());
+    }
+    if not_dicom + no_image > 0 {
+        warn(
+            None,
+            &format!(
+                "{}: skipped {not_dicom} non-DICOM file(s) and {no_image} DICOM object(s) without an image",
+                path.display()
+            ),
+        );
+    }
+    if by_uid.is_empty() {
+        bail!(
+            "{}: no DICOM images in this folder ({} file(s) looked at; subfolders are not searched)",
+            path.display(),
+            files.len()
+        );
+    }
+    Ok(by_uid.into_values().collect())
+}
+
+/// Pick the series to read: the one asked for, or the only one.
+pub fn choose_series(
+    path: &Path,
+    series: Vec<SeriesSummary>,
+    wanted: Option<&str>,
+) -> Result<SeriesSummary> {
+    if let Some(uid) = wanted {
+        let listing = list(&series);
+        return series
+            .into_iter()
+            .find(|s| s.series_instance_uid == uid)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no series with UID {uid}; the folder holds: {listing}",
+                    path.display()
+                )
+            });
+    }
+    if series.len() > 1 {
+        bail!(
+            "{}: the folder holds {} series; pick one with --series UID: {}",
+            path.display(),
+            series.len(),
+            list(&series)
+        );
+    }
+    Ok(series
+        .into_iter()
+        .next()
+        .expect("scan returns at least one series"))
+}
+
+fn list(series: &[SeriesSummary]) -> String {
+    series
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({} {:?}, {} file(s))",
+                s.series_instance_uid,
+                s.modality,
+                s.description,
+                s.files.len()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One 2-D image (a file, or a frame of a multi-frame file) with its geometry in LPS+.
+struct Slice {
+    file: PathBuf,
+    frame: u32,
+    position: Option<[f64; 3]>,
+    orientation: Option<[f64; 6]>,
+    /// (between rows, between columns), PixelSpacing's order.
+    pixel_spacing: Option<[f64; 2]>,
+    thickness: Option<f64>,
+    instance: Option<i64>,
+    rows: usize,
+    cols: usize,
+    rescale: (f64, f64),
+    data: Vec<f32>,
+}
+
+/// Read a DICOM file or the chosen series of a folder.
+pub fn read(path: &Path, series_uid: Option<&str>) -> Result<Volume> {
+    let series = choose_series(path, scan(path)?, series_uid)?;
+    let mut slices = Vec::new();
+    let mut first: Option<Object> = None;
+    for f in &series.files {
+        let obj = open(f, false)?;
+        slices.extend(decode_slices(f, &obj)?);
+        if first.is_none() {
+            first = Some(obj);
+        }
+    }
+    let first = first.expect("a series has files");
+    stack(path, slices, &first, &series)
+}
+
+/// Decode every frame of one file to modality values.
+fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
+    let ts_uid = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let ts = TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| {
+        anyhow!(
+            "{}: unknown transfer syntax UID {ts_uid}; convert it to Explicit VR Little Endian first (e.g. `gdcmconv --raw`)",
+            file.display()
+        )
+    })?;
+    if !ts.can_decode_all() {
+        bail!(
+            "{}: transfer syntax {} ({ts_uid}) has no pure-Rust decoder here; convert it with `gdcmconv --raw` or `dcmdjpls` first",
+            file.display(),
+            ts.name()
+        );
+    }
+    if obj.get(tags::MODALITY_LUT_SEQUENCE).is_some() {
+        bail!(
+            "{}: a Modality LUT Sequence (0028,3000) is not supported, only Rescale Slope/Intercept",
+            file.display()
+        );
+    }
+    let spp = obj
+        .get(tags::SAMPLES_PER_PIXEL)
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(1);
+    if spp != 1 {
+        bail!(
+            "{}: colour images ({} samples per pixel, {}) are not supported: only grayscale",
+            file.display(),
+            spp,
+            text(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default()
+        );
+    }
+    check_pixel_length(file, obj)?;
+    let decoded = obj.decode_pixel_data().map_err(|e| {
+        anyhow!(
+            "{}: cannot decode pixel data: {}",
+            file.display(),
+            one_line(&e)
+        )
+    })?;
+    let (rows, cols) = (decoded.rows() as usize, decoded.columns() as usize);
+    let n_frames = decoded.number_of_frames();
+    let geometry = FrameGeometry::from_object(obj, n_frames as usize);
+    // Big-endian OW pixel data arrives as 16-bit words in native order: a 32-bit sample's high
+    // word comes first.
+    let big_endian_words = ts.endianness() == dicom::encoding::Endianness::Big
+        && obj.get(tags::PIXEL_DATA).map(|e| e.vr()) == Some(VR::OW);
+    // Default modality LUT: `slope * stored + intercept` per frame (pydicom's apply_modality_lut).
+    let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::Default);
+    let rescale = (
+        float(obj, tags::RESCALE_SLOPE).unwrap_or(1.0),
+        float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+    );
+    let instance = obj
+        .get(tags::INSTANCE_NUMBER)
+        .and_then(|e| e.to_int::<i64>().ok());
+    (0..n_frames)
+        .map(|frame| {
+            let converted = if decoded.bits_allocated() == 32 {
+                modality_values_32(&decoded, frame, big_endian_words)
+            } else {
+                decoded.to_vec_frame_with_options(frame, &options)
+            };
+            let data: Vec<f32> = converted.map_err(|e| {
+                anyhow!(
+                    "{}: frame {frame}: cannot convert pixel data: {}",
+                    file.display(),
+                    one_line(&e)
+                )
+            })?;
+            Ok(Slice {
+                file: file.to_path_buf(),
+                frame,
+                position: geometry.positions.get(frame as usize).copied().flatten(),
+                orientation: geometry.orientation,
+                pixel_spacing: geometry.pixel_spacing,
+                thickness: geometry.thickness,
+                instance,
+                rows,
+                cols,
+                rescale,
+                data,
+            })
+        })
+        .collect()
+}
+
+/// dicom-pixeldata 0.10 converts 8- and 16-bit samples only; 32-bit ones (RT Dose) get the same
+/// modality LUT here from the decoded, native-endian samples.
+fn modality_values_32(
+    decoded: &dicom_pixeldata::DecodedPixelData,
+    frame: u32,
+    big_endian_words: bool,
+) -> dicom_pixeldata::Result<Vec<f32>> {
+    let bytes = decoded.frame_data(frame)?;
+    let rescale = decoded.rescale()?;
+    let r = rescale[(frame as usize).min(rescale.len() - 1)];
+    let signed = decoded.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| {
+            let b = if big_endian_words {
+                let (hi, lo) = ([c[0], c[1]], [c[2], c[3]]);
+                let v = (u16::from_ne_bytes(hi) as u32) << 16 | u16::from_ne_bytes(lo) as u32;
+                v.to_ne_bytes()
+            } else {
+                [c[0], c[1], c[2], c[3]]
+            };
+            let v = if signed {
+                i32::from_ne_bytes(b) as f64
+            } else {
+                u32::from_ne_bytes(b) as f64
+            };
+            r.apply(v) as f32
+        })
+        .collect())
+}
+
+/// Native (unencapsulated) pixel data shorter than Rows x Columns x frames: a truncated file
+/// that the decoder would otherwise report vaguely.
+fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
+    let Some(pd) = obj.get(tags::PIXEL_DATA) else {
+        bail!(
+            "{}: no Pixel Data (7FE0,0010): truncated or not an image",
+            file.display()
+        );
+    };
+    if pd.value().fragments().is_some() {
+        return Ok(());
+    }
+    let get = |t| obj.get(t).and_then(|e| e.to_int::<u64>().ok());
+    let (rows, cols) = (
+        get(tags::ROWS).unwrap_or(0),
+        get(tags::COLUMNS).unwrap_or(0),
+    );
+    let bits = get(tags::BITS_ALLOCATED).unwrap_or(16);
+    let frames = obj
+        .get(tags::NUMBER_OF_FRAMES)
+        .and_then(|e| e.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    let expected = rows * cols * frames * bits / 8;
+    let got = pd.value().to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+    if got < expected {
+        bail!(
+            "{}: pixel data is truncated: {got} bytes where {rows}x{cols}x{frames} pixels of {bits} bits need {expected}",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// Geometry of each frame: from the top-level Image Plane tags, the enhanced multi-frame
+/// functional groups, or RT Dose's Grid Frame Offset Vector.
+struct FrameGeometry {
+    positions: Vec<Option<[f64; 3]>>,
+    orientation: Option<[f64; 6]>,
+    pixel_spacing: Option<[f64; 2]>,
+    thickness: Option<f64>,
+}
+
+impl FrameGeometry {
+    fn from_object(obj: &InMemDicomObject, n_frames: usize) -> Self {
+        let item = |seq: Tag, idx: usize| {
+            obj.get(seq)
+                .and_then(|e| e.items())
+                .and_then(|items| items.get(idx))
+        };
+        let shared = item(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0);
+        let per_frame = |f: usize| item(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, f);
+        // A functional-group macro: a one-item sequence inside a group item.
+        let macro_value = |group: Option<&InMemDicomObject>, seq: Tag, tag: Tag| {
+            group
+                .and_then(|g| g.get(seq))
+                .and_then(|e| e.items())
+                .and_then(|items| items.first())
+                .and_then(|m| floats(m, tag))
+        };
+        let orientation = floats(obj, tags::IMAGE_ORIENTATION_PATIENT)
+            .or_else(|| {
+                macro_value(
+                    shared,
+                    tags::PLANE_ORIENTATION_SEQUENCE,
+                    tags::IMAGE_ORIENTATION_PATIENT,
+                )
+            })
+            .or_else(|| {
+                macro_value(
+                    per_frame(0),
+                    tags::PLANE_ORIENTATION_SEQUENCE,
+                    tags::IMAGE_ORIENTATION_PATIENT,
+                )
+            })
+            .and_then(|v| <[f64; 6]>::try_from(v.as_slice()).ok());
+        let pixel_spacing = floats(obj, tags::PIXEL_SPACING)
+            .or_else(|| macro_value(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING))
+            .and_then(|v| <[f64; 2]>::try_from(v.as_slice()).ok());
+        let thickness = float(obj, tags::SLICE_THICKNESS).or_else(|| {
+            macro_value(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS)
+                .and_then(|v| v.first().copied())
+        });
+        let top = floats(obj, tags::IMAGE_POSITION_PATIENT)
+            .and_then(|v| <[f64; 3]>::try_from(v.as_slice()).ok());
+        let normal = orientation.map(|o| slice_normal(&o));
+        let offsets = floats(obj, tags::GRID_FRAME_OFFSET_VECTOR);
+        let step = float(obj, tags::SPACING_BETWEEN_SLICES).or(thickness);
+        let positions = (0..n_frames)
+            .map(|f| {
+                let from_group = macro_value(
+                    per_frame(f),
+                    tags::PLANE_POSITION_SEQUENCE,
+                    tags::IMAGE_POSITION_PATIENT,
+                )
+                .and_then(|v| <[f64; 3]>::try_from(v.as_slice()).ok());
+                if from_group.is_some() || n_frames == 1 {
+                    return from_group.or(top);
+                }
+                // RT Dose: frame f lies offsets[f] mm along the normal from the first.
+                let along = match (&offsets, step) {
+                    (Some(o), _) if o.len() == n_frames => Some(o[f] - o[0]),
+                    (_, Some(s)) => Some(s * f as f64),
+                    _ => None,
+                };
+                match (top, normal, along) {
+                    (Some(p), Some(n), Some(d)) => {
+                        Some([p[0] + d * n[0], p[1] + d * n[1], p[2] + d * n[2]])
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        FrameGeometry {
+            positions,
+            orientation,
+            pixel_spacing,
+            thickness,
+        }
+    }
+}
+
+/// The slice normal: row direction x column direction (both from ImageOrientationPatient).
+fn slice_normal(o: &[f64; 6]) -> [f64; 3] {
+    let (r, c) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    [
+        r[1] * c[2] - r[2] * c[1],
+        r[2] * c[0] - r[0] * c[2],
+        r[0] * c[1] - r[1] * c[0],
+    ]
+}
+
+fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Order slices along the normal, check they form one volume, build the affine.
+fn stack(
+    path: &Path,
+    mut slices: Vec<Slice>,
+    first: &Object,
+    series: &SeriesSummary,
+) -> Result<Volume> {
+    let (rows, cols) = (slices[0].rows, slices[0].cols);
+    if let Some(s) = slices.iter().find(|s| s.rows != rows || s.cols != cols) {
+        bail!(
+            "{}: slices differ in size: {}x{} in {} but {}x{} in {}",
+            path.display(),
+            cols,
+            rows,
+            slices[0].file.display(),
+            s.cols,
+            s.rows,
+            s.file.display()
+        );
+    }
+    let orientation = slices[0].orientation;
+    if let (Some(o0), Some(s)) = (
+        orientation,
+        slices.iter().find(|s| match (s.orientation, orientation) {
+            (Some(o), Some(o0)) => o.iter().zip(o0.iter()).any(|(a, b)| (a - b).abs() > 1e-4),
+            _ => false,
+        }),
+    ) {
+        bail!(
+            "{}: slices have different orientations ({:?} in {} vs {:?} in {}), e.g. a scout series; they do not form one volume",
+            path.display(),
+            o0,
+            slices[0].file.display(),
+            s.orientation.unwrap_or_default(),
+            s.file.display()
+        );
+    }
+    let mut history = Vec::new();
+    let normal = orientation.map(|o| slice_normal(&o));
+    let all_positioned = slices.iter().all(|s| s.position.is_some());
+    let mut depth: Vec<f64> = Vec::new();
+    match normal {
+        Some(n) if all_positioned => {
+            // Sort along the slice normal (the standard way; file names and InstanceNumber may run
+            // either way, e.g. CT5N's z decreases as InstanceNumber increases).
+            slices.sort_by(|a, b| {
+                let (da, db) = (dot(&n, &a.position.unwrap()), dot(&n, &b.position.unwrap()));
+                da.total_cmp(&db).then(a.instance.cmp(&b.instance))
+            });
+            depth = slices
+                .iter()
+                .map(|s| dot(&n, &s.position.unwrap()))
+                .collect();
+            if let Some(w) = depth.windows(2).position(|w| (w[1] - w[0]).abs() < 1e-3) {
+                bail!(
+                    "{}: {} and {} lie at the same position ({:.3} mm along the normal): several acquisitions or time points in one series are not supported",
+                    path.display(),
+                    slice_name(&slices[w]),
+                    slice_name(&slices[w + 1]),
+                    depth[w]
+                );
+            }
+        }
+        _ if slices.len() > 1 => {
+            slices.sort_by_key(|s| (s.instance, s.frame));
+            let msg = format!(
+                "{}: no ImagePositionPatient/ImageOrientationPatient on every slice: ordered by InstanceNumber, slice spacing assumed",
+                path.display()
+            );
+            warn(None, &msg);
+            history.push(format!("warning: {msg}"));
+        }
+        _ => {}
+    }
+    let [row_spacing, col_spacing] = slices[0].pixel_spacing.unwrap_or([1.0, 1.0]);
+    let thickness = slices[0].thickness;
+    let nominal = float(first, tags::SPACING_BETWEEN_SLICES)
+        .or(thickness)
+        .unwrap_or(1.0);
+    let steps: Vec<f64> = depth.windows(2).map(|w| w[1] - w[0]).collect();
+    let dz = if steps.is_empty() {
+        nominal
+    } else {
+        median(&steps)
+    };
+    if let Some(i) = steps
+        .iter()
+        .position(|s| (s - dz).abs() > 0.01 * dz.abs() + 0.01)
+    {
+        let (lo, hi) = steps
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &s| (l.min(s), h.max(s)));
+        let msg = format!(
+            "{}: uneven slice spacing ({lo:.3} to {hi:.3} mm, median {dz:.3} mm), first between {} and {}; a gap or missing slices; kept as is, not interpolated",
+            path.display(),
+            slice_name(&slices[i]),
+            slice_name(&slices[i + 1])
+        );
+        warn(None, &msg);
+        history.push(format!("warning: {msg}"));
+    }
+    // Affine in LPS+ (DICOM), columns: i (along a row), j (down a column), k (slice normal).
+    let o = orientation.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let n = normal.unwrap_or([0.0, 0.0, 1.0]);
+    let origin = slices[0].position.unwrap_or([0.0; 3]);
+    let even = !history.iter().any(|h| h.contains("uneven"));
+    let k_axis = if depth.len() > 1 && even {
+        // Through the first and last positions: keeps a gantry tilt that the normal would lose.
+        let (p0, p1) = (origin, slices.last().unwrap().position.unwrap());
+        let m = (slices.len() - 1) as f64;
+        [
+            (p1[0] - p0[0]) / m,
+            (p1[1] - p0[1]) / m,
+            (p1[2] - p0[2]) / m,
+        ]
+    } else {
+        [n[0] * dz, n[1] * dz, n[2] * dz]
+    };
+    let mut affine = [[0.0; 4]; 4];
+    for r in 0..3 {
+        affine[r][0] = o[r] * col_spacing;
+        affine[r][1] = o[3 + r] * row_spacing;
+        affine[r][2] = k_axis[r];
+        affine[r][3] = origin[r];
+    }
+    affine[3][3] = 1.0;
+    let affine = lps_ras(&affine);
+    let slice_positions = if all_positioned {
+        slices
+            .iter()
+            .map(|s| {
+                let p = s.position.unwrap();
+                [-p[0], -p[1], p[2]]
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rescale = slices[0].rescale;
+    if slices.iter().any(|s| s.rescale != rescale) {
+        history.push(format!(
+            "{}: rescale slope/intercept differ between slices; each slice used its own",
+            path.display()
+        ));
+    }
+    let n_slices = slices.len();
+    let mut data = Vec::with_capacity(rows * cols * n_slices);
+    for s in &slices {
+        data.extend_from_slice(&s.data);
+    }
+    let modality = Modality::from_dicom_code(&text(first, tags::MODALITY).unwrap_or_default());
+    history.insert(
+        0,
+        format!(
+            "read {} DICOM slice(s) of series {} from {}",
+            n_slices,
+            series.series_instance_uid,
+            path.display()
+        ),
+    );
+    Ok(Volume {
+        data,
+        dims: [cols, rows, n_slices, 1],
+        spacing: [col_spacing, row_spacing, dz.abs(), 1.0],
+        affine,
+        slice_positions,
+        modality,
+        provenance: Provenance {
+            source_files: slices
+                .iter()
+                .map(|s| s.file.display().to_string())
+                .collect(),
+            rescale_slope: rescale.0,
+            rescale_intercept: rescale.1,
+            series_description: text(first, tags::SERIES_DESCRIPTION),
+            series_instance_uid: text(first, tags::SERIES_INSTANCE_UID),
+            study_instance_uid: text(first, tags::STUDY_INSTANCE_UID),
+            carried_tags: carried_tags(first),
+            history,
+        },
+    })
+}
+
+fn slice_name(s: &Slice) -> String {
+    if s.frame > 0 {
+        format!("{} (frame {})", s.file.display(), s.frame)
+    } else {
+        s.file.display().to_string()
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        0.5 * (s[m - 1] + s[m])
+    }
+}
+
+/// LPS+ <-> RAS+: negate the first two rows (x and y flip sign, z stays). Its own inverse.
+pub fn lps_ras(a: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
+    let mut out = *a;
+    for c in 0..4 {
+        // `+ 0.0` keeps zeros positive (no "-0" in printed affines).
+        out[0][c] = -a[0][c] + 0.0;
+        out[1][c] = -a[1][c] + 0.0;
+    }
+    out
+}
+
+fn carried_tags(obj: &InMemDicomObject) -> Vec<(String, String, String)> {
+    CARRIED
+        .iter()
+        .filter_map(|&tag| {
+            let e = obj.get(tag)?;
+            let v = e.to_str().ok()?.to_string();
+            Some((
+                format!("{:04X}{:04X}", tag.group(), tag.element()),
+                e.vr().to_string().to_string(),
+                v,
+            ))
+        })
+        .collect()
+}
+
+/// A fresh UID of the 2.25 form (ISO/IEC 9834-8: the decimal value of a random UUID).
+pub fn new_uid() -> String {
+    format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
+}
+
+/// A decimal string (VR DS, at most 16 characters) and the value it actually encodes.
+fn ds(x: f64) -> (String, f64) {
+    let mut s = format!("{x}");
+    if s.len() > 16 {
+        // Scientific notation with as many digits as fit.
+        for prec in (0..=10).rev() {
+            s = format!("{x:.prec$e}");
+            if s.len() <= 16 {
+                break;
+            }
+        }
+    }
+    let v = s.parse::<f64>().expect("a formatted float parses");
+    (s, v)
+}
+
+/// The stored-value encoding: `value = slope * stored + intercept` with int16 `stored`.
+/// Integral data whose range fits 16 bits is stored exactly (slope 1); anything else spreads
+/// its range over -32767..32767, so the error is at most slope / 2 (docs/io.md).
+pub fn choose_rescale(lo: f64, hi: f64, integral: bool) -> (f64, f64) {
+    if integral && hi - lo <= 65535.0 {
+        let intercept = if lo >= -32768.0 && hi <= 32767.0 {
+            0.0
+        } else {
+            (lo + 32768.0).floor()
+        };
+        return (1.0, ds(intercept).1);
+    }
+    let slope = ((hi - lo) / 65534.0).max(f64::MIN_POSITIVE);
+    let (_, slope) = ds(slope * (1.0 + 1e-9));
+    let (_, intercept) = ds(0.5 * (hi + lo));
+    (slope, intercept)
+}
+
+/// The window a viewer opens the series with: CT soft tissue, else the 0.5-99.5 percentile.
+fn default_window(vol: &Volume) -> crate::io::png::Window {
+    crate::io::png::WindowPreset::Auto.resolve(&vol.data, vol.modality)
+}
+
+/// Write `vol` as a new derived series: one file per slice in the folder `path`.
+pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
+    if vol.nt() > 1 {
+        bail!(
+            "{}: DICOM output of a 4-D volume ({} frames) is not supported; write NIfTI instead",
+            path.display(),
+            vol.nt()
+        );
+    }
+    let (lo, hi) = vol.value_range().ok_or_else(|| {
+        anyhow!(
+            "{}: the volume has no finite values to write",
+            path.display()
+        )
+    })?;
+    if vol.data.iter().any(|v| !v.is_finite()) {
+        bail!(
+            "{}: the volume holds NaN or infinite values, which DICOM integers cannot store",
+            path.display()
+        );
+    }
+    let integral = vol.data.iter().all(|v| v.fract() == 0.0);
+    let (slope, intercept) = choose_rescale(lo as f64, hi as f64, integral);
+    let window = opts
+        .window
+        .map(|w| w.resolve(&vol.data, vol.modality))
+        .unwrap_or_else(|| default_window(vol));
+    let series_uid = new_uid();
+    let carried: BTreeMap<String, (String, String)> = vol
+        .provenance
+        .carried_tags
+        .iter()
+        .map(|(t, vr, v)| (t.clone(), (vr.clone(), v.clone())))
+        .collect();
+    let study_uid = carried
+        .get("0020000D")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(new_uid);
+    let frame_of_reference = carried
+        .get("00200052")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(new_uid);
+    let now = chrono::Local::now();
+    let (date, time) = (
+        now.format("%Y%m%d").to_string(),
+        now.format("%H%M%S").to_string(),
+    );
+    let description = opts.series_description.clone().unwrap_or_else(|| {
+        match &vol.provenance.series_description {
+            Some(d) => format!("scorerecon: {d}"),
+            None => "scorerecon output".to_string(),
+        }
+    });
+    let derivation = opts.derivation_description.clone().unwrap_or_else(|| {
+        format!(
+            "scorerecon {} from {}",
+            crate::version(),
+            vol.provenance
+                .series_instance_uid
+                .as_deref()
+                .or(vol.provenance.source_files.first().map(|s| s.as_str()))
+                .unwrap_or("unknown source")
+        )
+    });
+    let sop_class = if vol.modality == Modality::Ct {
+        CT_IMAGE_STORAGE
+    } else {
+        SECONDARY_CAPTURE_IMAGE_STORAGE
+    };
+    let lps = lps_ras(&vol.affine);
+    let norm = |c: usize| (0..3).map(|r| lps[r][c] * lps[r][c]).sum::<f64>().sqrt();
+    let (col_spacing, row_spacing, step) = (norm(0), norm(1), norm(2));
+    let mut iop = [0.0; 6];
+    for r in 0..3 {
+        iop[r] = lps[r][0] / col_spacing;
+        iop[3 + r] = lps[r][1] / row_spacing;
+    }
+    crate::io::atomic::write_dir(path, opts.force, |dir| {
+        for k in 0..vol.nz() {
+            let position = match vol.slice_positions.get(k) {
+                Some(p) if vol.slice_positions.len() == vol.nz() => [-p[0], -p[1], p[2]],
+                _ => [
+                    lps[0][3] + k as f64 * lps[0][2],
+                    lps[1][3] + k as f64 * lps[1][2],
+                    lps[2][3] + k as f64 * lps[2][2],
+                ],
+            };
+            let stored: Vec<u16> = vol
+                .slice(k, 0)
+                .iter()
+                .map(|&v| {
+                    let s = ((v as f64 - intercept) / slope).round();
+                    s.clamp(-32768.0, 32767.0) as i16 as u16
+                })
+                .collect();
+            let mut obj = InMemDicomObject::new_empty();
+            let mut put_str = |tag: Tag, vr: VR, v: &str| {
+                obj.put(DataElement::new(
+                    tag,
+                    vr,
+                    PrimitiveValue::from(v.to_string()),
+                ));
+            };
+            let sop_uid = new_uid();
+            put_str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+            for (tag, (vr, value)) in &carried {
+                let t = Tag(
+                    u16::from_str_radix(&tag[..4], 16).unwrap_or(0),
+                    u16::from_str_radix(&tag[4..], 16).unwrap_or(0),
+                );
+                let vr = vr.parse::<VR>().unwrap_or(VR::LO);
+                if t != tags::SPECIFIC_CHARACTER_SET {
+                    put_str(t, vr, value);
+                }
+            }
+            put_str(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY");
+            put_str(tags::SOP_CLASS_UID, VR::UI, sop_class);
+            put_str(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid);
+            put_str(tags::STUDY_INSTANCE_UID, VR::UI, &study_uid);
+            put_str(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid);
+            put_str(tags::FRAME_OF_REFERENCE_UID, VR::UI, &frame_of_reference);
+            for (tag, vr) in [
+                (tags::PATIENT_NAME, VR::PN),
+                (tags::PATIENT_ID, VR::LO),
+                (tags::PATIENT_BIRTH_DATE, VR::DA),
+                (tags::PATIENT_SEX, VR::CS),
+                (tags::STUDY_ID, VR::SH),
+                (tags::ACCESSION_NUMBER, VR::SH),
+                (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+                (tags::POSITION_REFERENCE_INDICATOR, VR::LO),
+                (tags::KVP, VR::DS),
+                (tags::ACQUISITION_NUMBER, VR::IS),
+            ] {
+                // Type 2 attributes: present, empty when the source did not say.
+                let key = format!("{:04X}{:04X}", tag.group(), tag.element());
+                if !carried.contains_key(&key) {
+                    put_str(tag, vr, "");
+                }
+            }
+            if !carried.contains_key("00080020") {
+                put_str(tags::STUDY_DATE, VR::DA, &date);
+                put_str(tags::STUDY_TIME, VR::TM, &time);
+            }
+            put_str(tags::SERIES_DATE, VR::DA, &date);
+            put_str(tags::SERIES_TIME, VR::TM, &time);
+            put_str(tags::CONTENT_DATE, VR::DA, &date);
+            put_str(tags::CONTENT_TIME, VR::TM, &time);
+            put_str(tags::MODALITY, VR::CS, vol.modality.dicom_code());
+            put_str(tags::CONVERSION_TYPE, VR::CS, "WSD");
+            put_str(tags::MANUFACTURER, VR::LO, "scorerecon");
+            put_str(tags::SOFTWARE_VERSIONS, VR::LO, crate::version());
+            put_str(
+                tags::SERIES_DESCRIPTION,
+                VR::LO,
+                &truncate(&description, 64),
+            );
+            put_str(
+                tags::DERIVATION_DESCRIPTION,
+                VR::ST,
+                &truncate(&derivation, 1024),
+            );
+            put_str(tags::SERIES_NUMBER, VR::IS, "9001");
+            put_str(tags::INSTANCE_NUMBER, VR::IS, &(k + 1).to_string());
+            put_str(tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_multi(&position));
+            put_str(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds_multi(&iop));
+            put_str(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                &ds_multi(&[row_spacing, col_spacing]),
+            );
+            put_str(tags::SLICE_THICKNESS, VR::DS, &ds(vol.spacing[2]).0);
+            put_str(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(step).0);
+            put_str(
+                tags::SLICE_LOCATION,
+                VR::DS,
+                &ds(dot(&slice_normal(&iop), &position)).0,
+            );
+            put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+            put_str(tags::RESCALE_SLOPE, VR::DS, &ds(slope).0);
+            put_str(tags::RESCALE_INTERCEPT, VR::DS, &ds(intercept).0);
+            put_str(
+                tags::RESCALE_TYPE,
+                VR::LO,
+                if vol.modality == Modality::Ct {
+                    "HU"
+                } else {
+                    "US"
+                },
+            );
+            put_str(tags::WINDOW_CENTER, VR::DS, &ds(window.center).0);
+            put_str(tags::WINDOW_WIDTH, VR::DS, &ds(window.width).0);
+            let put_us = |obj: &mut InMemDicomObject, tag: Tag, v: u16| {
+                obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
+            };
+            put_us(&mut obj, tags::SAMPLES_PER_PIXEL, 1);
+            put_us(&mut obj, tags::ROWS, vol.ny() as u16);
+            put_us(&mut obj, tags::COLUMNS, vol.nx() as u16);
+            put_us(&mut obj, tags::BITS_ALLOCATED, 16);
+            put_us(&mut obj, tags::BITS_STORED, 16);
+            put_us(&mut obj, tags::HIGH_BIT, 15);
+            put_us(&mut obj, tags::PIXEL_REPRESENTATION, 1);
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U16(stored.into()),
+            ));
+            let file_obj = obj
+                .with_meta(
+                    FileMetaTableBuilder::new()
+                        .transfer_syntax(EXPLICIT_VR_LE)
+                        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                        .implementation_version_name(format!("SCORERECON_{}", crate::version())),
+                )
+                .map_err(|e| {
+                    anyhow!(
+                        "{}: cannot build DICOM meta group: {}",
+                        path.display(),
+                        one_line(&e)
+                    )
+                })?;
+            let file = dir.join(format!("{:05}.dcm", k + 1));
+            file_obj.write_to_file(&file).map_err(|e| {
+                anyhow!(
+                    "{}: cannot write: {}",
+                    path.join(file.file_name().unwrap()).display(),
+                    one_line(&e)
+                )
+            })?;
+        }
+        Ok(())
+    })
+}
+
+fn ds_multi(v: &[f64]) -> String {
+    v.iter().map(|x| ds(*x).0).collect::<Vec<_>>().join("\\")
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ds_fits_sixteen_characters_and_reports_its_value() {
+        for x in [
+            1.0,
+            -1024.0,
+            0.1234567890123456789,
+            1.0e-7 / 3.0,
+            123456789.123456789,
+        ] {
+            let (s, v) = ds(x);
+            assert!(s.len() <= 16, "{s}");
+            assert_eq!(s.parse::<f64>().unwrap(), v);
+            assert!((v - x).abs() <= 1e-9 * x.abs().max(1.0), "{x} -> {s}");
+        }
+    }
+
+    #[test]
+    fn rescale_keeps_integers_exact_and_bounds_the_error() {
+        assert_eq!(choose_rescale(-1024.0, 3071.0, true), (1.0, 0.0));
+        let (s, i) = choose_rescale(0.0, 65535.0, true);
+        assert_eq!(s, 1.0);
+        assert!(((65535.0 - i) as f64) <= 32767.0 && (0.0 - i) >= -32768.0);
+        let (lo, hi) = (-1000.25, 2999.75);
+        let (s, i) = choose_rescale(lo, hi, false);
+        for v in [lo, hi, 0.0, 1234.567] {
+            let q = ((v - i) / s).round();
+            assert!((-32768.0..=32767.0).contains(&q));
+            assert!((q * s + i - v).abs() <= s / 2.0 + 1e-9);
+        }
+    }
+
+    #[test]
+    fn normal_is_row_cross_column() {
+        assert_eq!(
+            slice_normal(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+            [0.0, 0.0, 1.0]
+        );
+        // Sagittal: rows along -y (anterior), columns along -z: normal along +x.
+        assert_eq!(
+            slice_normal(&[0.0, 1.0, 0.0, 0.0, 0.0, -1.0]),
+            [-1.0, 0.0, 0.0]
+        );
+    }
+}
