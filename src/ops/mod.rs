@@ -12,6 +12,7 @@
 use tch::{Kind, Tensor};
 
 pub mod identity;
+pub mod projection;
 
 /// The full transform `T` shared by every task of one modality.
 pub trait Transform: Send + Sync {
