@@ -11,8 +11,12 @@
 
 use tch::{Kind, Tensor};
 
+pub mod fbp;
+pub mod hu;
 pub mod identity;
+pub mod metal;
 pub mod projection;
+pub mod radon;
 
 /// The full transform `T` shared by every task of one modality.
 pub trait Transform: Send + Sync {
