@@ -32,14 +32,14 @@ pub struct TrainArgs {
     pub steps: Option<u64>,
     #[arg(long)]
     pub batch_size: Option<i64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     #[arg(long)]
     pub image_size: Option<i64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub sigma_max: Option<f64>,
     /// Weight of the consistency regulariser (paper 003); 0 turns it off.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub consistency: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
@@ -48,6 +48,9 @@ pub struct TrainArgs {
     pub device: Option<String>,
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+    /// CPU threads for libtorch (0: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Any setting as KEY=VALUE in YAML (`--set model.nf=32 --set flip_ud=true`); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,

@@ -3,6 +3,7 @@
 //! back to a default; impossible values are refused by [`TrainConfig::validate`] before any data
 //! is read or any step is taken.
 
+use crate::prior::ncsnpp::NcsnppConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -19,21 +20,54 @@ pub enum DataModality {
     Mr,
 }
 
-/// The score network to train.
+/// The NCSN++ network to train (`prior::ncsnpp::NcsnppConfig` less the image size and channels,
+/// which follow the data). Defaults: a small network for CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// `tiny`: a small conv net for tests and smoke runs.
-    pub kind: String,
-    /// Base channel count.
+    /// Base number of feature channels.
     pub nf: i64,
+    /// Channel multiplier per resolution (each halves the side).
+    pub ch_mult: Vec<i64>,
+    pub num_res_blocks: usize,
+    /// Sides that get self-attention.
+    pub attn_resolutions: Vec<i64>,
+    pub dropout: f64,
+    pub fourier_scale: f64,
+    pub skip_rescale: bool,
+    pub init_scale: f64,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            kind: "tiny".into(),
             nf: 16,
+            ch_mult: vec![1, 2, 2, 2],
+            num_res_blocks: 1,
+            attn_resolutions: vec![],
+            dropout: 0.0,
+            fourier_scale: 16.0,
+            skip_rescale: true,
+            init_scale: 0.0,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The full NCSN++ config for square `image_size` single-channel images in [0, 1].
+    pub fn ncsnpp(&self, image_size: i64) -> NcsnppConfig {
+        NcsnppConfig {
+            image_size,
+            channels: 1,
+            nf: self.nf,
+            ch_mult: self.ch_mult.clone(),
+            num_res_blocks: self.num_res_blocks,
+            attn_resolutions: self.attn_resolutions.clone(),
+            dropout: self.dropout,
+            fourier_scale: self.fourier_scale,
+            skip_rescale: self.skip_rescale,
+            centered: false,
+            init_scale: self.init_scale,
         }
     }
 }
@@ -45,14 +79,13 @@ pub struct TrainConfig {
     // ---- data (data.rs)
     /// Folders of DICOM series / NIfTI volumes (mixed), or single files.
     pub data: Vec<PathBuf>,
-    /// Phantom slices generated as extra training data (0: none).
-    pub phantoms: usize,
     pub modality: DataModality,
     /// Side of the square slices the model sees, after `downsample`.
     pub image_size: i64,
     /// Integer factor by which slices are averaged down before cropping (256 -> 128 with 2).
     pub downsample: i64,
-    /// CT window mapped to [0, 1]: `x = (HU - hu_min) / (hu_max - hu_min)`, negatives to 0.
+    /// CT window mapped to [0, 1]: `x = (HU - hu_min) / (hu_max - hu_min)`, negatives to 0
+    /// (`prior::Normalisation::CtAttenuation`).
     pub hu_min: f64,
     pub hu_max: f64,
     /// MR: each volume is divided by this percentile of its voxels.
@@ -104,6 +137,9 @@ pub struct TrainConfig {
     // ---- run
     pub seed: u64,
     pub device: String,
+    /// CPU threads for libtorch (0: libtorch's default, one per core). On a busy machine 1 is
+    /// often much faster than the default, whose threads spin waiting for each other.
+    pub threads: usize,
     /// Autocast the network's forward pass on CUDA (ignored with a warning elsewhere).
     pub mixed_precision: bool,
     pub checkpoint_every: u64,
@@ -118,7 +154,6 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             data: vec![],
-            phantoms: 0,
             modality: DataModality::Auto,
             image_size: 64,
             downsample: 1,
@@ -135,7 +170,7 @@ impl Default for TrainConfig {
             sigma_min: 0.01,
             sigma_max: None,
             sigma_max_subsample: 256,
-            t_eps: 1e-5,
+            t_eps: crate::sde::T_EPS,
             steps: 1000,
             batch_size: 8,
             lr: 2e-4,
@@ -150,6 +185,7 @@ impl Default for TrainConfig {
             consistency_window: 0.1,
             seed: 0,
             device: "auto".into(),
+            threads: 0,
             mixed_precision: false,
             checkpoint_every: 500,
             val_every: 100,
@@ -160,8 +196,9 @@ impl Default for TrainConfig {
 }
 
 /// Settings that may change when a run is resumed (they do not change what a step computes).
-pub const RESUMABLE_CHANGES: [&str; 5] = [
+pub const RESUMABLE_CHANGES: [&str; 6] = [
     "steps",
+    "threads",
     "checkpoint_every",
     "val_every",
     "val_batches",
@@ -222,8 +259,8 @@ impl TrainConfig {
             }
             Ok(())
         };
-        if self.data.is_empty() && self.phantoms == 0 {
-            bail!("no training data: give --data FOLDER (DICOM series / NIfTI volumes) or phantoms: N");
+        if self.data.is_empty() {
+            bail!("no training data: give --data FOLDER (DICOM series / NIfTI volumes)");
         }
         positive("lr", self.lr)?;
         positive("sigma_min", self.sigma_min)?;
@@ -304,6 +341,10 @@ impl TrainConfig {
             );
         }
         crate::tensor::parse_device(&self.device).with_context(|| "device".to_string())?;
+        self.model
+            .ncsnpp(self.image_size)
+            .validate()
+            .context("model")?;
         Ok(())
     }
 
@@ -442,7 +483,7 @@ mod tests {
         assert_eq!(c.data, vec![PathBuf::from("scans")]);
         assert_eq!(c.lr, 1e-3);
         assert_eq!(c.model.nf, 8);
-        assert_eq!(c.model.kind, "tiny");
+        assert_eq!(c.model.ch_mult, ModelConfig::default().ch_mult);
         c.apply_sets(&["model.nf=4".into(), "sigma_max=50".into(), "steps=7".into()])
             .unwrap();
         assert_eq!((c.model.nf, c.sigma_max, c.steps), (4, Some(50.0), 7));

@@ -17,6 +17,8 @@
 
 use super::config::{DataModality, TrainConfig};
 use crate::io::{read_volume, ReadOptions};
+use crate::ops::hu::MU_WATER_PER_MM;
+use crate::prior::Normalisation;
 use crate::volume::{Modality, Volume};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
@@ -51,6 +53,8 @@ pub struct VolumeSummary {
 
 pub struct DataSet {
     pub modality: DataModality,
+    /// The map from scanner values to model space (goes into the metadata sidecar).
+    pub normalisation: Normalisation,
     pub train: Vec<Slice>,
     pub val: Vec<Slice>,
     pub volumes: Vec<VolumeSummary>,
@@ -68,7 +72,16 @@ impl DataSet {
         for path in &candidates {
             match read_volume(path, &ReadOptions::default()) {
                 Ok(v) => volumes.push((path.display().to_string(), v)),
-                Err(e) => failures.push(format!("{}: {e:#}", path.display())),
+                Err(e) => {
+                    // The readers name the file already; say it once.
+                    let e = format!("{e:#}");
+                    let name = path.display().to_string();
+                    failures.push(if e.contains(&name) {
+                        e
+                    } else {
+                        format!("{name}: {e}")
+                    });
+                }
             }
         }
         if volumes.is_empty() {
@@ -89,6 +102,16 @@ impl DataSet {
     /// Build the data set from volumes already in memory (`name`, volume).
     pub fn from_volumes(volumes: Vec<(String, Volume)>, cfg: &TrainConfig) -> Result<DataSet> {
         let modality = resolve_modality(&volumes, cfg.modality)?;
+        let normalisation = match modality {
+            DataModality::Mr => Normalisation::MrPerVolume {
+                percentile: cfg.mr_percentile,
+            },
+            _ => Normalisation::CtAttenuation {
+                mu_water: MU_WATER_PER_MM,
+                hu_min: cfg.hu_min,
+                hu_max: cfg.hu_max,
+            },
+        };
         let n_vol = volumes.len();
         // Several volumes: the last `ceil(n * val_fraction)` are held out (training keeps one).
         let n_val_vol = if n_vol > 1 && cfg.val_fraction > 0.0 {
@@ -98,6 +121,7 @@ impl DataSet {
         };
         let mut ds = DataSet {
             modality,
+            normalisation: normalisation.clone(),
             train: vec![],
             val: vec![],
             volumes: vec![],
@@ -105,7 +129,7 @@ impl DataSet {
         };
         let mut held = Vec::new();
         for (vi, (name, vol)) in volumes.into_iter().enumerate() {
-            let slices = model_slices(&vol, modality, cfg)
+            let slices = model_slices(&vol, &normalisation, cfg)
                 .with_context(|| format!("{name}: cannot prepare its slices"))?;
             let nz = slices.len();
             // Which slice indices go where: true = validation, None = left out (gap).
@@ -378,7 +402,7 @@ fn resolve_modality(volumes: &[(String, Volume)], want: DataModality) -> Result<
 /// Frame 0 of `vol` as model-space slices `(data, h, w)`, averaged down by `cfg.downsample`.
 fn model_slices(
     vol: &Volume,
-    modality: DataModality,
+    normalisation: &Normalisation,
     cfg: &TrainConfig,
 ) -> Result<Vec<(Vec<f32>, usize, usize)>> {
     let (nx, ny, nz) = (vol.nx(), vol.ny(), vol.nz());
@@ -386,16 +410,14 @@ fn model_slices(
     if frame0.iter().any(|v| !v.is_finite()) {
         bail!("the volume holds NaN or infinite voxels");
     }
-    let (offset, scale) = match modality {
-        DataModality::Mr => (0.0, percentile(frame0, cfg.mr_percentile)?),
-        _ => (cfg.hu_min, cfg.hu_max - cfg.hu_min),
-    };
+    let scaling = normalisation.fit(frame0)?;
     let k = cfg.downsample;
     if (nx as i64) < k || (ny as i64) < k {
         bail!("{nx}x{ny} slices are smaller than downsample {k}");
     }
     let t = Tensor::from_slice(frame0).reshape([nz as i64, 1, ny as i64, nx as i64]);
-    let t = ((t - offset) / scale).clamp_min(0.0);
+    // Negatives (below air in CT, below zero in MR) are background: 0.
+    let t = scaling.to_model_tensor(&t).clamp_min(0.0);
     let t = if k > 1 {
         t.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>)
     } else {
@@ -407,18 +429,6 @@ fn model_slices(
         .chunks_exact(h * w)
         .map(|c| (c.to_vec(), h, w))
         .collect())
-}
-
-/// The `p`-th percentile of `values` (nearest rank); it must be positive to scale by it.
-fn percentile(values: &[f32], p: f64) -> Result<f64> {
-    let mut v = values.to_vec();
-    let rank = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-    let (_, x, _) = v.select_nth_unstable_by(rank, |a, b| a.total_cmp(b));
-    let x = *x as f64;
-    if !(x > 0.0) {
-        bail!("its {p}th percentile is {x}: MR normalisation needs a positive value (is the volume empty?)");
-    }
-    Ok(x)
 }
 
 /// Share of pixels above 0.05 in model space (5 % of the range: tissue, not air or noise).
@@ -494,7 +504,7 @@ mod tests {
         // 3 slices left out on each side, nothing shared.
         assert!(train.iter().all(|k| *k < 13 || *k >= 27), "{train:?}");
         assert_eq!(train.len(), 40 - 8 - 6);
-        // CT map: (HU + 1000) / 3000.
+        // CT map: (HU - hu_min) / (hu_max - hu_min) with the defaults -1000 and 2000.
         assert!((ds.val[0].data[0] - 1016.0 / 3000.0).abs() < 1e-6);
     }
 

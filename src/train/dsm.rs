@@ -8,14 +8,15 @@
 //! constant factor, which Adam does not see).
 
 use super::net::ScoreNet;
+use crate::sde::VeSde;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use rand_distr::StandardNormal;
 use tch::{Device, Kind, Tensor};
 
-/// `sigma(t) = sigma_min (sigma_max / sigma_min)^t`, elementwise.
-pub fn sigma_of_t(sigma_min: f64, sigma_max: f64, t: &Tensor) -> Tensor {
-    (t * (sigma_max / sigma_min).ln()).exp() * sigma_min
+/// `sigma(t) = sigma_min (sigma_max / sigma_min)^t` of `sde` (`VeSde::sigma`), elementwise.
+pub fn sigma_of_t(sde: &VeSde, t: &Tensor) -> Tensor {
+    (t * (sde.sigma_max / sde.sigma_min).ln()).exp() * sde.sigma_min
 }
 
 /// One draw of the loss's randomness: times `t ~ U(eps, 1)` (`[B]`) and noise `z ~ N(0, I)`

@@ -18,12 +18,14 @@ pub mod net;
 
 pub use config::{OutputPaths, TrainConfig};
 
+use crate::prior::metadata::{Architecture, PriorMetadata, TrainingSummary, FORMAT_VERSION};
+use crate::sde::VeSde;
 use adam::Adam;
 use anyhow::{bail, Context, Result};
 use checkpoint::CheckpointState;
 use data::DataSet;
 use ema::Ema;
-use net::{ScoreNet, TinyNet};
+use net::ScoreNet;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::path::PathBuf;
@@ -83,17 +85,11 @@ pub fn step_rng(seed: u64, step: u64) -> ChaCha20Rng {
     r
 }
 
-/// Build the network named by `cfg.model` under `p`.
+/// Build the NCSN++ network of `cfg.model` at `cfg.image_size` under `p`.
 pub fn build_net(p: &nn::Path, cfg: &TrainConfig) -> Result<Box<dyn ScoreNet>> {
-    match cfg.model.kind.as_str() {
-        "tiny" => {
-            if cfg.model.nf < 1 {
-                bail!("model.nf {}: must be at least 1", cfg.model.nf);
-            }
-            Ok(Box::new(TinyNet::new(p, cfg.model.nf)))
-        }
-        other => bail!("model.kind {other}: unknown network (known: tiny)"),
-    }
+    let net =
+        crate::prior::ncsnpp::Ncsnpp::new(p, &cfg.model.ncsnpp(cfg.image_size)).context("model")?;
+    Ok(Box::new(net))
 }
 
 /// Train (or continue training) a score model; see the module docs.
@@ -148,6 +144,9 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
         eprintln!("warning: mixed_precision is only used on CUDA; training in f32 on {device:?}");
     }
     let autocast = cfg.mixed_precision && device.is_cuda();
+    if cfg.threads > 0 {
+        tch::set_num_threads(cfg.threads as i32);
+    }
 
     let data = DataSet::load(cfg)?;
     let sigma_max = match (&resumed, cfg.sigma_max) {
@@ -166,6 +165,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
         }
     };
 
+    let sde = VeSde::new(cfg.sigma_min, sigma_max)?;
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
     let net = build_net(&vs.root(), cfg)?;
@@ -189,7 +189,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
         let mut rng = step_rng(cfg.seed, step);
         let x0 = data.train_batch(&mut rng, cfg.batch_size, cfg.image_size, cfg, device);
         let (t, z) = dsm::draw_noise(&mut rng, &x0.size(), cfg.t_eps, device);
-        let sigma = dsm::sigma_of_t(cfg.sigma_min, sigma_max, &t);
+        let sigma = dsm::sigma_of_t(&sde, &t);
         // libtorch's own generator (dropout) follows the step's stream too.
         tch::manual_seed(rng.random::<u32>() as i64);
 
@@ -205,7 +205,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
                 .map(|_| (cfg.consistency_window * rng.random::<f64>()) as f32)
                 .collect();
             let t_prime = (&t - Tensor::from_slice(&shift).to_device(device)).clamp_min(cfg.t_eps);
-            let sigma_p = dsm::sigma_of_t(cfg.sigma_min, sigma_max, &t_prime);
+            let sigma_p = dsm::sigma_of_t(&sde, &t_prime);
             let x_t = &x0 + sigma.reshape([-1, 1, 1, 1]) * &z;
             let cons = tch::autocast(autocast, || {
                 consistency::consistency_loss(
@@ -242,15 +242,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
             val_loss: None,
         };
         if (step % cfg.val_every.max(1) == 0 || step == cfg.steps) && !data.val.is_empty() {
-            row.val_loss = Some(validate(
-                net.as_ref(),
-                &vs,
-                &ema,
-                &data,
-                cfg,
-                sigma_max,
-                device,
-            ));
+            row.val_loss = Some(validate(net.as_ref(), &vs, &ema, &data, cfg, &sde, device));
         }
         history.push(row);
         smooth = Some(match smooth {
@@ -281,15 +273,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
     pb.finish_and_clear();
     let elapsed = t0.elapsed().as_secs_f64();
 
-    write_model(
-        &paths,
-        &vs,
-        &ema,
-        cfg,
-        &data,
-        sigma_max,
-        opts.force || opts.resume,
-    )?;
+    write_model(&paths, &ema, cfg, &data, sde, opts.force || opts.resume)?;
     let tail = (history.len() / 10).max(1);
     let final_loss = history.iter().rev().take(tail).map(|r| r.loss).sum::<f64>() / tail as f64;
     Ok(TrainReport {
@@ -313,7 +297,7 @@ pub fn validate(
     ema: &Ema,
     data: &DataSet,
     cfg: &TrainConfig,
-    sigma_max: f64,
+    sde: &VeSde,
     device: Device,
 ) -> f64 {
     ema.with_weights(vs, || {
@@ -325,7 +309,7 @@ pub fn validate(
                     .val_batch(i, cfg.batch_size, cfg.image_size, device)
                     .expect("validation slices exist");
                 let (t, z) = dsm::draw_noise(&mut rng, &x0.size(), cfg.t_eps, device);
-                let sigma = dsm::sigma_of_t(cfg.sigma_min, sigma_max, &t);
+                let sigma = dsm::sigma_of_t(sde, &t);
                 sum += dsm::dsm_loss(net, &x0, &sigma, &z, false)
                     .mean(Kind::Double)
                     .double_value(&[]);
@@ -425,17 +409,16 @@ pub fn read_log(path: &std::path::Path, step: u64) -> Result<Vec<LogRow>> {
     Ok(rows)
 }
 
-/// Write the EMA weights (for sampling), their metadata sidecar and the resolved config.
+/// Write the EMA weights (for sampling), their metadata sidecar (`prior::metadata`, so
+/// `load_prior` reads the model) and the resolved config.
 fn write_model(
     paths: &OutputPaths,
-    vs: &nn::VarStore,
     ema: &Ema,
     cfg: &TrainConfig,
     data: &DataSet,
-    sigma_max: f64,
+    sde: VeSde,
     force: bool,
 ) -> Result<()> {
-    let _ = vs;
     let named: Vec<(String, Tensor)> = ema
         .shadow
         .iter()
@@ -445,34 +428,29 @@ fn write_model(
         Tensor::write_safetensors(&named, tmp)
             .with_context(|| format!("{}: cannot write the weights", paths.weights().display()))
     })?;
-    let normalisation = match data.modality {
-        config::DataModality::Mr => {
-            serde_json::json!({"kind": "mr_per_volume", "percentile": cfg.mr_percentile})
-        }
-        _ => serde_json::json!({
-            "kind": "ct_attenuation", "mu_water": 0.0192, "hu_min": cfg.hu_min, "hu_max": cfg.hu_max
+    let meta = PriorMetadata {
+        format_version: FORMAT_VERSION,
+        architecture: Architecture::Ncsnpp(cfg.model.ncsnpp(cfg.image_size)),
+        sde,
+        image_size: [cfg.image_size, cfg.image_size],
+        channels: 1,
+        normalisation: data.normalisation.clone(),
+        training: Some(TrainingSummary {
+            dataset: cfg
+                .data
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            modality: format!("{:?}", data.modality).to_lowercase(),
+            n_images: data.train.len(),
+            iterations: cfg.steps as usize,
+            ema_rate: Some(cfg.ema_decay),
+            created: Some(chrono::Utc::now().to_rfc3339()),
+            notes: format!("held out for validation: {}", data.holdout),
         }),
     };
-    let meta = serde_json::json!({
-        "format_version": 1,
-        "architecture": {"kind": cfg.model.kind, "nf": cfg.model.nf},
-        "sde": {"sigma_min": cfg.sigma_min, "sigma_max": sigma_max},
-        "image_size": [cfg.image_size, cfg.image_size],
-        "channels": 1,
-        "normalisation": normalisation,
-        "training": {
-            "dataset": cfg.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-            "modality": format!("{:?}", data.modality).to_lowercase(),
-            "n_images": data.train.len(),
-            "iterations": cfg.steps,
-            "ema_rate": cfg.ema_decay,
-            "notes": format!("held out: {}", data.holdout),
-        },
-    });
-    let text = serde_json::to_string_pretty(&meta)?;
-    crate::io::atomic::write_file(&paths.metadata(), force, |tmp| {
-        std::fs::write(tmp, text.as_bytes()).context("cannot write the metadata")
-    })?;
+    meta.write(&paths.metadata(), force)?;
     let yaml = serde_yaml_ng::to_string(cfg)?;
     crate::io::atomic::write_file(&paths.config(), true, |tmp| {
         std::fs::write(tmp, yaml.as_bytes()).context("cannot write the config")
