@@ -5,11 +5,20 @@
 
 mod common;
 
-use common::{bin, nibabel_file, pydicom_file, python_array};
+use common::{nibabel_file, pydicom_file, python_array};
 use scorerecon::train::adam::Adam;
 use scorerecon::train::data::max_pairwise_distance;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
+
+/// The CLI with one libtorch thread: on a busy 2-core machine the default pool spins and runs
+/// these tiny networks 10-25x slower (the pool size is read when libtorch loads, so only the
+/// environment can set it).
+fn bin() -> std::process::Command {
+    let mut c = common::bin();
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
 
 /// A tiny NCSN++ on 16x16 crops of the real MR volume `anatomical.nii` (33x41x25, nibabel's
 /// test data), small enough for a few steps per second on a busy CPU.
@@ -31,8 +40,6 @@ fn tiny_args(out: &Path, steps: u64) -> Vec<String> {
         "--lr".into(),
         "2e-3".into(),
         "--quiet".into(),
-        "--threads".into(),
-        "1".into(),
     ];
     for s in [
         "modality=mr",

@@ -48,9 +48,6 @@ pub struct TrainArgs {
     pub device: Option<String>,
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
-    /// CPU threads for libtorch (0: one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Any setting as KEY=VALUE in YAML (`--set model.nf=32 --set flip_ud=true`); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,

@@ -137,9 +137,6 @@ pub struct TrainConfig {
     // ---- run
     pub seed: u64,
     pub device: String,
-    /// CPU threads for libtorch (0: libtorch's default, one per core). On a busy machine 1 is
-    /// often much faster than the default, whose threads spin waiting for each other.
-    pub threads: usize,
     /// Autocast the network's forward pass on CUDA (ignored with a warning elsewhere).
     pub mixed_precision: bool,
     pub checkpoint_every: u64,
@@ -185,7 +182,6 @@ impl Default for TrainConfig {
             consistency_window: 0.1,
             seed: 0,
             device: "auto".into(),
-            threads: 0,
             mixed_precision: false,
             checkpoint_every: 500,
             val_every: 100,
@@ -196,9 +192,8 @@ impl Default for TrainConfig {
 }
 
 /// Settings that may change when a run is resumed (they do not change what a step computes).
-pub const RESUMABLE_CHANGES: [&str; 6] = [
+pub const RESUMABLE_CHANGES: [&str; 5] = [
     "steps",
-    "threads",
     "checkpoint_every",
     "val_every",
     "val_batches",

@@ -144,9 +144,6 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
         eprintln!("warning: mixed_precision is only used on CUDA; training in f32 on {device:?}");
     }
     let autocast = cfg.mixed_precision && device.is_cuda();
-    if cfg.threads > 0 {
-        tch::set_num_threads(cfg.threads as i32);
-    }
 
     let data = DataSet::load(cfg)?;
     let sigma_max = match (&resumed, cfg.sigma_max) {
