@@ -111,11 +111,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn sigma_of_t_is_geometric() {
-        let t = Tensor::from_slice(&[0.0f64, 0.5, 1.0]);
-        let s = Vec::<f64>::try_from(sigma_of_t(0.01, 100.0, &t)).unwrap();
-        assert!(
-            (s[0] - 0.01).abs() < 1e-12 && (s[1] - 1.0).abs() < 1e-9 && (s[2] - 100.0).abs() < 1e-9
-        );
+    fn sigma_of_t_matches_the_sde() {
+        let sde = VeSde::new(0.01, 100.0).unwrap();
+        let times = [0.0f64, 0.37, 1.0];
+        let s = Vec::<f64>::try_from(sigma_of_t(&sde, &Tensor::from_slice(&times))).unwrap();
+        for (got, t) in s.iter().zip(times) {
+            let want = sde.sigma(t);
+            assert!((got - want).abs() < 1e-9 * want, "{got} vs {want}");
+        }
     }
 }
