@@ -17,7 +17,8 @@ vol = np.fromfile(os.path.join(d, meta["matrix"]["filename"]), dtype="<i2").resh
 sx, sy, sz = meta["spacing"]
 img = nib.Nifti1Image(np.ascontiguousarray(vol.transpose(2, 1, 0)), np.diag([sx, sy, sz, 1.0]))
 img.header.set_xyzt_units("mm")
-img.header["descrip"] = b"InVesalius Cranium.inv3 (ProMED CT 0051), GPL-2"
+# "[CT] " tells scorerecon the modality (NIfTI has no field for it; docs/io.md).
+img.header["descrip"] = b"[CT] InVesalius Cranium.inv3 (ProMED CT 0051), GPL-2"
 img.set_qform(img.affine, code=1)
 img.set_sform(img.affine, code=1)
 nib.save(img, out)

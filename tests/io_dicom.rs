@@ -407,3 +407,163 @@ fn mr_goes_out_as_secondary_capture() {
         1e-3 * e[1].abs().max(1.0)
     ));
 }
+
+/// An enhanced (functional-group) multi-frame MR built with pydicom: sagittal frames stored out
+/// of order (x = 10, 6, 8 mm), orientation and pixel spacing in the shared groups.
+const ENHANCED_MR: &str = r#"
+import sys, numpy as np, pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+ds = Dataset()
+ds.file_meta = FileMetaDataset()
+ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+ds.file_meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.4.1'
+ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+ds.SeriesInstanceUID = generate_uid(); ds.StudyInstanceUID = generate_uid(); ds.Modality = 'MR'
+ds.Rows = 4; ds.Columns = 5; ds.NumberOfFrames = 3; ds.SamplesPerPixel = 1
+ds.PhotometricInterpretation = 'MONOCHROME2'
+ds.BitsAllocated = 16; ds.BitsStored = 16; ds.HighBit = 15; ds.PixelRepresentation = 0
+po = Dataset(); po.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+pm = Dataset(); pm.PixelSpacing = [0.5, 0.25]; pm.SliceThickness = 2
+shared = Dataset()
+shared.PlaneOrientationSequence = Sequence([po]); shared.PixelMeasuresSequence = Sequence([pm])
+ds.SharedFunctionalGroupsSequence = Sequence([shared])
+frames = []
+for x in [10.0, 6.0, 8.0]:
+    pp = Dataset(); pp.ImagePositionPatient = [x, -20, 30]
+    f = Dataset(); f.PlanePositionSequence = Sequence([pp]); frames.append(f)
+ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+ds.PixelData = (np.arange(60).reshape(3, 4, 5) * 7).astype('<u2').tobytes()
+ds.save_as(sys.argv[1], enforce_file_format=True)
+"#;
+
+#[test]
+fn enhanced_multi_frame_geometry_comes_from_functional_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("enhanced.dcm");
+    run_python(ENHANCED_MR, &[f.to_str().unwrap()]);
+    let vol = read(&f);
+    assert_eq!(vol.dims, [5, 4, 3, 1]);
+    // Normal = row x column = (0,1,0) x (0,0,-1) = (-1,0,0): ascending along it is x = 10, 8, 6,
+    // i.e. stored frames 0, 2, 1.
+    let frame = |t: usize| (0..20).map(move |p| ((t * 20 + p) * 7) as f32);
+    let expected: Vec<f32> = frame(0).chain(frame(2)).chain(frame(1)).collect();
+    assert_eq!(vol.data, expected);
+    assert_eq!(vol.spacing[..3], [0.25, 0.5, 2.0]);
+    // RAS: LPS (0,1,0)*0.25 -> (0,-0.25,0); (0,0,-1)*0.5 -> (0,0,-0.5); k: LPS x -2 -> RAS x +2.
+    let cols: Vec<[f64; 3]> = (0..4)
+        .map(|c| [vol.affine[0][c], vol.affine[1][c], vol.affine[2][c]])
+        .collect();
+    assert_eq!(cols[0], [0.0, -0.25, 0.0]);
+    assert_eq!(cols[1], [0.0, 0.0, -0.5]);
+    assert_eq!(cols[2], [2.0, 0.0, 0.0]);
+    assert_eq!(cols[3], [-10.0, 20.0, 30.0]);
+}
+
+/// Copies of CT5N's files (optionally changed by a pydicom snippet given `path`) in a temp folder.
+fn ct5n_copy(edit: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(pydicom_file("dicomdirtests/98892001/CT5N")).unwrap() {
+        let p = e.unwrap().path();
+        let to = dir.path().join(p.file_name().unwrap());
+        std::fs::copy(&p, &to).unwrap();
+        if let Some(code) = edit {
+            let script = format!(
+                "import sys, pydicom\npath = sys.argv[1]\nds = pydicom.dcmread(path)\n{code}\nds.save_as(path)"
+            );
+            run_python(&script, &[to.to_str().unwrap()]);
+        }
+    }
+    dir
+}
+
+#[test]
+fn without_positions_slices_follow_instance_number_with_a_warning() {
+    let dir = ct5n_copy(Some("del ds.ImagePositionPatient"));
+    let vol = read(dir.path());
+    let instances = run_python(
+        "import sys, pydicom\nfor f in sys.argv[1:]: print(pydicom.dcmread(f).InstanceNumber)",
+        &vol.provenance
+            .source_files
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+    );
+    let instances: Vec<i64> = instances
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(instances, vec![6, 7, 8, 9, 10]);
+    assert!(vol
+        .provenance
+        .history
+        .iter()
+        .any(|h| h.contains("ordered by InstanceNumber")));
+}
+
+#[test]
+fn two_slices_at_one_position_are_refused() {
+    let dir = ct5n_copy(None);
+    let names: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    std::fs::copy(&names[0], dir.path().join("duplicate")).unwrap();
+    let err = format!(
+        "{:#}",
+        read_volume(dir.path(), &ReadOptions::default()).unwrap_err()
+    );
+    assert!(err.contains("same position"), "{err}");
+}
+
+#[test]
+fn unsupported_images_are_refused_with_the_reason() {
+    for (name, reason) in [
+        ("examples_palette.dcm", "PALETTE COLOR is not supported"),
+        ("SC_rgb_rle.dcm", "colour images"),
+        ("liver_1frame.dcm", "BitsAllocated 1 is not supported"),
+        ("JPEG-lossy.dcm", "gdcmconv --raw"),
+        ("rtdose_rle.dcm", "RLE Lossless"),
+        ("no_meta.dcm", "not a DICOM file"),
+    ] {
+        let f = pydicom_file(name);
+        let err = format!(
+            "{:#}",
+            read_volume(&f, &ReadOptions::default()).unwrap_err()
+        );
+        assert!(
+            err.starts_with(&f.display().to_string()) && err.contains(reason),
+            "{name}: {err}"
+        );
+        assert!(!err.contains('\n'), "{name}: one line: {err}");
+    }
+}
+
+#[test]
+fn one_slice_to_a_dcm_name_is_one_file() {
+    let vol = read(&pydicom_file("CT_small.dcm"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ct.dcm");
+    scorerecon::io::write_volume(&vol, &out, None, false).unwrap();
+    assert!(out.is_file());
+    let d = derived(&out);
+    assert_eq!(d["sop_class"], "1.2.840.10008.5.1.4.1.1.2");
+    let values: Vec<f64> = d["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_values(&vol.data, &values, "single file");
+    // Several slices do not fit one .dcm name.
+    let ct5n = read(&pydicom_file("dicomdirtests/98892001/CT5N"));
+    let err = format!(
+        "{:#}",
+        scorerecon::io::write_volume(&ct5n, &dir.path().join("s.dcm"), None, false).unwrap_err()
+    );
+    assert!(err.contains("holds one slice"), "{err}");
+    assert!(!dir.path().join("s.dcm").exists());
+}

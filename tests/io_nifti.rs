@@ -166,3 +166,15 @@ fn dicom_to_nifti_keeps_geometry_nibabel_agrees() {
         .count();
     assert_eq!(bad, 0);
 }
+
+#[test]
+fn hdr_img_pair_matches_nibabel() {
+    let dir = tempfile::tempdir().unwrap();
+    let hdr = dir.path().join("pair.hdr");
+    common::run_python(
+        "import sys, nibabel as nb; i = nb.load(sys.argv[1]); nb.save(nb.Nifti1Pair(i.dataobj, i.affine, i.header), sys.argv[2])",
+        &[nibabel_file("anatomical.nii").to_str().unwrap(), hdr.to_str().unwrap()],
+    );
+    assert!(dir.path().join("pair.img").exists());
+    assert_matches_nibabel(&hdr);
+}

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 pub struct ConvertArgs {
     /// A DICOM file, a folder of DICOM files (not its subfolders), or a NIfTI-1 file.
     pub input: PathBuf,
-    /// `.nii` / `.nii.gz` (NIfTI), `.png` (one slice), or a folder with `--format dicom|png`.
+    /// `.nii` / `.nii.gz` (NIfTI), `.png` (one slice), `.dcm` (one slice), or a folder with
+    /// `--format dicom|png`.
     pub output: PathBuf,
     /// Output format (default: from OUT's extension).
     #[arg(long, value_enum)]

@@ -44,18 +44,21 @@ struct VolumeInfo<'a> {
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let kind = InputKind::detect(&args.path)?;
-    if kind == InputKind::DicomFolder && args.series.is_none() {
-        let series = dicom::scan(&args.path)?;
+    let vol = if kind == InputKind::DicomFolder && args.series.is_none() {
+        // One scan serves both: list several series, or read the only one.
+        let mut series = dicom::scan(&args.path)?;
         if series.len() > 1 {
             return print_series_list(&args, &series);
         }
-    }
-    let vol = read_volume(
-        &args.path,
-        &ReadOptions {
-            series_uid: args.series.clone(),
-        },
-    )?;
+        dicom::read_series(&args.path, series.remove(0))?
+    } else {
+        read_volume(
+            &args.path,
+            &ReadOptions {
+                series_uid: args.series.clone(),
+            },
+        )?
+    };
     let info = describe(&args, kind, &vol);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);

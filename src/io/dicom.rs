@@ -82,7 +82,7 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 fn open(path: &Path, header_only: bool) -> Result<Object> {
     if !looks_like_dicom(path) {
         bail!(
-            "{}: not a DICOM file (no \"DICM\" marker after a 128-byte preamble)",
+            "{}: not a DICOM file (no \"DICM\" marker after a 128-byte preamble; bare data sets without a file meta header are not read)",
             path.display()
         );
     }
@@ -195,7 +195,6 @@ pub fn scan(path: &Path) -> Result<Vec<SeriesSummary>> {
     }
     if not_dicom + no_image > 0 {
         warn(
-            None,
             &format!(
                 "{}: skipped {not_dicom} non-DICOM file(s) and {no_image} DICOM object(s) without an image",
                 path.display()
@@ -278,7 +277,11 @@ struct Slice {
 
 /// Read a DICOM file or the chosen series of a folder.
 pub fn read(path: &Path, series_uid: Option<&str>) -> Result<Volume> {
-    let series = choose_series(path, scan(path)?, series_uid)?;
+    read_series(path, choose_series(path, scan(path)?, series_uid)?)
+}
+
+/// Read one series found by `scan` (`path` is the folder or file it came from, for messages).
+pub fn read_series(path: &Path, series: SeriesSummary) -> Result<Volume> {
     let mut slices = Vec::new();
     let mut first: Option<Object> = None;
     for f in &series.files {
@@ -330,11 +333,34 @@ fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
             text(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default()
         );
     }
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    if !photometric.is_empty() && !photometric.starts_with("MONOCHROME") {
+        bail!(
+            "{}: PhotometricInterpretation {photometric} is not supported: only grayscale (MONOCHROME1/2)",
+            file.display()
+        );
+    }
+    let bits = obj
+        .get(tags::BITS_ALLOCATED)
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(16);
+    if ![8, 16, 32].contains(&bits) {
+        bail!(
+            "{}: BitsAllocated {bits} is not supported (8, 16 or 32 bits per pixel; 1-bit segmentations are not images to reconstruct)",
+            file.display()
+        );
+    }
     check_pixel_length(file, obj)?;
     let decoded = obj.decode_pixel_data().map_err(|e| {
+        let hint = if ts.is_codec_free() {
+            ""
+        } else {
+            "; if the codec is the problem, convert it with `gdcmconv --raw` first"
+        };
         anyhow!(
-            "{}: cannot decode pixel data: {}",
+            "{}: cannot decode pixel data ({}): {}{hint}",
             file.display(),
+            ts.name(),
             one_line(&e)
         )
     })?;
@@ -621,7 +647,7 @@ fn stack(
                 "{}: no ImagePositionPatient/ImageOrientationPatient on every slice: ordered by InstanceNumber, slice spacing assumed",
                 path.display()
             );
-            warn(None, &msg);
+            warn(&msg);
             history.push(format!("warning: {msg}"));
         }
         _ => {}
@@ -637,10 +663,10 @@ fn stack(
     } else {
         median(&steps)
     };
-    if let Some(i) = steps
+    let uneven = steps
         .iter()
-        .position(|s| (s - dz).abs() > 0.01 * dz.abs() + 0.01)
-    {
+        .position(|s| (s - dz).abs() > 0.01 * dz.abs() + 0.01);
+    if let Some(i) = uneven {
         let (lo, hi) = steps
             .iter()
             .fold((f64::MAX, f64::MIN), |(l, h), &s| (l.min(s), h.max(s)));
@@ -650,15 +676,14 @@ fn stack(
             slice_name(&slices[i]),
             slice_name(&slices[i + 1])
         );
-        warn(None, &msg);
+        warn(&msg);
         history.push(format!("warning: {msg}"));
     }
     // Affine in LPS+ (DICOM), columns: i (along a row), j (down a column), k (slice normal).
     let o = orientation.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     let n = normal.unwrap_or([0.0, 0.0, 1.0]);
     let origin = slices[0].position.unwrap_or([0.0; 3]);
-    let even = !history.iter().any(|h| h.contains("uneven"));
-    let k_axis = if depth.len() > 1 && even {
+    let k_axis = if depth.len() > 1 && uneven.is_none() {
         // Through the first and last positions: keeps a gantry tilt that the normal would lose.
         let (p0, p1) = (origin, slices.last().unwrap().position.unwrap());
         let m = (slices.len() - 1) as f64;
@@ -819,12 +844,8 @@ pub fn choose_rescale(lo: f64, hi: f64, integral: bool) -> (f64, f64) {
     (slope, intercept)
 }
 
-/// The window a viewer opens the series with: CT soft tissue, else the 0.5-99.5 percentile.
-fn default_window(vol: &Volume) -> crate::io::png::Window {
-    crate::io::png::WindowPreset::Auto.resolve(&vol.data, vol.modality)
-}
-
-/// Write `vol` as a new derived series: one file per slice in the folder `path`.
+/// Write `vol` as a new derived series: one file per slice in the folder `path`, or a single
+/// file when `path` ends in `.dcm` and the volume has one slice.
 pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
     if vol.nt() > 1 {
         bail!(
@@ -847,10 +868,11 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
     }
     let integral = vol.data.iter().all(|v| v.fract() == 0.0);
     let (slope, intercept) = choose_rescale(lo as f64, hi as f64, integral);
+    // The window a viewer opens the series with (default: CT soft tissue, else percentiles).
     let window = opts
         .window
-        .map(|w| w.resolve(&vol.data, vol.modality))
-        .unwrap_or_else(|| default_window(vol));
+        .unwrap_or(crate::io::png::WindowPreset::Auto)
+        .resolve(&vol.data, vol.modality);
     let series_uid = new_uid();
     let carried: BTreeMap<String, (String, String)> = vol
         .provenance
@@ -901,157 +923,176 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
         iop[r] = lps[r][0] / col_spacing;
         iop[3 + r] = lps[r][1] / row_spacing;
     }
-    crate::io::atomic::write_dir(path, opts.force, |dir| {
-        for k in 0..vol.nz() {
-            let position = match vol.slice_positions.get(k) {
-                Some(p) if vol.slice_positions.len() == vol.nz() => [-p[0], -p[1], p[2]],
-                _ => [
-                    lps[0][3] + k as f64 * lps[0][2],
-                    lps[1][3] + k as f64 * lps[1][2],
-                    lps[2][3] + k as f64 * lps[2][2],
-                ],
-            };
-            let stored: Vec<u16> = vol
-                .slice(k, 0)
-                .iter()
-                .map(|&v| {
-                    let s = ((v as f64 - intercept) / slope).round();
-                    s.clamp(-32768.0, 32767.0) as i16 as u16
-                })
-                .collect();
-            let mut obj = InMemDicomObject::new_empty();
-            let mut put_str = |tag: Tag, vr: VR, v: &str| {
-                obj.put(DataElement::new(
-                    tag,
-                    vr,
-                    PrimitiveValue::from(v.to_string()),
-                ));
-            };
-            let sop_uid = new_uid();
-            put_str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-            for (tag, (vr, value)) in &carried {
-                let t = Tag(
-                    u16::from_str_radix(&tag[..4], 16).unwrap_or(0),
-                    u16::from_str_radix(&tag[4..], 16).unwrap_or(0),
-                );
-                let vr = vr.parse::<VR>().unwrap_or(VR::LO);
-                if t != tags::SPECIFIC_CHARACTER_SET {
-                    put_str(t, vr, value);
-                }
-            }
-            put_str(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY");
-            put_str(tags::SOP_CLASS_UID, VR::UI, sop_class);
-            put_str(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid);
-            put_str(tags::STUDY_INSTANCE_UID, VR::UI, &study_uid);
-            put_str(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid);
-            put_str(tags::FRAME_OF_REFERENCE_UID, VR::UI, &frame_of_reference);
-            for (tag, vr) in [
-                (tags::PATIENT_NAME, VR::PN),
-                (tags::PATIENT_ID, VR::LO),
-                (tags::PATIENT_BIRTH_DATE, VR::DA),
-                (tags::PATIENT_SEX, VR::CS),
-                (tags::STUDY_ID, VR::SH),
-                (tags::ACCESSION_NUMBER, VR::SH),
-                (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-                (tags::POSITION_REFERENCE_INDICATOR, VR::LO),
-                (tags::KVP, VR::DS),
-                (tags::ACQUISITION_NUMBER, VR::IS),
-            ] {
-                // Type 2 attributes: present, empty when the source did not say.
-                let key = format!("{:04X}{:04X}", tag.group(), tag.element());
-                if !carried.contains_key(&key) {
-                    put_str(tag, vr, "");
-                }
-            }
-            if !carried.contains_key("00080020") {
-                put_str(tags::STUDY_DATE, VR::DA, &date);
-                put_str(tags::STUDY_TIME, VR::TM, &time);
-            }
-            put_str(tags::SERIES_DATE, VR::DA, &date);
-            put_str(tags::SERIES_TIME, VR::TM, &time);
-            put_str(tags::CONTENT_DATE, VR::DA, &date);
-            put_str(tags::CONTENT_TIME, VR::TM, &time);
-            put_str(tags::MODALITY, VR::CS, vol.modality.dicom_code());
-            put_str(tags::CONVERSION_TYPE, VR::CS, "WSD");
-            put_str(tags::MANUFACTURER, VR::LO, "scorerecon");
-            put_str(tags::SOFTWARE_VERSIONS, VR::LO, crate::version());
-            put_str(
-                tags::SERIES_DESCRIPTION,
-                VR::LO,
-                &truncate(&description, 64),
-            );
-            put_str(
-                tags::DERIVATION_DESCRIPTION,
-                VR::ST,
-                &truncate(&derivation, 1024),
-            );
-            put_str(tags::SERIES_NUMBER, VR::IS, "9001");
-            put_str(tags::INSTANCE_NUMBER, VR::IS, &(k + 1).to_string());
-            put_str(tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_multi(&position));
-            put_str(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds_multi(&iop));
-            put_str(
-                tags::PIXEL_SPACING,
-                VR::DS,
-                &ds_multi(&[row_spacing, col_spacing]),
-            );
-            put_str(tags::SLICE_THICKNESS, VR::DS, &ds(vol.spacing[2]).0);
-            put_str(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(step).0);
-            put_str(
-                tags::SLICE_LOCATION,
-                VR::DS,
-                &ds(dot(&slice_normal(&iop), &position)).0,
-            );
-            put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-            put_str(tags::RESCALE_SLOPE, VR::DS, &ds(slope).0);
-            put_str(tags::RESCALE_INTERCEPT, VR::DS, &ds(intercept).0);
-            put_str(
-                tags::RESCALE_TYPE,
-                VR::LO,
-                if vol.modality == Modality::Ct {
-                    "HU"
-                } else {
-                    "US"
-                },
-            );
-            put_str(tags::WINDOW_CENTER, VR::DS, &ds(window.center).0);
-            put_str(tags::WINDOW_WIDTH, VR::DS, &ds(window.width).0);
-            let put_us = |obj: &mut InMemDicomObject, tag: Tag, v: u16| {
-                obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
-            };
-            put_us(&mut obj, tags::SAMPLES_PER_PIXEL, 1);
-            put_us(&mut obj, tags::ROWS, vol.ny() as u16);
-            put_us(&mut obj, tags::COLUMNS, vol.nx() as u16);
-            put_us(&mut obj, tags::BITS_ALLOCATED, 16);
-            put_us(&mut obj, tags::BITS_STORED, 16);
-            put_us(&mut obj, tags::HIGH_BIT, 15);
-            put_us(&mut obj, tags::PIXEL_REPRESENTATION, 1);
+    // One slice's file object; written below as a folder of files or one file.
+    let make = |k: usize| -> Result<Object> {
+        let position = match vol.slice_positions.get(k) {
+            Some(p) if vol.slice_positions.len() == vol.nz() => [-p[0], -p[1], p[2]],
+            _ => [
+                lps[0][3] + k as f64 * lps[0][2],
+                lps[1][3] + k as f64 * lps[1][2],
+                lps[2][3] + k as f64 * lps[2][2],
+            ],
+        };
+        let stored: Vec<u16> = vol
+            .slice(k, 0)
+            .iter()
+            .map(|&v| {
+                let s = ((v as f64 - intercept) / slope).round();
+                s.clamp(-32768.0, 32767.0) as i16 as u16
+            })
+            .collect();
+        let mut obj = InMemDicomObject::new_empty();
+        let mut put_str = |tag: Tag, vr: VR, v: &str| {
             obj.put(DataElement::new(
-                tags::PIXEL_DATA,
-                VR::OW,
-                PrimitiveValue::U16(stored.into()),
+                tag,
+                vr,
+                PrimitiveValue::from(v.to_string()),
             ));
-            let file_obj = obj
-                .with_meta(
-                    FileMetaTableBuilder::new()
-                        .transfer_syntax(EXPLICIT_VR_LE)
-                        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                        .implementation_version_name(format!("SCORERECON_{}", crate::version())),
-                )
-                .map_err(|e| {
-                    anyhow!(
-                        "{}: cannot build DICOM meta group: {}",
-                        path.display(),
-                        one_line(&e)
-                    )
-                })?;
-            let file = dir.join(format!("{:05}.dcm", k + 1));
-            file_obj.write_to_file(&file).map_err(|e| {
+        };
+        let sop_uid = new_uid();
+        put_str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+        for (tag, (vr, value)) in &carried {
+            let t = Tag(
+                u16::from_str_radix(&tag[..4], 16).unwrap_or(0),
+                u16::from_str_radix(&tag[4..], 16).unwrap_or(0),
+            );
+            let vr = vr.parse::<VR>().unwrap_or(VR::LO);
+            if t != tags::SPECIFIC_CHARACTER_SET {
+                put_str(t, vr, value);
+            }
+        }
+        put_str(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY");
+        put_str(tags::SOP_CLASS_UID, VR::UI, sop_class);
+        put_str(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid);
+        put_str(tags::STUDY_INSTANCE_UID, VR::UI, &study_uid);
+        put_str(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid);
+        put_str(tags::FRAME_OF_REFERENCE_UID, VR::UI, &frame_of_reference);
+        for (tag, vr) in [
+            (tags::PATIENT_NAME, VR::PN),
+            (tags::PATIENT_ID, VR::LO),
+            (tags::PATIENT_BIRTH_DATE, VR::DA),
+            (tags::PATIENT_SEX, VR::CS),
+            (tags::STUDY_ID, VR::SH),
+            (tags::ACCESSION_NUMBER, VR::SH),
+            (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+            (tags::POSITION_REFERENCE_INDICATOR, VR::LO),
+            (tags::KVP, VR::DS),
+            (tags::ACQUISITION_NUMBER, VR::IS),
+        ] {
+            // Type 2 attributes: present, empty when the source did not say.
+            let key = format!("{:04X}{:04X}", tag.group(), tag.element());
+            if !carried.contains_key(&key) {
+                put_str(tag, vr, "");
+            }
+        }
+        if !carried.contains_key("00080020") {
+            put_str(tags::STUDY_DATE, VR::DA, &date);
+            put_str(tags::STUDY_TIME, VR::TM, &time);
+        }
+        put_str(tags::SERIES_DATE, VR::DA, &date);
+        put_str(tags::SERIES_TIME, VR::TM, &time);
+        put_str(tags::CONTENT_DATE, VR::DA, &date);
+        put_str(tags::CONTENT_TIME, VR::TM, &time);
+        put_str(tags::MODALITY, VR::CS, vol.modality.dicom_code());
+        put_str(tags::CONVERSION_TYPE, VR::CS, "WSD");
+        put_str(tags::MANUFACTURER, VR::LO, "scorerecon");
+        put_str(tags::SOFTWARE_VERSIONS, VR::LO, crate::version());
+        put_str(
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            &truncate(&description, 64),
+        );
+        put_str(
+            tags::DERIVATION_DESCRIPTION,
+            VR::ST,
+            &truncate(&derivation, 1024),
+        );
+        put_str(tags::SERIES_NUMBER, VR::IS, "9001");
+        put_str(tags::INSTANCE_NUMBER, VR::IS, &(k + 1).to_string());
+        put_str(tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_multi(&position));
+        put_str(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds_multi(&iop));
+        put_str(
+            tags::PIXEL_SPACING,
+            VR::DS,
+            &ds_multi(&[row_spacing, col_spacing]),
+        );
+        put_str(tags::SLICE_THICKNESS, VR::DS, &ds(vol.spacing[2]).0);
+        put_str(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(step).0);
+        put_str(
+            tags::SLICE_LOCATION,
+            VR::DS,
+            &ds(dot(&slice_normal(&iop), &position)).0,
+        );
+        put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+        put_str(tags::RESCALE_SLOPE, VR::DS, &ds(slope).0);
+        put_str(tags::RESCALE_INTERCEPT, VR::DS, &ds(intercept).0);
+        put_str(
+            tags::RESCALE_TYPE,
+            VR::LO,
+            if vol.modality == Modality::Ct {
+                "HU"
+            } else {
+                "US"
+            },
+        );
+        put_str(tags::WINDOW_CENTER, VR::DS, &ds(window.center).0);
+        put_str(tags::WINDOW_WIDTH, VR::DS, &ds(window.width).0);
+        let put_us = |obj: &mut InMemDicomObject, tag: Tag, v: u16| {
+            obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
+        };
+        put_us(&mut obj, tags::SAMPLES_PER_PIXEL, 1);
+        put_us(&mut obj, tags::ROWS, vol.ny() as u16);
+        put_us(&mut obj, tags::COLUMNS, vol.nx() as u16);
+        put_us(&mut obj, tags::BITS_ALLOCATED, 16);
+        put_us(&mut obj, tags::BITS_STORED, 16);
+        put_us(&mut obj, tags::HIGH_BIT, 15);
+        put_us(&mut obj, tags::PIXEL_REPRESENTATION, 1);
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(stored.into()),
+        ));
+        let file_obj = obj
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .transfer_syntax(EXPLICIT_VR_LE)
+                    .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                    .implementation_version_name(format!("SCORERECON_{}", crate::version())),
+            )
+            .map_err(|e| {
                 anyhow!(
-                    "{}: cannot write: {}",
-                    path.join(file.file_name().unwrap()).display(),
+                    "{}: cannot build DICOM meta group: {}",
+                    path.display(),
                     one_line(&e)
                 )
             })?;
+        Ok(file_obj)
+    };
+    let write_err = |shown: &Path, e: &dyn std::error::Error| {
+        anyhow!("{}: cannot write: {}", shown.display(), one_line(e))
+    };
+    let single_file = path
+        .extension()
+        .map(|e| e.eq_ignore_ascii_case("dcm"))
+        .unwrap_or(false);
+    if single_file {
+        if vol.nz() != 1 {
+            bail!(
+                "{}: a .dcm name holds one slice and the volume has {}; give a folder name with --format dicom",
+                path.display(),
+                vol.nz()
+            );
+        }
+        return crate::io::atomic::write_file(path, opts.force, |tmp| {
+            make(0)?.write_to_file(tmp).map_err(|e| write_err(path, &e))
+        });
+    }
+    crate::io::atomic::write_dir(path, opts.force, |dir| {
+        for k in 0..vol.nz() {
+            let name = format!("{:05}.dcm", k + 1);
+            make(k)?
+                .write_to_file(dir.join(&name))
+                .map_err(|e| write_err(&path.join(&name), &e))?;
         }
         Ok(())
     })

@@ -86,6 +86,10 @@ pub struct ReadOptions {
 /// (`.nii`, `.nii.gz`, `.hdr` + `.img`) into a `Volume`.
 pub fn read_volume(path: &Path, opts: &ReadOptions) -> Result<Volume> {
     match InputKind::detect(path)? {
+        InputKind::Nifti if opts.series_uid.is_some() => bail!(
+            "{}: --series picks a series in a DICOM folder; this is a NIfTI file",
+            path.display()
+        ),
         InputKind::Nifti => nifti::read(path),
         InputKind::DicomFolder | InputKind::DicomFile => {
             dicom::read(path, opts.series_uid.as_deref())
@@ -140,10 +144,8 @@ pub fn write_volume_with(vol: &Volume, path: &Path, opts: &WriteOptions) -> Resu
     }
 }
 
-/// A warning the user should see (stderr) and, when there is a volume, its history keeps.
-pub fn warn(vol: Option<&mut Volume>, msg: &str) {
+/// A warning the user should see, on stderr (readers also keep those about the data in
+/// `provenance.history`).
+pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
-    if let Some(v) = vol {
-        v.provenance.history.push(format!("warning: {msg}"));
-    }
 }

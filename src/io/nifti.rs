@@ -52,6 +52,17 @@ fn sizeof_hdr(path: &Path) -> Result<i32> {
 }
 
 /// Read a NIfTI-1 file into a volume; voxels equal nibabel's `get_fdata()` rounded to f32.
+/// The modality tag our writer puts at the start of `descrip` ("[CT] ...", "[MR] ...").
+pub fn modality_from_descrip(descrip: &str) -> Modality {
+    if descrip.starts_with("[CT]") {
+        Modality::Ct
+    } else if descrip.starts_with("[MR]") {
+        Modality::Mr
+    } else {
+        Modality::Other
+    }
+}
+
 pub fn read(path: &Path) -> Result<Volume> {
     let is_pair = {
         let n = path.to_string_lossy();
@@ -132,8 +143,10 @@ pub fn read(path: &Path) -> Result<Volume> {
         spacing,
         affine,
         slice_positions: Vec::new(),
-        // NIfTI does not say; CT is recognised by the caller (or a flag) when it matters.
-        modality: Modality::Other,
+        // NIfTI has no modality field; files we (or scripts/setup.sh) write carry it as a
+        // leading "[CT] " / "[MR] " tag in `descrip`. Anything else is Other: the caller (a
+        // flag, or the task of a reconstruction command) decides.
+        modality: modality_from_descrip(&descrip),
         provenance: Provenance {
             source_files: vec![path.display().to_string()],
             rescale_slope: if header.scl_slope == 0.0 || !header.scl_slope.is_finite() {
@@ -320,6 +333,12 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
         .clone()
         .or_else(|| vol.provenance.series_description.clone())
         .unwrap_or_else(|| format!("scorerecon {}", crate::version()));
+    let descrip = match vol.modality {
+        Modality::Ct | Modality::Mr if modality_from_descrip(&descrip) != vol.modality => {
+            format!("[{}] {descrip}", vol.modality.dicom_code())
+        }
+        _ => descrip,
+    };
     let mut bytes: Vec<u8> = descrip.bytes().filter(|b| b.is_ascii()).take(79).collect();
     bytes.resize(80, 0);
     h.descrip = bytes;

@@ -182,6 +182,13 @@ pub fn fbp(
         }
     }
     filter_rows(&mut filtered, n_det, filter);
+    // Each projection followed by PAD zeros, so the vector kernel may load 16 bins from any
+    // bin it interpolates at.
+    let stride = n_det + PAD;
+    let mut padded = vec![0f32; b * rows.len() * stride];
+    for (dst, src) in padded.chunks_mut(stride).zip(filtered.chunks(n_det)) {
+        dst[..n_det].copy_from_slice(src);
+    }
 
     let trig: Vec<(f32, f32)> = rows
         .iter()
@@ -194,36 +201,156 @@ pub fn fbp(
     let mut out = vec![0f32; b * n * n];
     let radius = (n / 2) as f32;
     let sc = (n_det / 2) as f32;
-    let last = (n_det - 1) as f32;
-    out.par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(row_index, line)| {
-            let (bi, j) = (row_index / n, row_index % n);
-            let projections = &filtered[bi * rows.len() * n_det..(bi + 1) * rows.len() * n_det];
-            let y = j as f32 - radius;
-            for (q, &(sin, cos)) in projections.chunks_exact(n_det).zip(&trig) {
-                // Detector position of pixel (j, i): t = (i - r) cos - (j - r) sin, at bin t + n_det/2.
-                let base = sc - radius * cos - y * sin;
-                backproject_line(line, q, base, cos, last);
-            }
-            for v in line.iter_mut() {
-                *v *= scale;
-            }
-        });
+    let simd = avx2_available();
+    // Blocks of rows: for each angle the block (a few KB) and the projection stay in L1.
+    const BLOCK: usize = 16;
+    for (image, projections) in out
+        .chunks_mut(n * n)
+        .zip(padded.chunks(rows.len() * stride))
+    {
+        image
+            .par_chunks_mut(n * BLOCK)
+            .enumerate()
+            .for_each(|(bj, block)| {
+                for (q_padded, &(sin, cos)) in projections.chunks_exact(stride).zip(&trig) {
+                    let q = &q_padded[..n_det];
+                    for (r, line) in block.chunks_mut(n).enumerate() {
+                        // Pixel (j, i) sits at t = (i - N/2) cos - (j - N/2) sin on the detector,
+                        // bin t + n_det/2.
+                        let y = (bj * BLOCK + r) as f32 - radius;
+                        let base = sc - radius * cos - y * sin;
+                        let (i0, i1) = detector_run(n, n_det, base, cos);
+                        if simd {
+                            #[cfg(target_arch = "x86_64")]
+                            // SAFETY: avx2_available() checked the CPU.
+                            unsafe {
+                                interp_run_avx2(line, q_padded, n_det, base, cos, i0, i1)
+                            };
+                        } else {
+                            interp_run(line, q, base, cos, i0, i1);
+                        }
+                    }
+                }
+                for v in block.iter_mut() {
+                    *v *= scale;
+                }
+            });
+    }
     Ok(out)
 }
 
-/// `line[i] += interp(q, base + i * step)`, linear, zero outside `[0, last]` (numpy's
-/// `interp(..., left=0, right=0)`).
-#[inline]
-fn backproject_line(line: &mut [f32], q: &[f32], base: f32, step: f32, last: f32) {
-    for (i, v) in line.iter_mut().enumerate() {
-        let pos = base + i as f32 * step;
-        if pos >= 0.0 && pos <= last {
-            let i0 = (pos as usize).min(q.len() - 2);
-            let f = pos - i0 as f32;
-            *v += q[i0] + f * (q[i0 + 1] - q[i0]);
-        }
+/// Whether the AVX2 + FMA kernels can run on this CPU.
+pub(crate) fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Zeros after each filtered projection (see `interp_run_avx2`).
+const PAD: usize = 16;
+
+/// [`interp_run`] 8 pixels at a time (AVX2), positions rounded as the scalar code rounds them.
+///
+/// `|step| = |cos| <= 1`, so 8 neighbouring pixels read bins `kmin..=kmin + 8` and their right
+/// neighbours: two 8-bin loads from `kmin` and in-register permutes replace the gathers, which
+/// are slow on many x86 cores. `q_padded` holds the `n_det` bins then `PAD` zeros.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn interp_run_avx2(
+    line: &mut [f32],
+    q_padded: &[f32],
+    n_det: usize,
+    base: f32,
+    step: f32,
+    i0: usize,
+    i1: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(step.abs() <= 1.0 && q_padded.len() >= n_det + PAD);
+    let top = n_det as i32 - 2;
+    let vtop = _mm256_set1_epi32(top);
+    let seven = _mm256_set1_epi32(7);
+    let one = _mm256_set1_epi32(1);
+    let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let (vbase, vstep) = (_mm256_set1_ps(base), _mm256_set1_ps(step));
+    let q = q_padded.as_ptr();
+    let mut i = i0;
+    while i + 8 <= i1 {
+        let idx = _mm256_add_ps(_mm256_set1_ps(i as f32), lanes);
+        let p = _mm256_add_ps(vbase, _mm256_mul_ps(idx, vstep));
+        let k = _mm256_min_epi32(_mm256_cvttps_epi32(p), vtop);
+        let f = _mm256_sub_ps(p, _mm256_cvtepi32_ps(k));
+        // The smallest bin is at the first or the last lane (positions are monotonic).
+        let k_first = ((base + i as f32 * step) as i32).min(top);
+        let k_last = ((base + (i + 7) as f32 * step) as i32).min(top);
+        let kmin = k_first.min(k_last);
+        // SAFETY: detector_run keeps 0 <= kmin <= n_det - 2; kmin + 16 <= n_det + PAD.
+        let lo = _mm256_loadu_ps(q.add(kmin as usize));
+        let hi = _mm256_loadu_ps(q.add(kmin as usize + 8));
+        let d = _mm256_sub_epi32(k, _mm256_set1_epi32(kmin));
+        let d1 = _mm256_add_epi32(d, one);
+        // permutevar uses the low 3 bits of each index: lanes with d > 7 take `hi`.
+        let qa = _mm256_blendv_ps(
+            _mm256_permutevar8x32_ps(lo, d),
+            _mm256_permutevar8x32_ps(hi, d),
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(d, seven)),
+        );
+        let qb = _mm256_blendv_ps(
+            _mm256_permutevar8x32_ps(lo, d1),
+            _mm256_permutevar8x32_ps(hi, d1),
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(d1, seven)),
+        );
+        let v = _mm256_fmadd_ps(f, _mm256_sub_ps(qb, qa), qa);
+        let out = line.as_mut_ptr().add(i);
+        _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), v));
+        i += 8;
+    }
+    interp_run(line, &q_padded[..n_det], base, step, i, i1);
+}
+
+/// The run `i0..i1` of the `n` pixels whose detector position `base + i * step` lies in
+/// `[0, n_det - 1]` (positions are monotonic in `i`, so it is one run), found with the same
+/// expression the interpolation evaluates so no read falls outside the projection.
+#[inline(always)]
+fn detector_run(n: usize, n_det: usize, base: f32, step: f32) -> (usize, usize) {
+    let last = (n_det - 1) as f32;
+    let inside = |i: usize| {
+        let p = base + i as f32 * step;
+        p >= 0.0 && p <= last
+    };
+    let (lo, hi) = if step.abs() < 1e-12 {
+        (0.0, n as f32)
+    } else {
+        let (a, b) = ((0.0 - base) / step, (last - base) / step);
+        (a.min(b), a.max(b))
+    };
+    let mut i0 = (lo.floor().max(0.0) as usize).min(n);
+    let mut i1 = ((hi.ceil() + 1.0).max(0.0) as usize).min(n);
+    while i0 < i1 && !inside(i0) {
+        i0 += 1;
+    }
+    while i1 > i0 && !inside(i1 - 1) {
+        i1 -= 1;
+    }
+    (i0, i1)
+}
+
+/// `line[i] += interp(q, base + i * step)` for `i` in `i0..i1`, where `0 <= pos <= len(q) - 1`.
+#[inline(always)]
+fn interp_run(line: &mut [f32], q: &[f32], base: f32, step: f32, i0: usize, i1: usize) {
+    let top = q.len() - 2;
+    for (di, v) in line[i0..i1].iter_mut().enumerate() {
+        let p = base + (i0 + di) as f32 * step;
+        let k = (p as usize).min(top); // p >= 0: truncation is floor; p = last uses the last pair
+        let f = p - k as f32;
+        // SAFETY: k <= len(q) - 2.
+        let (qa, qb) = unsafe { (*q.get_unchecked(k), *q.get_unchecked(k + 1)) };
+        *v += qa + f * (qb - qa);
     }
 }
 

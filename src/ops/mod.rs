@@ -14,9 +14,13 @@ use tch::{Kind, Tensor};
 pub mod fbp;
 pub mod hu;
 pub mod identity;
+pub mod masks;
 pub mod metal;
+pub mod mri;
+pub mod norm;
 pub mod projection;
 pub mod radon;
+pub mod rng;
 
 /// The full transform `T` shared by every task of one modality.
 pub trait Transform: Send + Sync {
@@ -28,6 +32,13 @@ pub trait Transform: Send + Sync {
     /// `T^-1 y`: filtered back projection over the full angle set for CT, the exact inverse FFT
     /// for MRI.
     fn inverse(&self, y: &Tensor) -> Tensor;
+    /// The direct inverse of a zero-filled measurement `y` with mask `mask`. The default,
+    /// `T^-1 (mask * y)`, is right for the unitary MRI transform; CT overrides it with FBP over the
+    /// measured angles only, because FBP over the full set of a zero-filled sinogram comes out
+    /// scaled by (measured / full) angles.
+    fn inverse_masked(&self, y: &Tensor, mask: &Tensor) -> Tensor {
+        self.inverse(&(y * mask))
+    }
     /// `[H, W]` of the image domain.
     fn image_shape(&self) -> [i64; 2];
     /// Shape of the transformed domain without the batch and channel axes.

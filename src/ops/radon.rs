@@ -13,7 +13,7 @@
 //!   mm gives mm).
 //!
 //! The projector and its transpose walk one shared description of the rays (`AngleParams` and
-//! `for_each_ray_weight`): a ray steps one pixel at a time along the image axis closest to its
+//! `AngleParams::span`): a ray steps one pixel at a time along the image axis closest to its
 //! direction and interpolates linearly across the other axis (Joseph 1982), with weight
 //! `1 / |cos|` of the angle between the ray and that axis. `forward` gathers with those weights,
 //! `adjoint` scatters with the very same weights, so `<T x, y> = <x, T^T y>` holds up to float
@@ -160,13 +160,23 @@ pub fn limited_angle_rows(
     Ok(rows)
 }
 
-/// The 0/1 mask `Lambda` `[1, 1, n_angles, n_det]` that keeps whole sinogram rows.
-pub fn rows_mask(rows: &[usize], n_angles: usize, n_det: usize) -> Tensor {
+/// The 0/1 mask `Lambda` (`n_angles x n_det`, row major) that keeps whole sinogram rows.
+pub fn rows_mask_values(rows: &[usize], n_angles: usize, n_det: usize) -> Vec<f32> {
     let mut m = vec![0f32; n_angles * n_det];
     for &r in rows {
         m[r * n_det..(r + 1) * n_det].fill(1.0);
     }
-    Tensor::from_slice(&m).reshape([1, 1, n_angles as i64, n_det as i64])
+    m
+}
+
+/// [`rows_mask_values`] as the `[1, 1, n_angles, n_det]` tensor `MeasurementOperator` takes.
+pub fn rows_mask(rows: &[usize], n_angles: usize, n_det: usize) -> Tensor {
+    Tensor::from_slice(&rows_mask_values(rows, n_angles, n_det)).reshape([
+        1,
+        1,
+        n_angles as i64,
+        n_det as i64,
+    ])
 }
 
 /// One angle's rays, in the frame of the image axis they step along.
@@ -206,38 +216,117 @@ impl AngleParams {
         }
     }
 
-    /// Visit every (step k, pixel index along the interpolated axis, detector bin, weight)
-    /// of this angle. The one definition of the projector's matrix entries.
-    #[inline(always)]
-    fn for_each_ray_weight(
-        &self,
-        n: usize,
-        n_det: usize,
-        k: usize,
-        mut visit: impl FnMut(usize, usize, f32),
-    ) {
+    /// The bins `s0..s1` whose ray crosses step `k` strictly inside `(-1, n)` along the
+    /// interpolated axis, and that crossing as `t(s) = start + s * slope = pos(s) + 1`: the
+    /// position in a line padded with one zero on each side (`padded_line`). Every bin outside
+    /// misses the line; inside, the ray reads pixels `floor(t) - 1` and `floor(t)` with weights
+    /// `1 - frac(t)` and `frac(t)`. This, with `weight`, is the one definition of the
+    /// projector's matrix entries.
+    #[inline]
+    fn span(&self, n: usize, n_det: usize, k: usize) -> (f32, f32, usize, usize) {
         let base = self.offset + k as f64 * self.shear;
-        // Bins whose position lies in (-1, n): the others miss the image row.
         let a = (-1.0 - base) / self.slope;
         let b = (n as f64 - base) / self.slope;
-        let s0 = (a.min(b).floor().max(0.0)) as usize;
-        let s1 = ((a.max(b).ceil() + 1.0).max(0.0) as usize).min(n_det);
-        let base = base as f32;
-        let slope = self.slope as f32;
-        for s in s0..s1 {
-            let pos = base + s as f32 * slope;
-            let fl = pos.floor();
-            let f = pos - fl;
-            let i0 = fl as isize;
-            if i0 >= 0 && (i0 as usize) < n {
-                visit(i0 as usize, s, 1.0 - f);
-            }
-            let i1 = i0 + 1;
-            if i1 >= 0 && (i1 as usize) < n {
-                visit(i1 as usize, s, f);
-            }
+        let mut s0 = (a.min(b).floor().max(0.0) as usize).min(n_det);
+        let mut s1 = ((a.max(b).ceil() + 1.0).max(0.0) as usize).min(n_det);
+        let (start, slope) = ((base + 1.0) as f32, self.slope as f32);
+        // Trim with the very expression the kernels evaluate, so no bin reads outside the
+        // padded line whatever the rounding.
+        let inside = |s: usize| {
+            let t = start + s as f32 * slope;
+            t > 0.0 && t < (n + 1) as f32
+        };
+        while s0 < s1 && !inside(s0) {
+            s0 += 1;
         }
+        while s1 > s0 && !inside(s1 - 1) {
+            s1 -= 1;
+        }
+        (start, slope, s0, s1)
     }
+}
+
+/// `sino[s] += (1 - frac t) line[floor t] + frac t line[floor t + 1]` for `t = start + s slope`,
+/// over a line padded with a zero on each side.
+#[inline(always)]
+fn gather_line(sino: &mut [f32], line: &[f32], start: f32, slope: f32, s0: usize) {
+    for (ds, out) in sino.iter_mut().enumerate() {
+        let t = start + (s0 + ds) as f32 * slope;
+        let i = t as usize; // t > 0: truncation is floor
+        let f = t - i as f32;
+        // SAFETY: `span` keeps 0 < t < n + 1, so i + 1 <= n + 1 < line.len() = n + 2.
+        let (a, b) = unsafe { (*line.get_unchecked(i), *line.get_unchecked(i + 1)) };
+        *out += a + f * (b - a);
+    }
+}
+
+/// The transpose of [`gather_line`]: `line[floor t] += (1 - frac t) y[s]`,
+/// `line[floor t + 1] += frac t y[s]`.
+#[inline(always)]
+fn scatter_line(line: &mut [f32], y: &[f32], start: f32, slope: f32, s0: usize) {
+    for (ds, v) in y.iter().enumerate() {
+        let t = start + (s0 + ds) as f32 * slope;
+        let i = t as usize;
+        let f = t - i as f32;
+        line[i] += v - f * v;
+        line[i + 1] += f * v;
+    }
+}
+
+/// One angle of the forward projection: every step of the plane (`n` padded lines).
+#[inline(always)]
+fn project_angle(p: &AngleParams, plane: &[f32], n: usize, sino: &mut [f32]) {
+    let n_det = sino.len();
+    for k in 0..n {
+        let (start, slope, s0, s1) = p.span(n, n_det, k);
+        let line = &plane[k * (n + 2)..(k + 1) * (n + 2)];
+        gather_line(&mut sino[s0..s1], line, start, slope, s0);
+    }
+    for v in sino.iter_mut() {
+        *v *= p.weight;
+    }
+}
+
+/// [`project_angle`] reading 8 bins at a time with AVX2 gathers; same positions and weights.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn project_angle_avx2(p: &AngleParams, plane: &[f32], n: usize, sino: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n_det = sino.len();
+    let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    for k in 0..n {
+        let (start, slope, s0, s1) = p.span(n, n_det, k);
+        let line = &plane[k * (n + 2)..(k + 1) * (n + 2)];
+        let (vstart, vslope) = (_mm256_set1_ps(start), _mm256_set1_ps(slope));
+        let mut s = s0;
+        while s + 8 <= s1 {
+            // t = start + s * slope, rounded as the scalar code rounds it.
+            let idx = _mm256_add_ps(_mm256_set1_ps(s as f32), lanes);
+            let t = _mm256_add_ps(vstart, _mm256_mul_ps(idx, vslope));
+            let i = _mm256_cvttps_epi32(t);
+            let f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(i));
+            // SAFETY: `span` keeps 0 < t < n + 1, so i + 1 < line.len() = n + 2.
+            let a = _mm256_i32gather_ps::<4>(line.as_ptr(), i);
+            let b = _mm256_i32gather_ps::<4>(line.as_ptr().add(1), i);
+            let v = _mm256_fmadd_ps(f, _mm256_sub_ps(b, a), a);
+            let out = sino.as_mut_ptr().add(s);
+            _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), v));
+            s += 8;
+        }
+        gather_line(&mut sino[s..s1], line, start, slope, s);
+    }
+    for v in sino.iter_mut() {
+        *v *= p.weight;
+    }
+}
+
+fn project_angle_dispatch(p: &AngleParams, plane: &[f32], n: usize, sino: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::fbp::avx2_available() {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { project_angle_avx2(p, plane, n, sino) };
+    }
+    project_angle(p, plane, n, sino)
 }
 
 /// The Radon transform over a geometry's angles: `T` for CT.
@@ -292,9 +381,14 @@ impl Radon {
         let n_det = self.geometry.n_det;
         let n_ang = self.params.len();
         assert_eq!(images.len(), b * n * n, "project: image buffer size");
-        let transposed: Vec<Vec<f32>> = (0..b)
+        // Each image and its transpose, lines padded with a zero on each side: row-stepping
+        // angles read the image, column-stepping angles its transpose, both along memory.
+        let planes: Vec<(Vec<f32>, Vec<f32>)> = (0..b)
             .into_par_iter()
-            .map(|bi| transpose(&images[bi * n * n..(bi + 1) * n * n], n))
+            .map(|bi| {
+                let img = &images[bi * n * n..(bi + 1) * n * n];
+                (padded_lines(img, n), padded_lines(&transpose(img, n), n))
+            })
             .collect();
         let mut out = vec![0f32; b * n_ang * n_det];
         out.par_chunks_mut(n_det)
@@ -303,17 +397,11 @@ impl Radon {
                 let (bi, a) = (row / n_ang, row % n_ang);
                 let p = &self.params[a];
                 let plane = if p.transposed {
-                    &transposed[bi][..]
+                    &planes[bi].1
                 } else {
-                    &images[bi * n * n..(bi + 1) * n * n]
+                    &planes[bi].0
                 };
-                for k in 0..n {
-                    let line = &plane[k * n..(k + 1) * n];
-                    p.for_each_ray_weight(n, n_det, k, |i, s, w| sino[s] += w * line[i]);
-                }
-                for v in sino.iter_mut() {
-                    *v *= p.weight;
-                }
+                project_angle_dispatch(p, plane, n, sino);
             });
         out
     }
@@ -338,29 +426,36 @@ impl Radon {
                 .into_par_iter()
                 .with_min_len(chunk)
                 .fold(
-                    || (vec![0f32; n * n], vec![0f32; n * n]),
+                    || (vec![0f32; n * (n + 2)], vec![0f32; n * (n + 2)]),
                     |(mut rows, mut cols), a| {
                         let p = &self.params[a];
                         let plane = if p.transposed { &mut cols } else { &mut rows };
-                        let y = &sino[a * n_det..(a + 1) * n_det];
+                        let y: Vec<f32> = sino[a * n_det..(a + 1) * n_det]
+                            .iter()
+                            .map(|v| v * p.weight)
+                            .collect();
                         for k in 0..n {
-                            let line = &mut plane[k * n..(k + 1) * n];
-                            p.for_each_ray_weight(n, n_det, k, |i, s, w| {
-                                line[i] += w * (p.weight * y[s])
-                            });
+                            let (start, slope, s0, s1) = p.span(n, n_det, k);
+                            let line = &mut plane[k * (n + 2)..(k + 1) * (n + 2)];
+                            scatter_line(line, &y[s0..s1], start, slope, s0);
                         }
                         (rows, cols)
                     },
                 )
                 .reduce(
-                    || (vec![0f32; n * n], vec![0f32; n * n]),
+                    || (vec![0f32; n * (n + 2)], vec![0f32; n * (n + 2)]),
                     |(mut r1, mut c1), (r2, c2)| {
                         add_assign(&mut r1, &r2);
                         add_assign(&mut c1, &c2);
                         (r1, c1)
                     },
                 );
-            let cols = transpose(&cols, n);
+            // Drop the padding (it only ever meets the zeros around the image), then
+            // transpose the column-stepping part back.
+            let (rows, cols) = (
+                unpadded_lines(&rows, n),
+                transpose(&unpadded_lines(&cols, n), n),
+            );
             for ((o, r), c) in image.iter_mut().zip(&rows).zip(&cols) {
                 *o = r + c;
             }
@@ -405,6 +500,17 @@ impl Transform for Radon {
     fn inverse(&self, y: &Tensor) -> Tensor {
         let rows: Vec<usize> = (0..self.geometry.n_angles()).collect();
         self.fbp(y, Filter::Ramp, &rows)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// FBP (ramp filter) over the angles with any measured bin, at their own `pi / (2 n)` scale.
+    fn inverse_masked(&self, y: &Tensor, mask: &Tensor) -> Tensor {
+        let measured = mask
+            .sum_dim_intlist(&[0i64, 1, 3][..], false, Kind::Float)
+            .gt(0.0);
+        let measured = Vec::<bool>::try_from(measured.to_device(Device::Cpu)).unwrap_or_default();
+        let rows: Vec<usize> = (0..measured.len()).filter(|&i| measured[i]).collect();
+        self.fbp(&(y * mask), Filter::Ramp, &rows)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -467,6 +573,21 @@ fn transpose(a: &[f32], n: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// `n` lines of `n` as `n` lines of `n + 2` with a zero at each end.
+fn padded_lines(a: &[f32], n: usize) -> Vec<f32> {
+    let mut p = vec![0f32; n * (n + 2)];
+    for (dst, src) in p.chunks_mut(n + 2).zip(a.chunks(n)) {
+        dst[1..=n].copy_from_slice(src);
+    }
+    p
+}
+
+fn unpadded_lines(p: &[f32], n: usize) -> Vec<f32> {
+    p.chunks(n + 2)
+        .flat_map(|l| l[1..=n].iter().copied())
+        .collect()
 }
 
 fn add_assign(a: &mut [f32], b: &[f32]) {

@@ -133,7 +133,8 @@ impl NearestNeighbourPrior {
                 sources.push(p);
             } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
                 sources.push(p);
-            } else if name.ends_with(".dcm") {
+            } else if name.ends_with(".dcm") || (!name.contains('.') && !name.is_empty()) {
+                // DICOM files often have no extension (e.g. DICOMDIR layouts).
                 has_loose_dicom = true;
             }
         }

@@ -1,6 +1,6 @@
 //! Side-by-side image panels (reference | baselines | score-based | |error| | uncertainty): 8-bit
 //! tiles laid out in one row with a thin separator, so a reader compares methods at one glance.
-//! Each tile is windowed by the caller (`io::png` windows); captions live in the HTML report.
+//! Each tile is windowed by the caller (`io::png::window_to_u8`); captions live in the HTML report.
 
 /// One 8-bit grayscale tile, row major.
 pub struct Tile {
@@ -35,33 +35,6 @@ pub fn row(tiles: &[Tile]) -> (usize, usize, Vec<u8>) {
     (w, h, out)
 }
 
-/// Map values to 8 bits over `[lo, hi]` (clamped); for |error| and std maps, whose range the
-/// caller picks from the data (e.g. 0 to the 99.5th percentile).
-pub fn to_u8(values: &[f32], lo: f32, hi: f32) -> Vec<u8> {
-    let span = (hi - lo).max(f32::EPSILON);
-    values
-        .iter()
-        .map(|&v| {
-            if v.is_finite() {
-                (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8
-            } else {
-                0
-            }
-        })
-        .collect()
-}
-
-/// The `q`-quantile (0..=1) of the finite values, by sorting a copy.
-pub fn quantile(values: &[f32], q: f64) -> f32 {
-    let mut v: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f32::total_cmp);
-    let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-    v[i]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,16 +59,5 @@ mod tests {
         assert_eq!(px[2 + GAP], 9);
         assert_eq!(&px[w..w + 2], &[3, 4]);
         assert_eq!(px[w + 2 + GAP], 255);
-    }
-
-    #[test]
-    fn u8_mapping_and_quantile() {
-        assert_eq!(
-            to_u8(&[0.0, 0.5, 1.0, 2.0, f32::NAN], 0.0, 1.0),
-            vec![0, 128, 255, 255, 0]
-        );
-        let v: Vec<f32> = (0..101).map(|i| i as f32).collect();
-        assert_eq!(quantile(&v, 0.5), 50.0);
-        assert_eq!(quantile(&v, 1.0), 100.0);
     }
 }

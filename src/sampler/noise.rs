@@ -1,38 +1,69 @@
 //! The one source of Gaussian noise of a sampler run.
 //!
-//! Every draw (initial sample, measurement noise `z` of `y_t`, predictor and corrector noise)
-//! comes from one ChaCha8 stream seeded by `SamplerOptions::seed`, in a fixed order, generated
-//! on the host and moved to the device. So a run is bit-identical for the same seed whatever
-//! else the process does with libtorch's global generator (tests run in parallel threads), and
-//! a CPU run and a CUDA run start from the same noise.
+//! On the CPU every draw (initial sample, measurement noise `z` of `y_t`, predictor and
+//! corrector noise) comes from ChaCha8 streams seeded by `SamplerOptions::seed`, in a fixed
+//! order: each draw takes a key from the run's stream and fills fixed-size chunks in parallel,
+//! chunk `i` from stream `i` of that key, so the result does not depend on the thread count.
+//! A run is then bit-identical for the same seed whatever else the process does with
+//! libtorch's global generator (tests run in parallel threads).
+//!
+//! On CUDA, generating on the host and copying would cost more than the network; there the
+//! noise comes from libtorch's CUDA generator, seeded with the same seed at the start of the
+//! run: reproducible on one GPU as long as nothing else in the process draws from it meanwhile.
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
+
+/// Values per parallel chunk (one ChaCha stream each).
+const CHUNK: usize = 1 << 14;
 
 pub struct NoiseSource {
     rng: ChaCha8Rng,
     buf: Vec<f32>,
+    on_device: bool,
 }
 
 impl NoiseSource {
+    /// Host streams (bit-reproducible); see [`NoiseSource::for_device`] for CUDA.
     pub fn new(seed: u64) -> Self {
         NoiseSource {
             rng: ChaCha8Rng::seed_from_u64(seed),
             buf: Vec::new(),
+            on_device: false,
         }
+    }
+
+    /// Host streams on the CPU; libtorch's generator, seeded with `seed`, on CUDA.
+    pub fn for_device(seed: u64, device: Device) -> Self {
+        let mut n = Self::new(seed);
+        if device.is_cuda() {
+            tch::manual_seed(seed as i64);
+            n.on_device = true;
+        }
+        n
     }
 
     /// Standard normal f32 tensor of `shape` on `device`.
     pub fn normal(&mut self, shape: &[i64], device: Device) -> Tensor {
-        let n: i64 = shape.iter().product();
-        self.buf.clear();
-        self.buf.reserve(n as usize);
-        for _ in 0..n {
-            let v: f32 = StandardNormal.sample(&mut self.rng);
-            self.buf.push(v);
+        if self.on_device {
+            return Tensor::randn(shape, (Kind::Float, device));
         }
+        let n: i64 = shape.iter().product();
+        let key: u64 = self.rng.random();
+        self.buf.resize(n as usize, 0.0);
+        self.buf
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                let mut r = ChaCha8Rng::seed_from_u64(key);
+                r.set_stream(i as u64);
+                for v in chunk.iter_mut() {
+                    *v = StandardNormal.sample(&mut r);
+                }
+            });
         Tensor::from_slice(&self.buf)
             .reshape(shape)
             .to_kind(Kind::Float)

@@ -1,0 +1,121 @@
+//! Speed of the CT operators against scikit-image, side by side in one run.
+//!
+//! `cargo bench --bench operators` (or `make bench`). For each size (256 and 512, 180 views)
+//! it alternates rounds: our forward projection and FBP (ramp), then scikit-image's `radon` /
+//! `iradon(circle=False)` on the same phantom through `.venv/bin/python`; each side reports the
+//! median of its repetitions within a round, and the table gives the median over rounds. The
+//! machine may be shared, hence interleaving and medians. Figures go to docs/benchmarks.md.
+
+use scorerecon::ops::fbp::Filter;
+use scorerecon::ops::radon::{Geometry, Radon};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+const SKIMAGE_TIMING: &str = r#"
+import sys, time, numpy as np
+from skimage.transform import radon, iradon
+img = np.fromfile(sys.argv[1], dtype="<f4").astype(np.float64)
+n = int(round(img.size ** 0.5)); img = img.reshape(n, n)
+reps = int(sys.argv[2]); theta = np.arange(180.0)
+tf, tb = [], []
+for _ in range(reps):
+    t0 = time.perf_counter(); s = radon(img, theta, circle=False); t1 = time.perf_counter()
+    iradon(s, theta, circle=False, filter_name="ramp", interpolation="linear"); t2 = time.perf_counter()
+    tf.append(t1 - t0); tb.append(t2 - t1)
+print(np.median(tf), np.median(tb))
+"#;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    }
+}
+
+/// A disc phantom with a few inserts: the content does not change the operators' cost.
+fn phantom(n: usize) -> Vec<f32> {
+    let c = n as f64 / 2.0;
+    (0..n * n)
+        .map(|p| {
+            let (x, y) = (((p % n) as f64 - c) / c, ((p / n) as f64 - c) / c);
+            let mut v = if x * x + y * y < 0.8 { 1.0 } else { 0.0 };
+            if (x - 0.3).powi(2) + y * y < 0.02 {
+                v += 0.5;
+            }
+            if (x + 0.2).powi(2) + (y - 0.3).powi(2) < 0.01 {
+                v -= 0.3;
+            }
+            v as f32
+        })
+        .collect()
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    let rounds = 3;
+    println!("threads: {}", rayon::current_num_threads());
+    println!("| size | op | ours (ms) | scikit-image (ms) | ratio |");
+    println!("|---|---|---|---|---|");
+    for (n, reps_ours, reps_sk) in [(256usize, 20, 3), (512, 10, 2)] {
+        let radon = Radon::new(Geometry::new(n, 180).unwrap()).unwrap();
+        let img = phantom(n);
+        let all: Vec<usize> = (0..180).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.f32");
+        std::fs::write(
+            &path,
+            img.iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        let (mut of, mut ob, mut sf, mut sb) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let (mut tf, mut tb) = (vec![], vec![]);
+            for _ in 0..reps_ours {
+                let t0 = Instant::now();
+                let sino = radon.project(&img, 1);
+                let t1 = Instant::now();
+                let rec = scorerecon::ops::fbp::fbp(radon.geometry(), &sino, 1, Filter::Ramp, &all)
+                    .unwrap();
+                let t2 = Instant::now();
+                std::hint::black_box(rec);
+                tf.push((t1 - t0).as_secs_f64());
+                tb.push((t2 - t1).as_secs_f64());
+            }
+            of.push(median(tf));
+            ob.push(median(tb));
+            let out = Command::new(&python)
+                .arg("-c")
+                .arg(SKIMAGE_TIMING)
+                .arg(&path)
+                .arg(reps_sk.to_string())
+                .output()
+                .expect("run .venv/bin/python (scripts/setup.sh creates it)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            let v: Vec<f64> = text
+                .split_whitespace()
+                .map(|s| s.parse().unwrap())
+                .collect();
+            sf.push(v[0]);
+            sb.push(v[1]);
+        }
+        for (name, ours, theirs) in [("forward projection", of, sf), ("FBP (ramp)", ob, sb)] {
+            let (o, t) = (median(ours) * 1e3, median(theirs) * 1e3);
+            println!(
+                "| {n}x{n}, 180 views | {name} | {o:.2} | {t:.1} | {:.0}x |",
+                t / o
+            );
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Sampler speed (docs/benchmarks.md, "## Sampler"):
+//!
+//! 1. one network evaluation of the default CPU model (configs/ncsnpp_cpu.yaml, random
+//!    weights) at 256x256, batch 1 and 8: median time, NFE/s and images/s;
+//! 2. everything a sampling step does except the network (proximal step with `y_t`, noise,
+//!    predictor/corrector arithmetic, NaN guard, bookkeeping): the same PC loop run with the
+//!    Gaussian prior, whose score is one elementwise expression, divided by its NFE;
+//! 3. the ratio of the two, per score evaluation (target <= 10%);
+//! 4. the same architecture in PyTorch eager (scripts/ncsnpp_torch.py, `.venv`), same input
+//!    size, batch, device and number of repetitions, timed in the same run: tch / eager.
+//!
+//! Operators: inpainting (`T = I`) and the centred orthonormal 2-D FFT (MRI's `T`, defined
+//! here until the operators branch is merged). Run: `cargo bench --bench sampler`
+//! (`SAMPLER_BENCH_REPS=n` for more repetitions; `SAMPLER_BENCH_DEVICE=cuda` on a GPU).
+
+use scorerecon::ops::identity::Identity;
+use scorerecon::ops::{MeasurementOperator, Transform};
+use scorerecon::prior::gaussian::GaussianPrior;
+use scorerecon::prior::ncsnpp::{ModelSpec, NcsnppPrior};
+use scorerecon::prior::ScoreModel;
+use scorerecon::sampler::{reconstruct, SamplerKind, SamplerOptions};
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Centred orthonormal 2-D FFT: `T x = fftshift(fft2(ifftshift(x), norm = "ortho"))`.
+struct CentredFft {
+    h: i64,
+    w: i64,
+}
+
+impl Transform for CentredFft {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.fft_ifftshift([-2i64, -1].as_slice())
+            .fft_fft2(None::<&[i64]>, [-2i64, -1], "ortho")
+            .fft_fftshift([-2i64, -1].as_slice())
+    }
+    fn adjoint(&self, y: &Tensor) -> Tensor {
+        y.fft_ifftshift([-2i64, -1].as_slice())
+            .fft_ifft2(None::<&[i64]>, [-2i64, -1], "ortho")
+            .fft_fftshift([-2i64, -1].as_slice())
+            .real()
+    }
+    fn inverse(&self, y: &Tensor) -> Tensor {
+        self.adjoint(y)
+    }
+    fn image_shape(&self) -> [i64; 2] {
+        [self.h, self.w]
+    }
+    fn measurement_shape(&self) -> [i64; 2] {
+        [self.h, self.w]
+    }
+    fn describe(&self) -> String {
+        "centred orthonormal FFT".into()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn time<F: FnMut()>(reps: usize, device: Device, mut f: F) -> f64 {
+    f(); // warm-up
+    sync(device);
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let start = Instant::now();
+        f();
+        sync(device);
+        t.push(start.elapsed().as_secs_f64());
+    }
+    median(t)
+}
+
+fn main() {
+    let reps: usize = std::env::var("SAMPLER_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let device = match std::env::var("SAMPLER_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let spec = ModelSpec::read(&root.join("configs/ncsnpp_cpu.yaml")).expect("config");
+    tch::manual_seed(0);
+    let net =
+        NcsnppPrior::new(&spec.model, spec.sde, spec.normalisation.clone(), device).expect("model");
+    let [h, w] = net.image_size();
+    let gauss = GaussianPrior::constant(0.5, 0.2, 1, h, w, spec.sde, device).expect("prior");
+    println!(
+        "device {device:?}, torch threads {}, {}, reps {reps} (medians)",
+        tch::get_num_threads(),
+        net.describe()
+    );
+    println!();
+    println!(
+        "| batch | network eval, tch (ms) | PyTorch eager (ms) | tch / eager | NFE/s | images/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut loop_rows = Vec::new();
+
+    let steps = 20;
+    for batch in [1i64, 8] {
+        let x = Tensor::rand([batch, 1, h, w], (Kind::Float, device));
+        let sigma = Tensor::full([batch], 1.0, (Kind::Float, device));
+        let t_net = time(reps, device, || {
+            let _ = net.score(&x, &sigma).unwrap();
+        });
+        let eager = eager_ms(&root, &spec, batch, reps, device);
+        println!(
+            "| {batch} | {:.1} | {} | {} | {:.3} | {:.3} |",
+            t_net * 1e3,
+            eager.map_or("n/a".into(), |e| format!("{e:.1}")),
+            eager.map_or("n/a".into(), |e| format!("{:.3}", t_net * 1e3 / e)),
+            1.0 / t_net,
+            batch as f64 / t_net
+        );
+        let mask = Tensor::rand([1, 1, h, w], (Kind::Float, device))
+            .gt(0.75)
+            .to_kind(Kind::Float);
+        let ops: Vec<(&str, MeasurementOperator)> = vec![
+            (
+                "inpainting (T = I)",
+                MeasurementOperator::new(Box::new(Identity::new(h, w)), mask.shallow_clone()),
+            ),
+            (
+                "centred FFT",
+                MeasurementOperator::new(Box::new(CentredFft { h, w }), mask.shallow_clone()),
+            ),
+        ];
+        for (name, op) in ops {
+            let y = op.forward(&Tensor::rand([1, 1, h, w], (Kind::Float, device)));
+            let opts = SamplerOptions {
+                sampler: SamplerKind::Pc,
+                steps,
+                corrector_steps: 1,
+                lambda: 0.9,
+                samples: batch as usize,
+                final_denoise: false,
+                noise_free_measurement: false,
+                progress: false,
+                ..Default::default()
+            };
+            let nfe = (steps * 2 - 1) as f64;
+            let t_loop = time(reps.min(3).max(1), device, || {
+                let _ = reconstruct(&gauss, &op, &y, &opts).unwrap();
+            }) / nfe;
+            loop_rows.push(format!(
+                "| {batch} | {name} | {:.1} | {:.2} | {:.1}% |",
+                t_net * 1e3,
+                t_loop * 1e3,
+                100.0 * t_loop / t_net
+            ));
+        }
+    }
+    println!();
+    println!("| batch | operator | network eval (ms) | non-network per NFE (ms) | ratio |");
+    println!("|---|---|---|---|---|");
+    for r in loop_rows {
+        println!("{r}");
+    }
+}
+
+/// Median ms of one forward of the same architecture in PyTorch eager (None when the venv's
+/// Python is not there).
+fn eager_ms(
+    root: &std::path::Path,
+    spec: &ModelSpec,
+    batch: i64,
+    reps: usize,
+    device: Device,
+) -> Option<f64> {
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/ncsnpp_torch.py"))
+        .args([
+            "bench",
+            &serde_json::to_string(&spec.model).ok()?,
+            &batch.to_string(),
+            &reps.to_string(),
+            if device == Device::Cpu { "cpu" } else { "cuda" },
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "PyTorch eager bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
