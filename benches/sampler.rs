@@ -11,7 +11,8 @@
 //!
 //! Operators: inpainting (`T = I`) and the centred orthonormal 2-D FFT (MRI's `T`, defined
 //! here until the operators branch is merged). Run: `cargo bench --bench sampler`
-//! (`SAMPLER_BENCH_REPS=n` for more repetitions; `SAMPLER_BENCH_DEVICE=cuda` on a GPU).
+//! (`SAMPLER_BENCH_REPS=n` for more repetitions, `SAMPLER_BENCH_THREADS=n` for torch's intra-op
+//! threads (default 1), `SAMPLER_BENCH_DEVICE=cuda` on a GPU).
 
 use scorerecon::ops::identity::Identity;
 use scorerecon::ops::{MeasurementOperator, Transform};
@@ -107,6 +108,13 @@ fn main() {
         Ok("cuda") => Device::Cuda(0),
         _ => Device::Cpu,
     };
+    // One intra-op thread by default: on a shared machine, OpenMP workers spin while they wait
+    // for a core and inflate both wall and CPU time; one thread measures the work itself.
+    let threads: i32 = std::env::var("SAMPLER_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    tch::set_num_threads(threads);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let spec = ModelSpec::read(&root.join("configs/ncsnpp_cpu.yaml")).expect("config");
     tch::manual_seed(0);
@@ -120,10 +128,8 @@ fn main() {
         net.describe()
     );
     println!();
-    println!(
-        "| batch | network eval, tch (ms) | PyTorch eager (ms) | tch / eager | NFE/s | images/s |"
-    );
-    println!("|---|---|---|---|---|---|");
+    println!("| batch | tch wall (ms) | eager wall (ms) | tch / eager wall | tch CPU (ms) | eager CPU (ms) | tch / eager CPU | NFE/s (CPU time) | images/s (CPU time) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut loop_rows = Vec::new();
 
     let steps = 20;
@@ -144,8 +150,8 @@ fn main() {
             c_net * 1e3,
             fmt(e_cpu, 1),
             fmt(e_cpu.map(|e| c_net * 1e3 / e), 3),
-            1.0 / t_net,
-            batch as f64 / t_net
+            1.0 / c_net,
+            batch as f64 / c_net
         );
         let mask = Tensor::rand([1, 1, h, w], (Kind::Float, device))
             .gt(0.75)
@@ -174,21 +180,24 @@ fn main() {
                 ..Default::default()
             };
             let nfe = (steps * 2 - 1) as f64;
-            let t_loop = time(reps.clamp(1, 3), device, || {
+            let (t_loop, c_loop) = time(reps.clamp(1, 3), device, || {
                 let _ = reconstruct(&gauss, &op, &y, &opts).unwrap();
-            })
-            .0 / nfe;
+            });
+            let (t_loop, c_loop) = (t_loop / nfe, c_loop / nfe);
             loop_rows.push(format!(
-                "| {batch} | {name} | {:.1} | {:.2} | {:.1}% |",
+                "| {batch} | {name} | {:.1} | {:.2} | {:.1}% | {:.1} | {:.2} | {:.1}% |",
                 t_net * 1e3,
                 t_loop * 1e3,
-                100.0 * t_loop / t_net
+                100.0 * t_loop / t_net,
+                c_net * 1e3,
+                c_loop * 1e3,
+                100.0 * c_loop / c_net
             ));
         }
     }
     println!();
-    println!("| batch | operator | network eval (ms) | non-network per NFE (ms) | ratio |");
-    println!("|---|---|---|---|---|");
+    println!("| batch | operator | network wall (ms) | non-network wall per NFE (ms) | ratio wall | network CPU (ms) | non-network CPU per NFE (ms) | ratio CPU |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in loop_rows {
         println!("{r}");
     }
@@ -210,6 +219,7 @@ fn eager_ms(
             &serde_json::to_string(&spec.model).ok()?,
             &batch.to_string(),
             &reps.to_string(),
+            &tch::get_num_threads().to_string(),
             if device == Device::Cpu { "cpu" } else { "cuda" },
         ])
         .output()

@@ -6,7 +6,7 @@
 
 Usage (config as the JSON of NcsnppConfig):
   python scripts/ncsnpp_torch.py eval  CONFIG_JSON WEIGHTS.safetensors INPUT.f64 SIGMA.f64 B OUT.f64
-  python scripts/ncsnpp_torch.py bench CONFIG_JSON BATCH REPS DEVICE   -> prints median wall and CPU ms of one forward
+  python scripts/ncsnpp_torch.py bench CONFIG_JSON BATCH REPS THREADS DEVICE   -> prints median wall and CPU ms of one forward
 """
 import json
 import math
@@ -173,7 +173,8 @@ def main():
             y = net(x, sigma)
         y.double().numpy().astype("<f8").tofile(out)
     elif mode == "bench":
-        batch, reps, device = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+        batch, reps, threads, device = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+        torch.set_num_threads(threads)
         net = Ncsnpp(cfg).eval().to(device)
         s = cfg["image_size"]
         x = torch.rand(batch, cfg["channels"], s, s, device=device)
