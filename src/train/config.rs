@@ -79,6 +79,9 @@ pub struct TrainConfig {
     // ---- data (data.rs)
     /// Folders of DICOM series / NIfTI volumes (mixed), or single files.
     pub data: Vec<PathBuf>,
+    /// Random-ellipse phantom slices (`phantom::random_ellipses`, CT only) added to the data;
+    /// `val_fraction` of them are held out. 0: none.
+    pub phantoms: usize,
     pub modality: DataModality,
     /// Side of the square slices the model sees, after `downsample`.
     pub image_size: i64,
@@ -151,6 +154,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             data: vec![],
+            phantoms: 0,
             modality: DataModality::Auto,
             image_size: 64,
             downsample: 1,
@@ -254,8 +258,8 @@ impl TrainConfig {
             }
             Ok(())
         };
-        if self.data.is_empty() {
-            bail!("no training data: give --data FOLDER (DICOM series / NIfTI volumes)");
+        if self.data.is_empty() && self.phantoms == 0 {
+            bail!("no training data: give --data FOLDER (DICOM series / NIfTI volumes) or phantoms: N");
         }
         positive("lr", self.lr)?;
         positive("sigma_min", self.sigma_min)?;

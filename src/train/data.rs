@@ -66,6 +66,9 @@ impl DataSet {
     /// Read every volume under `cfg.data` and build the slices and the split. Errors (nothing
     /// there, nothing readable, CT mixed with MR) come before any training.
     pub fn load(cfg: &TrainConfig) -> Result<DataSet> {
+        if cfg.data.is_empty() {
+            return Self::from_volumes(Vec::new(), cfg);
+        }
         let candidates = discover(&cfg.data)?;
         let mut volumes = Vec::new();
         let mut failures = Vec::new();
@@ -196,6 +199,13 @@ impl DataSet {
             }
             ds.volumes.push(summary);
         }
+        if cfg.phantoms > 0 {
+            ds.add_phantoms(cfg)?;
+            let n_val = ds.volumes.last().map(|v| v.val_slices).unwrap_or(0);
+            if n_val > 0 {
+                held.push(format!("phantoms 0..{n_val} of {}", cfg.phantoms));
+            }
+        }
         if ds.train.is_empty() {
             bail!(
                 "no training slices left (every slice is held out or below min_foreground {}); \
@@ -209,6 +219,59 @@ impl DataSet {
             held.join("; ")
         };
         Ok(ds)
+    }
+
+    /// `cfg.phantoms` random-ellipse phantoms (`phantom::random_ellipses`: a water body with
+    /// fat-to-bone ellipses), rasterised at the scans' resolution and mapped like a CT scan.
+    /// Each is an independent draw, so holding out the first `val_fraction` of them is a split
+    /// by "volume".
+    fn add_phantoms(&mut self, cfg: &TrainConfig) -> Result<()> {
+        if self.modality == DataModality::Mr {
+            bail!("phantoms {}: the phantom generator makes CT slices; it cannot be mixed with MR data", cfg.phantoms);
+        }
+        let n = (cfg.image_size * cfg.downsample) as usize;
+        let n_val = if cfg.val_fraction > 0.0 && cfg.phantoms > 1 {
+            ((cfg.phantoms as f64 * cfg.val_fraction).round() as usize).clamp(1, cfg.phantoms - 1)
+        } else {
+            0
+        };
+        let vi = self.volumes.len();
+        let mut summary = VolumeSummary {
+            name: format!("{} random-ellipse phantoms", cfg.phantoms),
+            dims: [n, n, cfg.phantoms, 1],
+            role: if n_val > 0 {
+                "split".into()
+            } else {
+                "train".into()
+            },
+            train_slices: 0,
+            val_slices: 0,
+            empty_slices: 0,
+        };
+        for i in 0..cfg.phantoms {
+            // Seeds apart from the run's step streams; the same phantoms for the same seed.
+            let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+            let (hu, _) = crate::phantom::phantom_hu("ellipses", n, seed)?;
+            let vol = Volume::new(hu, [n, n, 1, 1], [1.0, 1.0, 1.0], Modality::Ct);
+            for (data, h, w) in model_slices(&vol, &self.normalisation, cfg)? {
+                let s = Slice {
+                    data,
+                    h,
+                    w,
+                    volume: vi,
+                    index: i,
+                };
+                if i < n_val {
+                    summary.val_slices += 1;
+                    self.val.push(s);
+                } else {
+                    summary.train_slices += 1;
+                    self.train.push(s);
+                }
+            }
+        }
+        self.volumes.push(summary);
+        Ok(())
     }
 
     /// A training batch `[b, 1, size, size]` on `device`: random slices, crops and flips.
@@ -519,6 +582,22 @@ mod tests {
         assert!(ds.val.iter().all(|s| s.volume >= 2));
         assert!(ds.train.iter().all(|s| s.volume < 2));
         assert_eq!((ds.train.len(), ds.val.len()), (10, 10));
+    }
+
+    #[test]
+    fn phantoms_add_independent_ct_slices_with_a_held_out_share() {
+        let mut c = cfg();
+        c.data.clear();
+        c.phantoms = 10;
+        c.val_fraction = 0.2;
+        let ds = DataSet::from_volumes(vec![], &c).unwrap();
+        assert_eq!((ds.train.len(), ds.val.len()), (8, 2));
+        // A body (water is (0 HU + 1000) / 3000) in the middle, air (0) in the corner.
+        let s = &ds.train[0];
+        assert!(s.data[4 * 8 + 4] > 0.1, "{:?}", s.data);
+        assert_eq!(s.data[0], 0.0);
+        c.modality = DataModality::Mr;
+        assert!(DataSet::from_volumes(vec![], &c).is_err());
     }
 
     #[test]

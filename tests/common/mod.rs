@@ -14,7 +14,11 @@ pub fn root() -> PathBuf {
 /// a test that silently skipped could never fail.
 pub fn data(rel: &str) -> PathBuf {
     let p = root().join("data/cache").join(rel);
-    assert!(p.exists(), "{} is missing: run `bash scripts/setup.sh` (make test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/setup.sh` (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -32,8 +36,17 @@ pub fn python() -> PathBuf {
 
 /// Run a Python script in the project's venv and return its stdout; panics with stderr on failure.
 pub fn run_python(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("run .venv/bin/python");
-    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run .venv/bin/python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -46,7 +59,10 @@ pub fn python_array(script: &str, args: &[&str]) -> Vec<f64> {
     all.extend_from_slice(args);
     run_python(script, &all);
     let bytes = std::fs::read(&out).unwrap();
-    bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// The built binary, for end-to-end tests of the CLI.
