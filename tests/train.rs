@@ -345,3 +345,16 @@ fn bad_input_is_refused_before_training() {
     resume.push("--resume".into());
     refused(&resume, "no checkpoint", &out);
 }
+
+#[test]
+fn shipped_training_configs_parse_and_validate() {
+    for name in ["train_ct.yaml", "train_mri.yaml"] {
+        let path = common::root().join("configs").join(name);
+        let mut c = scorerecon::train::TrainConfig::from_file(&path).unwrap();
+        assert!(c.data.is_empty(), "{name}: the data comes from --data");
+        c.data = vec![path.clone()];
+        c.device = "cpu".into();
+        c.validate().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!((c.image_size, c.downsample), (128, 2), "{name}");
+    }
+}
