@@ -90,7 +90,9 @@ fn losses(csv: &Path) -> Vec<f64> {
 fn loss_decreases_and_the_weights_written_are_the_ema_and_load_as_a_prior() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mr_tiny");
-    let stdout = run_ok(&tiny_args(&out, 60));
+    let mut args = tiny_args(&out, 60);
+    args.extend(["--preview", "4", "--preview-steps", "10"].map(String::from));
+    let stdout = run_ok(&args);
     assert!(stdout.contains("held out: slices"), "{stdout}");
     let l = losses(&dir.path().join("mr_tiny.loss.csv"));
     assert_eq!(l.len(), 60);
@@ -101,6 +103,11 @@ fn loss_decreases_and_the_weights_written_are_the_ema_and_load_as_a_prior() {
         "loss did not decrease: first 15 steps {first}, last 15 {last}"
     );
     assert!(dir.path().join("mr_tiny.loss.svg").exists());
+    // Four unconditional samples in a 2x2 grid of 16x16 tiles with 2-pixel gaps.
+    let grid = image::open(dir.path().join("mr_tiny.samples.png"))
+        .unwrap()
+        .to_luma8();
+    assert_eq!(grid.dimensions(), (34, 34));
 
     // The model file holds the EMA weights of the last checkpoint, under the network's names.
     let weights: std::collections::HashMap<String, Tensor> =

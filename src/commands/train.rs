@@ -51,6 +51,12 @@ pub struct TrainArgs {
     /// Any setting as KEY=VALUE in YAML (`--set model.nf=32 --set flip_ud=true`); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// After training, draw this many unconditional samples into NAME.samples.png (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub preview: usize,
+    /// Noise levels of the preview's predictor-corrector sampler.
+    #[arg(long, default_value_t = 200)]
+    pub preview_steps: usize,
     /// Testing aid: stop right after this step without saving, as if killed.
     #[arg(long, hide = true)]
     pub abort_after_step: Option<u64>,
@@ -87,6 +93,12 @@ pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = resolve_config(&args)?;
+    if args.preview > 0 && args.preview_steps < 2 {
+        anyhow::bail!(
+            "--preview-steps {}: at least 2 noise levels",
+            args.preview_steps
+        );
+    }
     let opts = TrainOptions {
         out: args.out.clone(),
         resume: args.resume,
@@ -116,5 +128,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         r.paths.loss_csv().display(),
         r.paths.loss_svg().display()
     );
+    if args.preview > 0 {
+        let device = crate::tensor::parse_device(&cfg.device)?;
+        let model = crate::prior::load_prior(&r.paths.weights().to_string_lossy(), device)?;
+        let samples = train::preview::unconditional_samples(
+            model.as_ref(),
+            args.preview,
+            args.preview_steps,
+            cfg.seed,
+        )?;
+        let cols = (args.preview as f64).sqrt().ceil() as usize;
+        train::preview::write_grid(&samples, cols, &r.paths.samples(), true)?;
+        println!("wrote {}", r.paths.samples().display());
+    }
     Ok(())
 }

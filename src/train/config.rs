@@ -461,6 +461,10 @@ impl OutputPaths {
     pub fn config(&self) -> PathBuf {
         self.with(".config.yaml")
     }
+    /// Unconditional samples of the trained model (`--preview N`).
+    pub fn samples(&self) -> PathBuf {
+        self.with(".samples.png")
+    }
     pub fn checkpoint(&self) -> PathBuf {
         self.with(".ckpt")
     }

@@ -15,6 +15,7 @@ pub mod data;
 pub mod dsm;
 pub mod ema;
 pub mod net;
+pub mod preview;
 
 pub use config::{OutputPaths, TrainConfig};
 
