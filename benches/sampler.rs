@@ -11,7 +11,8 @@
 //!
 //! Operators: inpainting (`T = I`) and the centred orthonormal 2-D FFT (MRI's `T`, defined
 //! here until the operators branch is merged). Run: `cargo bench --bench sampler`
-//! (`SAMPLER_BENCH_REPS=n` for more repetitions; `SAMPLER_BENCH_DEVICE=cuda` on a GPU).
+//! (`SAMPLER_BENCH_REPS=n` for more repetitions, `SAMPLER_BENCH_THREADS=n` for torch's intra-op
+//! threads (default 1), `SAMPLER_BENCH_DEVICE=cuda` on a GPU).
 
 use scorerecon::ops::identity::Identity;
 use scorerecon::ops::{MeasurementOperator, Transform};
@@ -71,17 +72,31 @@ fn sync(device: Device) {
     }
 }
 
-fn time<F: FnMut()>(reps: usize, device: Device, mut f: F) -> f64 {
+/// CPU seconds used by this process so far, all threads (Linux `/proc/self/stat` utime +
+/// stime, in clock ticks of 1/100 s). Under a contended machine this is steadier than wall time.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Median wall time and median CPU time (seconds) of `f` over `reps` calls after a warm-up.
+fn time<F: FnMut()>(reps: usize, device: Device, mut f: F) -> (f64, f64) {
     f(); // warm-up
     sync(device);
-    let mut t = Vec::with_capacity(reps);
+    let mut wall = Vec::with_capacity(reps);
+    let mut cpu = Vec::with_capacity(reps);
     for _ in 0..reps {
-        let start = Instant::now();
+        let (start, c0) = (Instant::now(), cpu_seconds());
         f();
         sync(device);
-        t.push(start.elapsed().as_secs_f64());
+        wall.push(start.elapsed().as_secs_f64());
+        cpu.push(cpu_seconds() - c0);
     }
-    median(t)
+    (median(wall), median(cpu))
 }
 
 fn main() {
@@ -93,6 +108,13 @@ fn main() {
         Ok("cuda") => Device::Cuda(0),
         _ => Device::Cpu,
     };
+    // One intra-op thread by default: on a shared machine, OpenMP workers spin while they wait
+    // for a core and inflate both wall and CPU time; one thread measures the work itself.
+    let threads: i32 = std::env::var("SAMPLER_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    tch::set_num_threads(threads);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let spec = ModelSpec::read(&root.join("configs/ncsnpp_cpu.yaml")).expect("config");
     tch::manual_seed(0);
@@ -106,27 +128,30 @@ fn main() {
         net.describe()
     );
     println!();
-    println!(
-        "| batch | network eval, tch (ms) | PyTorch eager (ms) | tch / eager | NFE/s | images/s |"
-    );
-    println!("|---|---|---|---|---|---|");
+    println!("| batch | tch wall (ms) | eager wall (ms) | tch / eager wall | tch CPU (ms) | eager CPU (ms) | tch / eager CPU | NFE/s (CPU time) | images/s (CPU time) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut loop_rows = Vec::new();
 
     let steps = 20;
     for batch in [1i64, 8] {
         let x = Tensor::rand([batch, 1, h, w], (Kind::Float, device));
         let sigma = Tensor::full([batch], 1.0, (Kind::Float, device));
-        let t_net = time(reps, device, || {
+        let (t_net, c_net) = time(reps, device, || {
             let _ = net.score(&x, &sigma).unwrap();
         });
+        let fmt = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
         let eager = eager_ms(&root, &spec, batch, reps, device);
+        let (e_wall, e_cpu) = (eager.map(|e| e.0), eager.map(|e| e.1));
         println!(
-            "| {batch} | {:.1} | {} | {} | {:.3} | {:.3} |",
+            "| {batch} | {:.1} | {} | {} | {:.1} | {} | {} | {:.3} | {:.3} |",
             t_net * 1e3,
-            eager.map_or("n/a".into(), |e| format!("{e:.1}")),
-            eager.map_or("n/a".into(), |e| format!("{:.3}", t_net * 1e3 / e)),
-            1.0 / t_net,
-            batch as f64 / t_net
+            fmt(e_wall, 1),
+            fmt(e_wall.map(|e| t_net * 1e3 / e), 3),
+            c_net * 1e3,
+            fmt(e_cpu, 1),
+            fmt(e_cpu.map(|e| c_net * 1e3 / e), 3),
+            1.0 / c_net,
+            batch as f64 / c_net
         );
         let mask = Tensor::rand([1, 1, h, w], (Kind::Float, device))
             .gt(0.75)
@@ -155,34 +180,38 @@ fn main() {
                 ..Default::default()
             };
             let nfe = (steps * 2 - 1) as f64;
-            let t_loop = time(reps.min(3).max(1), device, || {
+            let (t_loop, c_loop) = time(reps.clamp(1, 3), device, || {
                 let _ = reconstruct(&gauss, &op, &y, &opts).unwrap();
-            }) / nfe;
+            });
+            let (t_loop, c_loop) = (t_loop / nfe, c_loop / nfe);
             loop_rows.push(format!(
-                "| {batch} | {name} | {:.1} | {:.2} | {:.1}% |",
+                "| {batch} | {name} | {:.1} | {:.2} | {:.1}% | {:.1} | {:.2} | {:.1}% |",
                 t_net * 1e3,
                 t_loop * 1e3,
-                100.0 * t_loop / t_net
+                100.0 * t_loop / t_net,
+                c_net * 1e3,
+                c_loop * 1e3,
+                100.0 * c_loop / c_net
             ));
         }
     }
     println!();
-    println!("| batch | operator | network eval (ms) | non-network per NFE (ms) | ratio |");
-    println!("|---|---|---|---|---|");
+    println!("| batch | operator | network wall (ms) | non-network wall per NFE (ms) | ratio wall | network CPU (ms) | non-network CPU per NFE (ms) | ratio CPU |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in loop_rows {
         println!("{r}");
     }
 }
 
-/// Median ms of one forward of the same architecture in PyTorch eager (None when the venv's
-/// Python is not there).
+/// Median wall and CPU ms of one forward of the same architecture in PyTorch eager (None when
+/// the venv's Python is not there).
 fn eager_ms(
     root: &std::path::Path,
     spec: &ModelSpec,
     batch: i64,
     reps: usize,
     device: Device,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("scripts/ncsnpp_torch.py"))
         .args([
@@ -190,6 +219,7 @@ fn eager_ms(
             &serde_json::to_string(&spec.model).ok()?,
             &batch.to_string(),
             &reps.to_string(),
+            &tch::get_num_threads().to_string(),
             if device == Device::Cpu { "cpu" } else { "cuda" },
         ])
         .output()
@@ -201,5 +231,9 @@ fn eager_ms(
         );
         return None;
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut v = text
+        .split_whitespace()
+        .filter_map(|t| t.parse::<f64>().ok());
+    Some((v.next()?, v.next()?))
 }

@@ -6,7 +6,7 @@
 
 Usage (config as the JSON of NcsnppConfig):
   python scripts/ncsnpp_torch.py eval  CONFIG_JSON WEIGHTS.safetensors INPUT.f64 SIGMA.f64 B OUT.f64
-  python scripts/ncsnpp_torch.py bench CONFIG_JSON BATCH REPS DEVICE   -> prints the median ms of one forward
+  python scripts/ncsnpp_torch.py bench CONFIG_JSON BATCH REPS THREADS DEVICE   -> prints median wall and CPU ms of one forward
 """
 import json
 import math
@@ -173,23 +173,26 @@ def main():
             y = net(x, sigma)
         y.double().numpy().astype("<f8").tofile(out)
     elif mode == "bench":
-        batch, reps, device = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+        batch, reps, threads, device = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+        torch.set_num_threads(threads)
         net = Ncsnpp(cfg).eval().to(device)
         s = cfg["image_size"]
         x = torch.rand(batch, cfg["channels"], s, s, device=device)
         sigma = torch.ones(batch, device=device)
-        times = []
+        times, cpu = [], []
         with torch.no_grad():
             for i in range(reps + 1):
                 if device == "cuda":
                     torch.cuda.synchronize()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 net(x, sigma)
                 if device == "cuda":
                     torch.cuda.synchronize()
                 if i > 0:  # the first call is a warm-up
                     times.append(time.perf_counter() - t)
-        print(f"{1e3 * float(np.median(times)):.3f}")
+                    cpu.append(time.process_time() - c)
+        # Median wall ms and median CPU ms (all threads of the process).
+        print(f"{1e3 * float(np.median(times)):.3f} {1e3 * float(np.median(cpu)):.3f}")
     else:
         raise SystemExit(f"unknown mode {mode}")
 

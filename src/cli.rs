@@ -32,6 +32,8 @@ pub enum Command {
     Demo(commands::demo::DemoArgs),
     /// Simulate a measurement (sparse-view, limited-angle or metal CT) from a volume or phantom.
     Simulate(commands::simulate::SimulateArgs),
+    /// Train a score model on your own scans (DICOM series / NIfTI volumes).
+    Train(commands::train::TrainArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -45,5 +47,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Batch(a) => commands::batch::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
+        Command::Train(a) => commands::train::run(a),
     }
 }

@@ -19,6 +19,7 @@ pub mod sampler;
 pub mod sde;
 pub mod simulate;
 pub mod tensor;
+pub mod train;
 pub mod volume;
 
 pub use volume::{Modality, Provenance, Volume};

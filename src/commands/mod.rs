@@ -6,3 +6,4 @@ pub mod demo;
 pub mod info;
 pub mod recon;
 pub mod simulate;
+pub mod train;
