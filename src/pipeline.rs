@@ -287,10 +287,15 @@ fn measure(
                 fit.mw,
                 fit.mh
             );
+            // The CT simulation works on ops::hu's scale (HU + 1000) / 2000; a prior trained on
+            // (HU + 1000) / (hu_max + 1000) differs from it by a constant factor, and so (linear
+            // measurement) do the sinograms.
             ensure!(
-                matches!(scaling, Scaling { offset, scale } if *offset == -1000.0 && *scale == 2000.0),
-                "the CT prior's HU scaling ({scaling:?}) differs from the simulation's attenuation scale (HU + 1000) / 2000"
+                scaling.offset == -1000.0,
+                "the CT prior maps HU {} to zero; scorerecon's CT simulation needs air (-1000 HU) at zero",
+                scaling.offset
             );
+            let to_model = 2000.0 / scaling.scale;
             let n = fit.mh;
             // Pad in HU with air so the padded ring is empty in attenuation.
             let hu_padded = fit.pad(&(hu + 1000.0)) - 1000.0;
@@ -347,11 +352,10 @@ fn measure(
                     Tensor::from_slice(&mask.unwrap()).reshape([1, 1, a, d]),
                 )
                 .to_device(device);
-                let y = Tensor::from_slice(&ys)
-                    .reshape([b, 1, a, d])
-                    .to_device(device);
-                let reference = Tensor::from_slice(&refs)
-                    .reshape([b, 1, n as i64, n as i64])
+                let y =
+                    (Tensor::from_slice(&ys).reshape([b, 1, a, d]) * to_model).to_device(device);
+                let reference = (Tensor::from_slice(&refs).reshape([b, 1, n as i64, n as i64])
+                    * to_model)
                     .to_device(device);
                 cases.push(Case {
                     op,
@@ -385,18 +389,19 @@ fn measure(
                     let (a, d) = (g.n_angles() as i64, g.n_det as i64);
                     let radon = Radon::new(g)?;
                     // What the scanner shows: FBP of the whole metal-corrupted sinogram.
-                    let fbp_full = Tensor::from_slice(&sim.fbp)
+                    let fbp_full = (Tensor::from_slice(&sim.fbp)
                         .reshape([1, 1, n as i64, n as i64])
+                        * to_model)
                         .to_device(device);
                     let mask = Tensor::from_slice(&sim.mask).reshape([1, 1, a, d]);
                     let op = MeasurementOperator::new(Box::new(radon), mask).to_device(device);
-                    let y = Tensor::from_slice(&sim.sinogram)
-                        .reshape([1, 1, a, d])
+                    let y = (Tensor::from_slice(&sim.sinogram).reshape([1, 1, a, d]) * to_model)
                         .to_device(device);
                     // The reference is the metal-free slice when metal was inserted; else the
                     // input itself (its metal is excluded from the metrics either way).
-                    let reference = Tensor::from_slice(&sim.reference)
+                    let reference = (Tensor::from_slice(&sim.reference)
                         .reshape([1, 1, n as i64, n as i64])
+                        * to_model)
                         .to_device(device);
                     let metal_mask = sim.metal_mask.as_ref().map(|m| {
                         Tensor::from_slice(m)
