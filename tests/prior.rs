@@ -528,9 +528,7 @@ fn ncsnpp_matches_the_pytorch_eager_port_on_saved_weights() {
 
 /// `knn:FOLDER` over NIfTI files written by nibabel: every slice becomes a reference image in
 /// model space (MR: divided by the volume's 99.5th percentile, computed here by numpy).
-/// Needs `io::read_volume`, which the io branch implements: run with `--ignored` after merging.
 #[test]
-#[ignore = "needs io::read_volume from the io branch"]
 fn knn_folder_prior_reads_nifti_slices_into_model_space() {
     let dir = tempfile::tempdir().unwrap();
     let expected = python_array(
@@ -557,4 +555,30 @@ np.concatenate(vols, 0).astype('<f8').tofile(out)
     let got = prior.reference().to_kind(Kind::Double).flatten(0, -1);
     let exp = Tensor::from_slice(&expected);
     assert!(max_abs(&(got - exp)) < 1e-5);
+}
+
+/// At small sigma the log-likelihoods of the k neighbours differ by ~1e5: proposal masses taken
+/// relative to the k-th neighbour overflowed (a crash seen on the head CT). Near a reference the
+/// KNN score must be finite and equal the exact one (all weight on that reference).
+#[test]
+fn knn_estimator_is_finite_at_small_sigma() {
+    tch::manual_seed(5);
+    let refs = Tensor::rand([40, 1, 32, 32], (Kind::Float, Device::Cpu));
+    let knn = NearestNeighbourPrior::new(
+        &refs,
+        Estimator::Knn { k: 8, n: 16 },
+        Normalisation::Identity,
+    )
+    .unwrap();
+    let exact =
+        NearestNeighbourPrior::new(&refs, Estimator::Exact, Normalisation::Identity).unwrap();
+    let z = refs.narrow(0, 3, 2) + Tensor::randn([2, 1, 32, 32], (Kind::Float, Device::Cpu)) * 0.01;
+    let sig = Tensor::full([2], 0.05, (Kind::Float, Device::Cpu));
+    let s = knn.score(&z, &sig).expect("KNN score at sigma 0.05");
+    let e = exact.score(&z, &sig).unwrap();
+    let rel = f64::try_from((&s - &e).norm()).unwrap() / f64::try_from(e.norm()).unwrap();
+    assert!(
+        rel < 1e-4,
+        "KNN vs exact at small sigma: relative error {rel}"
+    );
 }

@@ -260,10 +260,13 @@ impl NearestNeighbourPrior {
             let idx = &top_i[row * k..(row + 1) * k];
             let l_k = l[k - 1];
             let n_tail = big_n - k;
-            // Proposal masses relative to p(z | x_k): the k neighbours, then the tail bucket
-            // of mass (N - k) p(z | x_k) (eq. 13).
-            let mut masses: Vec<f64> = l.iter().map(|li| (li - l_k).exp()).collect();
-            masses.push(n_tail as f64);
+            // Proposal masses: the k neighbours, then the tail bucket of mass
+            // (N - k) p(z | x_k) (eq. 13), all relative to the nearest neighbour's p(z | x_1) so
+            // none overflows (relative to p(z | x_k), as written in the paper, they reach
+            // exp(1e5) at small sigma). Only the proposal is rescaled; the weights below are not.
+            let l_1 = l[0];
+            let mut masses: Vec<f64> = l.iter().map(|li| (li - l_1).exp()).collect();
+            masses.push(n_tail as f64 * (l_k - l_1).exp());
             let pick = WeightedIndex::new(&masses)
                 .context("KNN estimator: proposal weights are not finite")?;
             let mut sorted_idx: Vec<i64> = idx.to_vec();
