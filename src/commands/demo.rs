@@ -173,6 +173,8 @@ fn index_page(reports: &[(String, String, JobReport)]) -> String {
             escape(&best.join(", "))
         ));
     }
-    h.push_str("</ul><p>The prior is the training-free exact empirical score over slices of the same scan kept at least 10 slices away from the reconstructed one (folders reference_ct/ and reference_mri/).</p></body></html>");
+    h.push_str("</ul><p>The prior is the training-free exact empirical score over slices of the same scan kept at least 10 slices away from the reconstructed one (folders reference_ct/ and reference_mri/). This prior mixes its reference images (it memorises them), so on \
+these cases the score-based result does not beat TV; a trained prior (scorerecon train, docs/training.md) is what \
+the method needs, and the demo will switch to shipped trained priors once they are evaluated.</p></body></html>");
     h
 }
