@@ -917,38 +917,14 @@ fn write_outputs(
                     }
                 }
             }
-            let hi = io::png::percentile_window(&err, 0.0, 99.5);
-            let top = (hi.center + hi.width / 2.0).max(1e-6);
-            tiles.push(panels::Tile {
-                label: "|error|".into(),
-                width: w,
-                height: h,
-                pixels: io::png::window_to_u8(
-                    &err,
-                    io::png::Window {
-                        center: top / 2.0,
-                        width: top,
-                    },
-                ),
-            });
+            let (tile, top) = magnitude_tile("|error|", &err, w, h);
+            tiles.push(tile);
             captions.push(format!("|score - reference| (0 to {top:.0})"));
             if !m.std.is_empty() {
                 let s: Vec<f32> =
                     crate::tensor::tensor_to_vec(&(nth_slice(&m.std, i) * scaling.scale));
-                let hs = io::png::percentile_window(&s, 0.0, 99.5);
-                let top = (hs.center + hs.width / 2.0).max(1e-6);
-                tiles.push(panels::Tile {
-                    label: "std".into(),
-                    width: w,
-                    height: h,
-                    pixels: io::png::window_to_u8(
-                        &s,
-                        io::png::Window {
-                            center: top / 2.0,
-                            width: top,
-                        },
-                    ),
-                });
+                let (tile, top) = magnitude_tile("std", &s, w, h);
+                tiles.push(tile);
                 captions.push(format!(
                     "posterior std over {} samples (0 to {top:.0})",
                     spec.samples
@@ -964,6 +940,24 @@ fn write_outputs(
         });
     }
     Ok(())
+}
+
+/// A tile of a non-negative map (|error|, std) shown from 0 to its 99.5th percentile, which is
+/// returned for the caption.
+fn magnitude_tile(label: &str, values: &[f32], w: usize, h: usize) -> (panels::Tile, f64) {
+    let p = io::png::percentile_window(values, 0.0, 99.5);
+    let top = (p.center + p.width / 2.0).max(1e-6);
+    let window = io::png::Window {
+        center: top / 2.0,
+        width: top,
+    };
+    let tile = panels::Tile {
+        label: label.into(),
+        width: w,
+        height: h,
+        pixels: io::png::window_to_u8(values, window),
+    };
+    (tile, top)
 }
 
 /// Slice `i` (over the concatenation of per-case batches) as `[1, 1, H, W]`.
