@@ -80,8 +80,9 @@ pub struct JobSpec {
     /// TV weight of fista_tv / tv relative to `||A||^2 * data range`; None: tuned on a
     /// validation slice of the input (maximum SSIM), see docs/baselines.md.
     pub tv_weight: Option<f64>,
-    /// How an image whose size differs from the model's is handled: `error` or `pad` (centred
-    /// zero-padding, cropped back afterwards).
+    /// How an image whose size differs from the model's is handled: `error`, `pad` (centred
+    /// zero-padding, cropped back afterwards) or `resample` (averaged down by the smallest
+    /// integer factor that fits, then padded; outputs on the averaged grid).
     pub fit: String,
     pub quiet: bool,
 }
@@ -228,8 +229,8 @@ impl JobSpec {
         if self.batch_size == 0 {
             bail!("--batch-size 0: must be at least 1");
         }
-        if !["error", "pad"].contains(&self.fit.as_str()) {
-            bail!("--fit {}: expected error or pad", self.fit);
+        if !["error", "pad", "resample"].contains(&self.fit.as_str()) {
+            bail!("--fit {}: expected error, pad or resample", self.fit);
         }
         match self.task {
             Task::Ct | Task::Mar => {

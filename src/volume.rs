@@ -169,6 +169,63 @@ impl Volume {
         out
     }
 
+    /// Every frame averaged down in-plane by `k` (mean of each `k x k` block; a remainder of
+    /// fewer than `k` columns or rows at the far edge is dropped), with spacing, affine and slice
+    /// positions moved so each new voxel's centre is the centre of its block. This is how the
+    /// training data of a prior trained with `downsample: k` were made (`train::data`), so a
+    /// scan averaged down here matches what the prior saw.
+    pub fn average_down(&self, k: usize) -> Volume {
+        assert!(k >= 1, "average_down: factor must be at least 1");
+        if k == 1 {
+            return self.clone();
+        }
+        let (nx, ny) = (self.nx() / k, self.ny() / k);
+        let n_slices = self.nz() * self.nt();
+        let mut data = Vec::with_capacity(nx * ny * n_slices);
+        let inv = 1.0 / (k * k) as f64;
+        for s in 0..n_slices {
+            let src = &self.data[s * self.nx() * self.ny()..(s + 1) * self.nx() * self.ny()];
+            for j in 0..ny {
+                for i in 0..nx {
+                    let mut acc = 0.0f64;
+                    for dj in 0..k {
+                        let row = (j * k + dj) * self.nx();
+                        acc += src[row + i * k..row + i * k + k]
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .sum::<f64>();
+                    }
+                    data.push((acc * inv) as f32);
+                }
+            }
+        }
+        let mut out = self.clone();
+        out.data = data;
+        out.dims = [nx, ny, self.nz(), self.nt()];
+        out.spacing[0] *= k as f64;
+        out.spacing[1] *= k as f64;
+        // The first new voxel's centre sits (k - 1) / 2 old voxels along each in-plane axis.
+        let half = (k as f64 - 1.0) / 2.0;
+        let shift: [f64; 3] =
+            std::array::from_fn(|r| half * (self.affine[r][0] + self.affine[r][1]));
+        for r in 0..3 {
+            out.affine[r][0] *= k as f64;
+            out.affine[r][1] *= k as f64;
+            out.affine[r][3] += shift[r];
+        }
+        for p in &mut out.slice_positions {
+            for r in 0..3 {
+                p[r] += shift[r];
+            }
+        }
+        out.provenance.history.push(format!(
+            "averaged down {k}x in-plane ({}x{} -> {nx}x{ny})",
+            self.nx(),
+            self.ny()
+        ));
+        out
+    }
+
     /// Same geometry and provenance, new voxels of the same size (a reconstruction of this volume).
     pub fn with_data(&self, data: Vec<f32>) -> Volume {
         assert_eq!(data.len(), self.data.len(), "with_data: size mismatch");
@@ -181,6 +238,28 @@ impl Volume {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn average_down_takes_block_means_and_keeps_voxel_centres() {
+        // 5x4 slice, k = 2: a 2x2 result (the fifth column dropped).
+        let mut v = Volume::new(
+            (0..5 * 4).map(|x| x as f32).collect(),
+            [5, 4, 1, 1],
+            [0.5, 0.7, 2.0],
+            Modality::Ct,
+        );
+        v.affine[0][3] = 10.0;
+        v.affine[1][3] = -3.0;
+        let d = v.average_down(2);
+        assert_eq!(d.dims, [2, 2, 1, 1]);
+        // Block (0,0): 0, 1, 5, 6 -> 3; block (1,0): 2, 3, 7, 8 -> 5; second row +10.
+        assert_eq!(d.data, vec![3.0, 5.0, 13.0, 15.0]);
+        assert_eq!(d.spacing[..3], [1.0, 1.4, 2.0]);
+        // New voxel (0, 0) lies between old voxels 0 and 1 on each axis.
+        assert!((d.affine[0][3] - 10.25).abs() < 1e-12);
+        assert!((d.affine[1][3] - (-3.0 + 0.35)).abs() < 1e-12);
+        assert_eq!(d.affine[0][0], 1.0);
+    }
 
     #[test]
     fn select_slices_moves_origin_along_slice_axis() {

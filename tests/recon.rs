@@ -437,3 +437,180 @@ fn batch_survives_kill_and_resumes_without_redoing_finished_jobs() {
         .unwrap()
         .contains("&plusmn;"));
 }
+
+#[test]
+fn ct_from_a_measurement_file_reports_no_reference_and_refuses_contradictions() {
+    let s = setup("CT");
+    let sim = s.root.join("sim");
+    let (ok, _, stderr) = run(&[
+        "simulate",
+        "--input",
+        s.root.join("scan.nii.gz").to_str().unwrap(),
+        "--slice",
+        "4",
+        "--task",
+        "sparse-view",
+        "--views",
+        "23",
+        "--out",
+        sim.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let prior = format!("empirical:{}", s.root.join("refs").display());
+    let meas = sim.join("measurement.json");
+    let out = s.root.join("out");
+    let (ok, _, stderr) = run(&[
+        "ct",
+        "--input",
+        meas.to_str().unwrap(),
+        "--model",
+        &prior,
+        "--steps",
+        "10",
+        "--baselines",
+        "fbp,fista_tv",
+        "--tv-weight",
+        "1e-3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let m = metrics(&out);
+    for method in ["fbp", "fista_tv", "score"] {
+        let r = &m["methods"][method];
+        assert!(r["psnr"].is_null() && r["ssim"].is_null(), "{method}: {r}");
+        assert!(r["residual"].as_f64().unwrap().is_finite(), "{method}: {r}");
+    }
+    assert!(!out.join("reference.nii.gz").exists());
+    // The FBP of the file's sinogram, through the pipeline's operator and units, is the FBP
+    // `simulate` wrote from the same data (numpy compares them in HU).
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+a = np.asarray(nib.load(sys.argv[1]).dataobj, dtype=np.float64).squeeze()
+b = np.asarray(nib.load(sys.argv[2]).dataobj, dtype=np.float64).squeeze()
+print(np.abs(a - b).max(), np.abs(b).max())
+"#;
+    let o = run_python(
+        script,
+        &[
+            out.join("fbp.nii.gz").to_str().unwrap(),
+            sim.join("fbp.nii.gz").to_str().unwrap(),
+        ],
+    );
+    let v: Vec<f64> = o.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert!(v[0] < 1.0, "FBP differs by {} HU (max |HU| {})", v[0], v[1]);
+    // Flags contradicting the file, and a file of another size than the prior's: errors, nothing written.
+    let never = s.root.join("never");
+    let (ok, _, stderr) = run(&[
+        "ct",
+        "--input",
+        meas.to_str().unwrap(),
+        "--model",
+        &prior,
+        "--views",
+        "45",
+        "--out",
+        never.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        !ok && stderr.contains("--views [45]") && stderr.contains("measurement.json"),
+        "{stderr}"
+    );
+    let small = s.root.join("small_sim");
+    let (ok, _, stderr) = run(&[
+        "simulate",
+        "--phantom",
+        "shepp-logan",
+        "--size",
+        "32",
+        "--task",
+        "sparse-view",
+        "--out",
+        small.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "ct",
+        "--input",
+        small.join("measurement.json").to_str().unwrap(),
+        "--model",
+        &prior,
+        "--out",
+        never.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        !ok && stderr.contains("32x32") && stderr.contains("64x64"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&[
+        "mar",
+        "--input",
+        meas.to_str().unwrap(),
+        "--model",
+        &prior,
+        "--out",
+        never.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!ok && stderr.contains("scorerecon ct"), "{stderr}");
+    assert!(!never.exists());
+}
+
+#[test]
+fn fit_resample_averages_down_to_the_prior_grid() {
+    // A 128x128 scan with a 64x64 prior: --fit resample averages 2x2 blocks (numpy computes the
+    // same means from the input) and writes outputs on the 64x64 grid with doubled spacing.
+    let s = setup("CT");
+    let big = s.root.join("big.nii.gz");
+    phantoms(&big, 3, 128, 9, "CT");
+    let out = s.root.join("out");
+    let (ok, _, stderr) = run(&[
+        "ct",
+        "--input",
+        big.to_str().unwrap(),
+        "--slice",
+        "1",
+        "--model",
+        &format!("empirical:{}", s.root.join("refs").display()),
+        "--fit",
+        "resample",
+        "--steps",
+        "5",
+        "--baselines",
+        "fbp",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+src = np.asarray(nib.load(sys.argv[1]).dataobj, dtype=np.float64)[:, :, 1]
+ref = nib.load(sys.argv[2])
+r = np.asarray(ref.dataobj, dtype=np.float64)[:, :, 0]
+blocks = src.reshape(64, 2, 64, 2).mean(axis=(1, 3))
+print(r.shape[0], r.shape[1], np.abs(r - blocks).max(), ref.header.get_zooms()[0])
+"#;
+    let o = run_python(
+        script,
+        &[
+            big.to_str().unwrap(),
+            out.join("reference.nii.gz").to_str().unwrap(),
+        ],
+    );
+    let v: Vec<f64> = o.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!((v[0], v[1]), (64.0, 64.0), "{o}");
+    assert!(
+        v[2] < 0.05,
+        "reference differs from the 2x2 block means by {} HU",
+        v[2]
+    );
+    assert!((v[3] - 2.0).abs() < 1e-6, "spacing {}", v[3]);
+}

@@ -99,7 +99,9 @@ pub struct ReconArgs {
     /// validation slice of the input, maximising SSIM).
     #[arg(long)]
     pub tv_weight: Option<f64>,
-    /// error (default) or pad: what to do when the image size differs from the model's.
+    /// error (default), pad (zero-pad smaller slices) or resample (average larger slices down by
+    /// an integer factor, as the shipped priors' training data were, then pad): what to do when
+    /// the image size differs from the model's.
     #[arg(long)]
     pub fit: Option<String>,
     /// No progress bars.
@@ -212,6 +214,20 @@ impl ReconArgs {
 
 pub fn run(task: Task, args: ReconArgs) -> Result<()> {
     let spec = args.to_spec(task)?;
+    if crate::pipeline::measured::is_measurement(&spec.input) {
+        anyhow::ensure!(
+            args.slice.is_empty() && !args.all_slices,
+            "{}: a measurement file is reconstructed whole; --slice and --all-slices select slices of an image",
+            spec.input.display()
+        );
+        crate::pipeline::measured::check_flags(
+            &spec.input,
+            &args.views,
+            args.full_views,
+            args.limited_angle,
+            args.photons,
+        )?;
+    }
     let out = args
         .out
         .clone()

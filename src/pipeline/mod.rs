@@ -26,6 +26,8 @@ use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+pub(crate) mod measured;
+
 /// Run `spec` and write everything into `out` (atomically: the folder appears only when the job
 /// finished; an existing folder is replaced only with `force`).
 pub fn run_to_dir(spec: &JobSpec, out: &Path, force: bool) -> Result<JobReport> {
@@ -74,7 +76,8 @@ struct Case {
     noise_free: bool,
 }
 
-/// Centred zero-padding of the input slices to the model's size (`--fit pad`).
+/// Centred zero-padding of the input slices to the model's size (`--fit pad`, and after the
+/// averaging down of `--fit resample`).
 #[derive(Clone, Copy, Debug)]
 struct Fit {
     h: usize,
@@ -87,15 +90,16 @@ impl Fit {
     fn new(h: usize, w: usize, model: [i64; 2], mode: &str, input: &Path) -> Result<Self> {
         let (mh, mw) = (model[0] as usize, model[1] as usize);
         if (h, w) != (mh, mw) {
-            if mode != "pad" {
+            if mode == "error" {
                 bail!(
                     "{}: slices are {w}x{h} but the prior works on {mw}x{mh}; use a prior trained at \
-                     this size, resample the input, or pass --fit pad to zero-pad smaller slices",
+                     this size, or pass --fit resample (average larger slices down by an integer \
+                     factor, then pad) or --fit pad (zero-pad smaller slices)",
                     input.display()
                 );
             }
             if h > mh || w > mw {
-                bail!("{}: slices are {w}x{h}, larger than the prior's {mw}x{mh}; --fit pad only pads", input.display());
+                bail!("{}: slices are {w}x{h}, larger than the prior's {mw}x{mh}; --fit pad only pads (--fit resample averages down)", input.display());
             }
         }
         Ok(Fit { h, w, mh, mw })
@@ -127,6 +131,16 @@ impl Fit {
         x.narrow(2, top, self.h as i64)
             .narrow(3, left, self.w as i64)
     }
+}
+
+/// `--fit resample`: the smallest integer factor that brings the slices within the model's size
+/// (1 when they already fit or another mode is chosen).
+fn resample_factor(spec: &JobSpec, vol: &Volume, model: [i64; 2]) -> usize {
+    if spec.fit != "resample" {
+        return 1;
+    }
+    let (mh, mw) = (model[0] as usize, model[1] as usize);
+    vol.ny().div_ceil(mh).max(vol.nx().div_ceil(mw)).max(1)
 }
 
 /// The prior, checked against the task before any work.
@@ -497,12 +511,12 @@ fn run_baseline(name: &str, case: &Case, tv_weight: Option<(f64, f64)>) -> Resul
 /// (`classic::tune_tv_weight`, the rule that tuned the sampler's lambda and snr).
 fn tv_weight_for(
     spec: &JobSpec,
-    case: &Case,
+    op: &MeasurementOperator,
+    range: f64,
     validation: Option<&Case>,
     notes: &mut Vec<String>,
 ) -> Result<(f64, f64)> {
-    let lipschitz = 1.01 * crate::ops::norm::lipschitz(&case.op);
-    let range = metrics::value_range(&case.reference);
+    let lipschitz = 1.01 * crate::ops::norm::lipschitz(op);
     if let Some(rel) = spec.tv_weight {
         return Ok((rel * lipschitz * range, lipschitz));
     }
@@ -563,6 +577,9 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
     spec.validate()?;
     let device = parse_device(&spec.device)?;
     let model = load_model(spec, device)?;
+    if measured::is_measurement(&spec.input) {
+        return measured::run_job(spec, model.as_ref(), device, dir);
+    }
     let mut vol = io::read_volume(
         &spec.input,
         &ReadOptions {
@@ -587,6 +604,10 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
         );
     }
     let ks = choose_slices(spec, &vol)?;
+    let averaged = resample_factor(spec, &vol, model.image_size());
+    if averaged > 1 {
+        vol = vol.average_down(averaged);
+    }
     let fit = Fit::new(
         vol.ny(),
         vol.nx(),
@@ -613,6 +634,13 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
     report.notes.push(format!("Prior: {}.", model.describe()));
     if spec.model.starts_with("knn:") || spec.model.starts_with("empirical:") {
         report.notes.push("The nearest-neighbour prior can memorise its reference images; the report gives each reconstruction's distance to the nearest reference image.".into());
+    }
+    if averaged > 1 {
+        report.notes.push(format!(
+            "--fit resample: slices were averaged down {averaged}x in-plane to {}x{} (as the prior's \
+             training data were); the reference and every output are on that grid.",
+            fit.w, fit.h
+        ));
     }
     if fit.h != fit.mh || fit.w != fit.mw {
         report.notes.push(format!(
@@ -675,7 +703,8 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                     if tv.is_none() {
                         tv = Some(tv_weight_for(
                             spec,
-                            case,
+                            &case.op,
+                            range,
                             validation.as_ref(),
                             &mut report.notes,
                         )?);
@@ -778,7 +807,7 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
         &ks,
         &scaling,
         &methods,
-        &refs,
+        Some(&refs),
         &metal,
         dir,
         &mut report,
@@ -796,7 +825,7 @@ fn write_outputs(
     ks: &[usize],
     scaling: &Scaling,
     methods: &BTreeMap<String, MethodOut>,
-    refs: &[Tensor],
+    refs: Option<&[Tensor]>,
     metal: &[Option<Tensor>],
     dir: &Path,
     report: &mut JobReport,
@@ -853,21 +882,28 @@ fn write_outputs(
             )?;
         }
     }
-    let reference = to_volume(refs, true);
-    io::write_volume_with(
-        &reference,
-        &dir.join("reference.nii.gz"),
-        &WriteOptions {
-            format: Some(Format::Nifti),
-            force: true,
-            series_description: Some("scorerecon reference".into()),
-            ..Default::default()
-        },
-    )?;
+    let reference = refs.map(|r| to_volume(r, true));
+    if let Some(reference) = &reference {
+        io::write_volume_with(
+            reference,
+            &dir.join("reference.nii.gz"),
+            &WriteOptions {
+                format: Some(Format::Nifti),
+                force: true,
+                series_description: Some("scorerecon reference".into()),
+                ..Default::default()
+            },
+        )?;
+    }
 
-    // Panels: reference | baselines | score | |error of score| | posterior std.
-    let window = match spec.task {
-        Task::Mri => WindowPreset::Auto.resolve(&reference.data, Modality::Mr),
+    // Panels: reference | baselines | score | |error of score| | posterior std (the reference
+    // and the error only when there is a reference).
+    let window = match (spec.task, &reference) {
+        (Task::Mri, Some(r)) => WindowPreset::Auto.resolve(&r.data, Modality::Mr),
+        (Task::Mri, None) => {
+            let score = to_volume(&methods["score"].x, true);
+            WindowPreset::Auto.resolve(&score.data, Modality::Mr)
+        }
         _ => WindowPreset::SoftTissue.resolve(&[], Modality::Ct),
     };
     let order: Vec<&str> = spec
@@ -879,17 +915,20 @@ fn write_outputs(
         .collect();
     let (h, w) = (vol.ny(), vol.nx());
     for (i, &k) in ks.iter().enumerate() {
-        let slice_of = |t: &Tensor| {
-            crate::tensor::tensor_to_vec(&scaling.from_model_tensor(&t.narrow(0, i as i64, 1)))
-        };
-        let r = slice_of(&nth_slice(refs, i));
-        let mut tiles = vec![panels::Tile {
-            label: "reference".into(),
-            width: w,
-            height: h,
-            pixels: io::png::window_to_u8(&r, window),
-        }];
-        let mut captions = vec!["reference".to_string()];
+        // `t` is already one slice (`nth_slice`), `[1, 1, h, w]`.
+        let slice_of = |t: &Tensor| crate::tensor::tensor_to_vec(&scaling.from_model_tensor(t));
+        let r = refs.map(|refs| slice_of(&nth_slice(refs, i)));
+        let mut tiles = Vec::new();
+        let mut captions = Vec::new();
+        if let Some(r) = &r {
+            tiles.push(panels::Tile {
+                label: "reference".into(),
+                width: w,
+                height: h,
+                pixels: io::png::window_to_u8(r, window),
+            });
+            captions.push("reference".to_string());
+        }
         for &name in &order {
             let Some(m) = methods.get(name) else { continue };
             let x = slice_of(&nth_slice(&m.x, i));
@@ -907,19 +946,21 @@ fn write_outputs(
             captions.push(format!("{name}{p}"));
         }
         if let Some(m) = methods.get("score") {
-            let x = slice_of(&nth_slice(&m.x, i));
-            let mut err: Vec<f32> = x.iter().zip(&r).map(|(a, b)| (a - b).abs()).collect();
-            if let Some(Some(mm)) = metal.get(i) {
-                let mm = crate::tensor::tensor_to_vec(mm);
-                for (e, m) in err.iter_mut().zip(mm) {
-                    if m > 0.5 {
-                        *e = 0.0;
+            if let Some(r) = &r {
+                let x = slice_of(&nth_slice(&m.x, i));
+                let mut err: Vec<f32> = x.iter().zip(r).map(|(a, b)| (a - b).abs()).collect();
+                if let Some(Some(mm)) = metal.get(i) {
+                    let mm = crate::tensor::tensor_to_vec(mm);
+                    for (e, m) in err.iter_mut().zip(mm) {
+                        if m > 0.5 {
+                            *e = 0.0;
+                        }
                     }
                 }
+                let (tile, top) = magnitude_tile("|error|", &err, w, h);
+                tiles.push(tile);
+                captions.push(format!("|score - reference| (0 to {top:.0})"));
             }
-            let (tile, top) = magnitude_tile("|error|", &err, w, h);
-            tiles.push(tile);
-            captions.push(format!("|score - reference| (0 to {top:.0})"));
             if !m.std.is_empty() {
                 let s: Vec<f32> =
                     crate::tensor::tensor_to_vec(&(nth_slice(&m.std, i) * scaling.scale));
