@@ -604,6 +604,13 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
         );
     }
     let ks = choose_slices(spec, &vol)?;
+    // Scaled before any averaging down, as the training data were (MR: the volume's percentile).
+    let scaling = model.normalisation().fit(&vol.data).with_context(|| {
+        format!(
+            "{}: scaling to the prior's model space",
+            spec.input.display()
+        )
+    })?;
     let averaged = resample_factor(spec, &vol, model.image_size());
     if averaged > 1 {
         vol = vol.average_down(averaged);
@@ -615,12 +622,6 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
         &spec.fit,
         &spec.input,
     )?;
-    let scaling = model.normalisation().fit(&vol.data).with_context(|| {
-        format!(
-            "{}: scaling to the prior's model space",
-            spec.input.display()
-        )
-    })?;
     let hu = slices(&vol, &ks)?;
     let val_k = validation_slice(&vol, &ks);
 
