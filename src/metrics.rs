@@ -130,6 +130,18 @@ pub fn value_range(reference: &Tensor) -> f64 {
     r.max().double_value(&[]) - r.min().double_value(&[])
 }
 
+/// `max - min` of `reference` over the pixels where `exclude` is 0 (MAR: the metal is left out
+/// of the data range as it is of the metrics; with it, the range would be set by the implant's
+/// thousands of HU and every PSNR/SSIM would look excellent).
+pub fn value_range_outside(reference: &Tensor, exclude: &Tensor) -> f64 {
+    let keep = exclude.lt(0.5).expand_as(reference);
+    let r = reference.to_kind(Kind::Double).masked_select(&keep);
+    if r.numel() == 0 {
+        return 0.0;
+    }
+    r.max().double_value(&[]) - r.min().double_value(&[])
+}
+
 /// `10 log10(data_range^2 / MSE)` per image (infinite when the images are equal).
 pub fn psnr(
     x: &Tensor,

@@ -281,6 +281,26 @@ fn mri_and_mar_end_to_end() {
         m["methods"]["fbp"]["psnr"].as_f64().unwrap(),
     );
     assert!(li > fbp, "LI {li} dB should beat uncorrected FBP {fbp} dB");
+    // Metal excluded from the metrics and from their data range: scikit-image's PSNR over the
+    // pixels outside metal_mask.nii.gz, with the range of the reference there, in model space.
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+from skimage.metrics import peak_signal_noise_ratio
+d = sys.argv[1]
+load = lambda f: np.asarray(nib.load(d + "/" + f).dataobj, dtype=np.float64)[:, :, 0]
+ref, x, metal = (load("reference.nii.gz") + 1000) / 2000, (load("li.nii.gz") + 1000) / 2000, load("metal_mask.nii.gz")
+keep = metal < 0.5
+r = ref[keep].max() - ref[keep].min()
+print(peak_signal_noise_ratio(ref[keep], x[keep], data_range=r), metal.sum())
+"#;
+    let o = run_python(script, &[out.to_str().unwrap()]);
+    let v: Vec<f64> = o.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert!(v[1] > 0.0, "the metal mask is empty");
+    assert!(
+        (v[0] - li).abs() < 1e-3,
+        "LI PSNR {li} vs scikit-image {}",
+        v[0]
+    );
 }
 
 #[test]

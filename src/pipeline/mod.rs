@@ -690,7 +690,10 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
         let mut metal = Vec::new();
         let mut tv: Option<(f64, f64)> = None;
         for case in &cases {
-            let range = metrics::value_range(&case.reference);
+            let range = match &case.metal {
+                Some(m) => metrics::value_range_outside(&case.reference, m),
+                None => metrics::value_range(&case.reference),
+            };
             let roi = match &case.metal {
                 Some(m) => Some(
                     Roi::from_mask(&fit.crop(&case.reference).ones_like())?
@@ -892,6 +895,22 @@ fn write_outputs(
                 format: Some(Format::Nifti),
                 force: true,
                 series_description: Some("scorerecon reference".into()),
+                ..Default::default()
+            },
+        )?;
+    }
+
+    // MAR: the metal left out of the metrics (and of their data range), for the record.
+    let masks: Vec<Tensor> = metal.iter().flatten().map(|m| m.shallow_clone()).collect();
+    if !masks.is_empty() && masks.len() == metal.len() {
+        let m = sel.with_data(crate::tensor::tensor_to_vec(&Tensor::cat(&masks, 0)));
+        io::write_volume_with(
+            &m,
+            &dir.join("metal_mask.nii.gz"),
+            &WriteOptions {
+                format: Some(Format::Nifti),
+                force: true,
+                series_description: Some("scorerecon metal mask (excluded from metrics)".into()),
                 ..Default::default()
             },
         )?;
