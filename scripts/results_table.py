@@ -2,7 +2,7 @@
 docs/results.md: mean +- std over the held-out slices per task and method (from each job's
 per-slice PSNR/SSIM), and the sweep means (PSNR against views / acceleration).
 
-    .venv/bin/python scripts/results_table.py out/results > out/results/tables.md
+    .venv/bin/python scripts/results_table.py out/results/ct out/results/mri
 """
 import json
 import sys
@@ -20,12 +20,11 @@ def fmt(values, digits):
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.{digits}f}"
 
 
-def main(root):
-    root = Path(root)
+def main(roots):
     print("| job | measurement | slices | method | PSNR (dB) | SSIM | s / slice |")
     print("|---|---|---|---|---|---|---|")
     sweeps = []
-    for metrics in sorted(root.glob("*/metrics.json")):
+    for metrics in [m for root in roots for m in sorted(Path(root).glob("*/metrics.json"))]:
         d = json.loads(metrics.read_text())
         job = metrics.parent.name
         notes = d.get("notes", [])
@@ -65,4 +64,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

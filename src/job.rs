@@ -157,6 +157,36 @@ impl JobSpec {
         overrides: &serde_yaml_ng::Mapping,
         origin: &str,
     ) -> Result<Self> {
+        // `config: FILE` (a manifest entry naming a task config): the file's settings first,
+        // then the entry's own keys on top.
+        let expanded;
+        let overrides = match overrides.get("config") {
+            Some(v) => {
+                let path = v
+                    .as_str()
+                    .with_context(|| format!("{origin}: `config` must be a file path"))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{origin}: {path}: cannot read the config"))?;
+                let mut merged = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
+                    .with_context(|| format!("{origin}: {path}: not valid YAML"))?
+                {
+                    serde_yaml_ng::Value::Mapping(m) => m,
+                    serde_yaml_ng::Value::Null => serde_yaml_ng::Mapping::new(),
+                    _ => bail!("{origin}: {path}: a config is a mapping of settings"),
+                };
+                if merged.contains_key("config") {
+                    bail!("{origin}: {path}: a config cannot name another config");
+                }
+                for (k, v) in overrides {
+                    if k.as_str() != Some("config") {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                }
+                expanded = merged;
+                &expanded
+            }
+            None => overrides,
+        };
         let task = match (task, overrides.get("task")) {
             (Some(t), _) => t,
             (None, Some(v)) => serde_yaml_ng::from_value(v.clone())
@@ -300,6 +330,18 @@ mod tests {
         assert_eq!(s.views, vec![10]);
         assert_eq!(s.steps, 50);
         assert_eq!(s.lambda, 0.841);
+    }
+
+    #[test]
+    fn a_manifest_entry_config_file_sits_under_the_entry_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, "task: mri\nsteps: 40\nsnr: 0.3\n").unwrap();
+        let entry = format!("config: {}\nsnr: 0.5\n", cfg.display());
+        let s = JobSpec::from_yaml(None, &yaml(&entry), "job").unwrap();
+        assert_eq!((s.task, s.steps, s.snr), (Task::Mri, 40, 0.5));
+        std::fs::write(&cfg, "config: other.yaml\n").unwrap();
+        assert!(JobSpec::from_yaml(None, &yaml(&entry), "job").is_err());
     }
 
     #[test]
