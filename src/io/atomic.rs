@@ -26,9 +26,17 @@ where
     let dir = parent_dir(path);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".scorerecon-")
-        .suffix(&temp_suffix(path))
+    let suffix = temp_suffix(path);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".scorerecon-").suffix(&suffix);
+    // A temporary file is private (0600) by default; the finished output gets the mode any
+    // newly created file would (0666 less the umask), so colleagues can read a lab's results.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder
         .tempfile_in(&dir)
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
     write(tmp.path())?;
@@ -107,6 +115,19 @@ fn temp_suffix(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn written_files_get_the_mode_of_any_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"x").unwrap();
+        let ours = dir.path().join("ours");
+        write_file(&ours, false, |p| Ok(std::fs::write(p, b"x")?)).unwrap();
+        let mode = |p: &Path| p.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ours), mode(&plain));
+    }
 
     #[test]
     fn failed_write_leaves_nothing_and_existing_file_survives() {
