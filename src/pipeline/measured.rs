@@ -3,7 +3,7 @@
 //! `y` come from the file, there is no reference image, so PSNR/SSIM/NRMSE are null and the
 //! report says so; the data-consistency residual `|A x - y| / |y|` is still reported.
 
-use super::{run_baseline, sampler_options, tv_weight_for, write_outputs, Case, MethodOut, Recon};
+use super::{reconstruct_case, tv_weight_for, write_outputs, Case, MethodOut};
 use crate::io::measurement::{self, Measurement, MeasurementModality};
 use crate::job::{JobSpec, Task};
 use crate::metrics;
@@ -11,13 +11,11 @@ use crate::ops::radon::Radon;
 use crate::ops::MeasurementOperator;
 use crate::prior::ScoreModel;
 use crate::report::{html, JobReport, MethodMetrics};
-use crate::sampler;
 use crate::simulate::CtTask;
 use crate::volume::{Modality, Volume};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Whether `path` names a measurement sidecar (a `.json` file carrying the format tag).
@@ -161,6 +159,7 @@ pub fn run_job(
             * to_model)
             .to_device(device);
         let case = Case {
+            // Never read on this path (no metrics); the baselines and the sampler use op and y.
             reference: Tensor::zeros([1, 1, n as i64, n as i64], (Kind::Float, device)),
             op,
             y,
@@ -168,45 +167,12 @@ pub fn run_job(
             metal: None,
             noise_free: ct.photons.is_none() && !matches!(ct.task, CtTask::Mar { .. }),
         };
-        let mut recons: Vec<(String, Recon)> = Vec::new();
-        for name in &spec.baselines {
-            let w = if name == "fista_tv" || name == "tv" {
-                if tv.is_none() {
-                    // No reference: the data range is the FBP image's.
-                    let fbp = case.op.transform.inverse_masked(&case.y, &case.op.mask);
-                    let range = metrics::value_range(&fbp);
-                    tv = Some(tv_weight_for(
-                        spec,
-                        &case.op,
-                        range,
-                        None,
-                        &mut report.notes,
-                    )?);
-                }
-                tv
-            } else {
-                None
-            };
-            recons.push((
-                name.clone(),
-                run_baseline(name, &case, w).with_context(|| format!("baseline {name}"))?,
-            ));
-        }
-        let t0 = Instant::now();
-        let posterior = sampler::reconstruct(
-            model,
-            &case.op,
-            &case.y,
-            &sampler_options(spec, case.noise_free)?,
-        )?;
-        recons.push((
-            "score".into(),
-            Recon {
-                x: posterior.mean,
-                std: (spec.samples > 1).then_some(posterior.std),
-                seconds: t0.elapsed().as_secs_f64(),
-            },
-        ));
+        let recons = reconstruct_case(spec, model, &case, &mut tv, || {
+            // No reference: the data range is the FBP image's.
+            let fbp = case.op.transform.inverse_masked(&case.y, &case.op.mask);
+            let range = metrics::value_range(&fbp);
+            tv_weight_for(spec, &case.op, range, None, &mut report.notes)
+        })?;
         for (name, r) in recons {
             let x = r.x.to_kind(Kind::Float);
             let out = methods.entry(name).or_default();

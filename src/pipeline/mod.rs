@@ -482,6 +482,49 @@ fn sampler_options(spec: &JobSpec, noise_free: bool) -> Result<SamplerOptions> {
     })
 }
 
+/// Every requested baseline, then the score-based posterior mean (and std with several samples),
+/// for one case. The TV weight is asked of `tv_weight` only when a TV baseline first needs it,
+/// then kept in `tv` for the job's later cases.
+fn reconstruct_case(
+    spec: &JobSpec,
+    model: &dyn ScoreModel,
+    case: &Case,
+    tv: &mut Option<(f64, f64)>,
+    mut tv_weight: impl FnMut() -> Result<(f64, f64)>,
+) -> Result<Vec<(String, Recon)>> {
+    let mut recons = Vec::new();
+    for name in &spec.baselines {
+        let w = if name == "fista_tv" || name == "tv" {
+            if tv.is_none() {
+                *tv = Some(tv_weight()?);
+            }
+            *tv
+        } else {
+            None
+        };
+        recons.push((
+            name.clone(),
+            run_baseline(name, case, w).with_context(|| format!("baseline {name}"))?,
+        ));
+    }
+    let t0 = Instant::now();
+    let posterior = sampler::reconstruct(
+        model,
+        &case.op,
+        &case.y,
+        &sampler_options(spec, case.noise_free)?,
+    )?;
+    recons.push((
+        "score".into(),
+        Recon {
+            x: posterior.mean,
+            std: (spec.samples > 1).then_some(posterior.std),
+            seconds: t0.elapsed().as_secs_f64(),
+        },
+    ));
+    Ok(recons)
+}
+
 /// Run the baseline `name` on a case.
 fn run_baseline(name: &str, case: &Case, tv_weight: Option<(f64, f64)>) -> Result<Recon> {
     let t0 = Instant::now();
@@ -656,7 +699,6 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             _ => "views".into(),
         });
     }
-    let sampler_noise_free = |c: &Case| c.noise_free;
 
     let mut first: Option<(
         Setting,
@@ -701,42 +743,15 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 ),
                 None => None,
             };
-            let mut recons: Vec<(String, Recon)> = Vec::new();
-            for name in &spec.baselines {
-                let w = if name == "fista_tv" || name == "tv" {
-                    if tv.is_none() {
-                        tv = Some(tv_weight_for(
-                            spec,
-                            &case.op,
-                            range,
-                            validation.as_ref(),
-                            &mut report.notes,
-                        )?);
-                    }
-                    tv
-                } else {
-                    None
-                };
-                recons.push((
-                    name.clone(),
-                    run_baseline(name, case, w).with_context(|| format!("baseline {name}"))?,
-                ));
-            }
-            let t0 = Instant::now();
-            let posterior = sampler::reconstruct(
-                model.as_ref(),
-                &case.op,
-                &case.y,
-                &sampler_options(spec, sampler_noise_free(case))?,
-            )?;
-            recons.push((
-                "score".into(),
-                Recon {
-                    x: posterior.mean,
-                    std: (spec.samples > 1).then_some(posterior.std),
-                    seconds: t0.elapsed().as_secs_f64(),
-                },
-            ));
+            let recons = reconstruct_case(spec, model.as_ref(), case, &mut tv, || {
+                tv_weight_for(
+                    spec,
+                    &case.op,
+                    range,
+                    validation.as_ref(),
+                    &mut report.notes,
+                )
+            })?;
             for (name, r) in recons {
                 let x = r.x.to_kind(Kind::Float);
                 // Metrics over the input's own extent (padding cropped), metal excluded for MAR.
@@ -888,15 +903,10 @@ fn write_outputs(
     }
     let reference = refs.map(|r| to_volume(r, true));
     if let Some(reference) = &reference {
-        io::write_volume_with(
+        write_nifti(
             reference,
             &dir.join("reference.nii.gz"),
-            &WriteOptions {
-                format: Some(Format::Nifti),
-                force: true,
-                series_description: Some("scorerecon reference".into()),
-                ..Default::default()
-            },
+            "scorerecon reference",
         )?;
     }
 
@@ -904,15 +914,10 @@ fn write_outputs(
     let masks: Vec<Tensor> = metal.iter().flatten().map(|m| m.shallow_clone()).collect();
     if !masks.is_empty() && masks.len() == metal.len() {
         let m = sel.with_data(crate::tensor::tensor_to_vec(&Tensor::cat(&masks, 0)));
-        io::write_volume_with(
+        write_nifti(
             &m,
             &dir.join("metal_mask.nii.gz"),
-            &WriteOptions {
-                format: Some(Format::Nifti),
-                force: true,
-                series_description: Some("scorerecon metal mask (excluded from metrics)".into()),
-                ..Default::default()
-            },
+            "scorerecon metal mask (excluded from metrics)",
         )?;
     }
 
@@ -1001,6 +1006,20 @@ fn write_outputs(
         });
     }
     Ok(())
+}
+
+/// A NIfTI file in the job's staging folder (which `atomic::write_dir` moves into place whole).
+fn write_nifti(v: &Volume, path: &Path, description: &str) -> Result<()> {
+    io::write_volume_with(
+        v,
+        path,
+        &WriteOptions {
+            format: Some(Format::Nifti),
+            force: true,
+            series_description: Some(description.into()),
+            ..Default::default()
+        },
+    )
 }
 
 /// A tile of a non-negative map (|error|, std) shown from 0 to its 99.5th percentile, which is
