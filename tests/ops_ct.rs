@@ -613,7 +613,10 @@ fn complex_measurements_round_trip_as_nifti_complex64() {
             complex: true,
             units: "test".into(),
             ct: None,
-            mri: Some(serde_json::json!({"mask": "test"})),
+            mri: Some(MriMeasurement {
+                mask: Some("test".into()),
+                ..Default::default()
+            }),
             seed: None,
             source: "test".into(),
             slices: vec![0, 1],

@@ -634,3 +634,136 @@ print(r.shape[0], r.shape[1], np.abs(r - blocks).max(), ref.header.get_zooms()[0
     );
     assert!((v[3] - 2.0).abs() < 1e-6, "spacing {}", v[3]);
 }
+
+#[test]
+fn mri_from_a_kspace_file_matches_numpy_and_the_image_path() {
+    // `simulate --task mri` writes the k-space numpy computes from the 2x2 block means of the
+    // slice; `mri` on that file sees the same data as `mri` on the image with --fit resample
+    // (equal zero-filled images), reports no reference, and refuses contradicting flags, the
+    // wrong command and a grid that differs from the prior's.
+    let s = setup("MR");
+    let big = s.root.join("big.nii.gz");
+    phantoms(&big, 3, 128, 9, "MR");
+    let simulate = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "simulate",
+            "--task",
+            "mri",
+            "--input",
+            big.to_str().unwrap(),
+            "--slice",
+            "1",
+            "--downsample",
+            "2",
+            "--acceleration",
+            "4",
+            "--center-fraction",
+            "0.08",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let sim = s.root.join("sim");
+    let (ok, _, stderr) = simulate(&sim, &[]);
+    assert!(ok, "{stderr}");
+    let script = r#"
+import sys, json, numpy as np, nibabel as nib
+src, d = sys.argv[1], sys.argv[2]
+vol = np.asarray(nib.load(src).dataobj, dtype=np.float64)
+img = vol[:, :, 1].T.reshape(64, 2, 64, 2).mean(axis=(1, 3))       # rows = y
+k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(img), norm="ortho"))
+data = np.asarray(nib.load(d + "/measurement.nii.gz").dataobj)[:, :, 0].T
+mask = np.asarray(nib.load(d + "/measurement_mask.nii.gz").dataobj)[:, :, 0].T
+meta = json.load(open(d + "/measurement.json"))
+p = np.percentile(vol, 99.5, method="nearest")
+print(np.abs(data - mask * k).max() / np.abs(k).max(), mask.mean(),
+      abs(meta["mri"]["intensity_scale"]["value"] - p) / p, data.dtype.kind == "c")
+"#;
+    let o = run_python(script, &[big.to_str().unwrap(), sim.to_str().unwrap()]);
+    let v: Vec<&str> = o.split_whitespace().collect();
+    let rel: f64 = v[0].parse().unwrap();
+    let kept: f64 = v[1].parse().unwrap();
+    let scale_err: f64 = v[2].parse().unwrap();
+    assert!(rel < 1e-5, "k-space differs from numpy's by {rel} (relative)");
+    assert!((0.2..0.35).contains(&kept), "4x mask keeps {kept} of k-space");
+    assert!(scale_err < 1e-6, "intensity scale off by {scale_err}");
+    assert_eq!(v[3], "True", "k-space must be stored complex");
+
+    let prior = format!("empirical:{}", s.root.join("refs").display());
+    let recon = |input: &Path, out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "mri",
+            "--input",
+            input.to_str().unwrap(),
+            "--model",
+            &prior,
+            "--steps",
+            "5",
+            "--baselines",
+            "zero_filled",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let from_file = s.root.join("from_file");
+    let (ok, _, stderr) = recon(&sim.join("measurement.json"), &from_file, &[]);
+    assert!(ok, "{stderr}");
+    let from_image = s.root.join("from_image");
+    let (ok, _, stderr) = recon(&big, &from_image, &["--slice", "1", "--fit", "resample"]);
+    assert!(ok, "{stderr}");
+    let m = metrics(&from_file);
+    for method in ["zero_filled", "score"] {
+        assert!(m["methods"][method]["psnr"].is_null(), "no reference, no PSNR");
+        let r = m["methods"][method]["residual"].as_f64().unwrap();
+        assert!(r.is_finite(), "{method}: residual {r}");
+    }
+    let r = m["methods"]["score"]["residual"].as_f64().unwrap();
+    assert!(r < 1e-3, "noise-free k-space: the score output must fit it, residual {r}");
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+a = np.asarray(nib.load(sys.argv[1]).dataobj, dtype=np.float64)
+b = np.asarray(nib.load(sys.argv[2]).dataobj, dtype=np.float64)
+print(np.abs(a - b).max() / np.abs(b).max(), nib.load(sys.argv[1]).header.get_zooms()[0])
+"#;
+    let o = run_python(
+        script,
+        &[
+            from_file.join("zero_filled.nii.gz").to_str().unwrap(),
+            from_image.join("zero_filled.nii.gz").to_str().unwrap(),
+        ],
+    );
+    let v: Vec<f64> = o.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert!(v[0] < 1e-4, "file and image paths differ by {} (relative)", v[0]);
+    assert!((v[1] - 2.0).abs() < 1e-6, "pixel spacing {}", v[1]);
+
+    // Refusals: nothing is written.
+    let bad = s.root.join("bad");
+    let (ok, _, stderr) = recon(&sim.join("measurement.json"), &bad, &["--acceleration", "8"]);
+    assert!(!ok && stderr.contains("contradict"), "{stderr}");
+    // A CT prior, so that the refusal comes from the file, not from the prior.
+    std::fs::create_dir_all(s.root.join("ct_refs")).unwrap();
+    phantoms(&s.root.join("ct_refs/train.nii.gz"), 4, 64, 3, "CT");
+    let (ok, _, stderr) = run(&[
+        "ct",
+        "--input",
+        sim.join("measurement.json").to_str().unwrap(),
+        "--model",
+        &format!("empirical:{}", s.root.join("ct_refs").display()),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("scorerecon mri"), "{stderr}");
+    let padded = s.root.join("padded");
+    let (ok, _, stderr) = simulate(&padded, &["--pad-to", "80"]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = recon(&padded.join("measurement.json"), &bad, &[]);
+    assert!(!ok && stderr.contains("80x80") && stderr.contains("64x64"), "{stderr}");
+    assert!(!bad.exists(), "a refused job must write nothing");
+}

@@ -222,10 +222,16 @@ pub fn run(task: Task, args: ReconArgs) -> Result<()> {
         );
         crate::pipeline::measured::check_flags(
             &spec.input,
-            &args.views,
-            args.full_views,
-            args.limited_angle,
-            args.photons,
+            &crate::pipeline::measured::GivenFlags {
+                views: &args.views,
+                full_views: args.full_views,
+                limited_angle: args.limited_angle,
+                photons: args.photons,
+                acceleration: &args.acceleration,
+                center_fraction: args.center_fraction,
+                mask: args.mask.as_deref(),
+                snr_db: args.snr_db,
+            },
         )?;
     }
     let out = args

@@ -2,17 +2,23 @@
 //! written as a measurement file (docs/formats.md) with the FBP image and the image measured.
 
 use crate::io::measurement::{
-    self, CtMeasurement, Measurement, MeasurementMeta, MeasurementModality,
+    self, CtMeasurement, IntensityScale, Measurement, MeasurementMeta, MeasurementModality,
+    MriMeasurement,
 };
 use crate::io::{self, atomic, Format, ReadOptions};
 use crate::ops::fbp::Filter;
 use crate::ops::hu;
 use crate::ops::metal::{DEFAULT_DILATION, DEFAULT_METAL_THRESHOLD_HU};
+use crate::ops::masks::{MaskKind, MaskSpec};
+use crate::ops::mri::{kspace_noise, MriFft, NoiseLevel};
+use crate::ops::MeasurementOperator;
 use crate::phantom;
+use crate::prior::Normalisation;
 use crate::simulate::{self, CtSimulationSpec, CtTask};
 use crate::volume::{Modality, Volume};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, ValueEnum};
+use tch::Tensor;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,7 +41,7 @@ impl PhantomKind {
     }
 }
 
-/// The measurement processes. MRI (`--task mri`) is to come with the k-space operators.
+/// The measurement processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Task {
     /// CT from `--views` equally spaced angles of the `--full-views` set.
@@ -45,6 +51,9 @@ pub enum Task {
     /// CT of the slice with metal (inserted when the slice has none): polychromatic scan,
     /// Lambda = everything but the metal trace.
     Mar,
+    /// Single-coil Cartesian MRI of an MR slice: centred orthonormal FFT of the (real) image,
+    /// Lambda from --mask / --acceleration / --center-fraction.
+    Mri,
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +97,25 @@ pub struct SimulateArgs {
     /// HU above which a voxel counts as metal (MAR).
     #[arg(long, default_value_t = DEFAULT_METAL_THRESHOLD_HU)]
     pub metal_threshold: f64,
+    /// MRI: acceleration factor R.
+    #[arg(long, default_value_t = 4.0)]
+    pub acceleration: f64,
+    /// MRI: fraction of the central k-space lines sampled fully.
+    #[arg(long, default_value_t = 0.08)]
+    pub center_fraction: f64,
+    /// MRI: undersampling mask (equispaced, equispaced-fraction, random, gaussian, poisson).
+    #[arg(long, default_value = "equispaced")]
+    pub mask: String,
+    /// MRI: complex Gaussian k-space noise at this SNR in dB (default: noise-free).
+    #[arg(long)]
+    pub snr_db: Option<f64>,
+    /// MRI: average the slice down by this integer factor first (a prior's grid: 2 for the
+    /// shipped 128x128 brain prior and the 1 mm MNI template).
+    #[arg(long, default_value_t = 1)]
+    pub downsample: usize,
+    /// MRI: zero-pad the (averaged) slice, centred, to N x N before measuring (a prior's size).
+    #[arg(long, value_name = "N")]
+    pub pad_to: Option<usize>,
     /// FBP filter of the written FBP image.
     #[arg(long, value_enum, default_value = "ramp")]
     pub filter: Filter,
@@ -147,7 +175,7 @@ fn load_source(args: &SimulateArgs) -> Result<Source> {
     let vol = io::read_volume(path, &ReadOptions::default())?;
     if vol.modality == Modality::Mr {
         bail!(
-            "{}: an MR volume; CT simulation needs CT in HU (MRI simulation comes with --task mri)",
+            "{}: an MR volume; CT simulation needs CT in HU (for k-space use --task mri)",
             path.display()
         );
     }
@@ -186,6 +214,9 @@ fn load_source(args: &SimulateArgs) -> Result<Source> {
 
 pub fn run(args: SimulateArgs) -> Result<()> {
     atomic::check_overwrite(&args.out, args.force)?;
+    if args.task == Task::Mri {
+        return run_mri(&args);
+    }
     let source = load_source(&args)?;
     let task = match args.task {
         Task::SparseView => CtTask::SparseView { views: args.views },
@@ -197,6 +228,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             threshold_hu: args.metal_threshold,
             dilation: DEFAULT_DILATION,
         },
+        Task::Mri => unreachable!("run_mri handles MRI"),
     };
     let photons = match (args.photons, args.task) {
         (Some(p), _) => Some(p),
@@ -301,6 +333,178 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         source.slice,
         kept,
         sim.mask.len()
+    );
+    Ok(())
+}
+
+/// `--task mri`: the k-space of one MR slice (averaged down and padded as asked), written with
+/// the zero-filled image and the image measured, in the input's intensity units.
+fn run_mri(args: &SimulateArgs) -> Result<()> {
+    let Some(path) = args.input.as_ref() else {
+        bail!("--task mri needs an MR image (--input); the phantoms are CT phantoms");
+    };
+    ensure!(
+        args.downsample >= 1,
+        "--downsample {}: must be at least 1",
+        args.downsample
+    );
+    let mask_kind = MaskKind::parse(&args.mask)?;
+    let vol = io::read_volume(path, &ReadOptions::default())?;
+    ensure!(
+        vol.modality != Modality::Ct,
+        "{}: a CT volume (HU); --task mri needs an MR image",
+        path.display()
+    );
+    ensure!(
+        vol.nt() == 1,
+        "{}: a 4-D volume ({} frames); simulate one frame at a time",
+        path.display(),
+        vol.nt()
+    );
+    let k = args.slice.unwrap_or(vol.nz() / 2);
+    ensure!(
+        k < vol.nz(),
+        "--slice {k}: {} has {} slices (0..{})",
+        path.display(),
+        vol.nz(),
+        vol.nz().saturating_sub(1)
+    );
+    // MR priors divide each volume by a percentile of all its voxels at full resolution (as
+    // training and `scorerecon mri` on an image do); one slice's k-space cannot tell it, so the
+    // sidecar carries it.
+    let percentile = match Normalisation::mr_default() {
+        Normalisation::MrPerVolume { percentile } => percentile,
+        _ => unreachable!("the default MR normalisation is per volume"),
+    };
+    let scale = Normalisation::mr_default()
+        .fit(&vol.data)
+        .with_context(|| format!("{}", path.display()))?
+        .scale;
+    let mut slice = vol.select_slices(&[k]);
+    if args.downsample > 1 {
+        ensure!(
+            slice.nx() >= args.downsample && slice.ny() >= args.downsample,
+            "--downsample {}: larger than the {}x{} slice",
+            args.downsample,
+            slice.nx(),
+            slice.ny()
+        );
+        slice = slice.average_down(args.downsample);
+    }
+    let (h, w) = (slice.ny(), slice.nx());
+    let (mh, mw) = match args.pad_to {
+        None => (h, w),
+        Some(n) => {
+            ensure!(
+                n >= h && n >= w,
+                "--pad-to {n}: the slice is {w}x{h} after --downsample {}; padding cannot shrink it",
+                args.downsample
+            );
+            (n, n)
+        }
+    };
+    let (top, left) = ((mh - h) / 2, (mw - w) / 2);
+    let x = crate::tensor::slices_to_tensor(&slice, &[0], tch::Device::Cpu)?.constant_pad_nd([
+        left as i64,
+        (mw - w - left) as i64,
+        top as i64,
+        (mh - h - top) as i64,
+    ]);
+    let mask = MaskSpec {
+        kind: mask_kind,
+        acceleration: args.acceleration,
+        center_fraction: args.center_fraction,
+        seed: args.seed,
+    }
+    .build(mh as i64, mw as i64)?;
+    let op = MeasurementOperator::new(Box::new(MriFft::real(mh as i64, mw as i64)?), mask);
+    let mut y = op.forward(&x);
+    if let Some(snr) = args.snr_db {
+        y = kspace_noise(&y, Some(&op.mask), NoiseLevel::SnrDb(snr), args.seed)?.0;
+    }
+    let zero_filled = op.transform.inverse_masked(&y, &op.mask);
+    let interleaved =
+        Vec::<f32>::try_from(y.view_as_real().contiguous().flatten(0, -1)).context("k-space")?;
+    let mask_values = Vec::<f32>::try_from(
+        op.mask
+            .expand([1, 1, mh as i64, mw as i64], false)
+            .contiguous()
+            .flatten(0, -1),
+    )?;
+    let spacing = [slice.spacing[1], slice.spacing[0]];
+    let meta = MeasurementMeta {
+        format: measurement::FORMAT_TAG.into(),
+        version: measurement::FORMAT_VERSION,
+        modality: MeasurementModality::Mri,
+        data_file: String::new(),
+        mask_file: String::new(),
+        shape: [1, mh, mw],
+        complex: true,
+        units: "k-space of the image in the input's intensity units: centred orthonormal 2-D FFT, \
+                fftshift(fft2(ifftshift(x), norm='ortho')), rows then columns"
+            .into(),
+        ct: None,
+        mri: Some(MriMeasurement {
+            mask: Some(args.mask.clone()),
+            acceleration: Some(args.acceleration),
+            center_fraction: Some(args.center_fraction),
+            snr_db: args.snr_db,
+            noise_free: args.snr_db.is_none(),
+            pixel_spacing_mm: Some(spacing),
+            intensity_scale: Some(IntensityScale {
+                percentile,
+                value: scale,
+            }),
+        }),
+        seed: Some(args.seed),
+        source: path.display().to_string(),
+        slices: vec![k],
+        created_by: format!("scorerecon {}", crate::version()),
+        history: slice.provenance.history.clone(),
+    };
+    let m = Measurement {
+        meta,
+        data: interleaved,
+        mask: mask_values,
+    };
+    let image = |t: &Tensor, what: &str| -> Volume {
+        let mut v = Volume::new(
+            crate::tensor::tensor_to_vec(t),
+            [mw, mh, 1, 1],
+            [spacing[1], spacing[0], slice.spacing[2]],
+            Modality::Mr,
+        );
+        v.provenance = slice.provenance.clone();
+        v.provenance.history.push(what.to_string());
+        v
+    };
+    let reference = image(&x, "the image measured by the simulation");
+    let zf = image(
+        &zero_filled,
+        "zero-filled inverse FFT of a simulated k-space measurement",
+    );
+    atomic::write_dir(&args.out, args.force, |dir| {
+        measurement::write_measurement(&dir.join("measurement.json"), &m, false)
+            .with_context(|| format!("{}: cannot write the measurement", args.out.display()))?;
+        for (vol, name, format) in [
+            (&zf, "zero_filled.nii.gz", Format::Nifti),
+            (&zf, "zero_filled.png", Format::Png),
+            (&reference, "reference.nii.gz", Format::Nifti),
+        ] {
+            io::write_volume(vol, &dir.join(name), Some(format), false).with_context(|| {
+                format!("{}: cannot write the image", args.out.join(name).display())
+            })?;
+        }
+        Ok(())
+    })?;
+    let kept = m.mask.iter().filter(|&&v| v > 0.0).count();
+    println!(
+        "{}: MRI {}x ({}) from {} (slice {k}, {mw}x{mh}), {kept} of {} k-space samples measured; wrote measurement.json, zero_filled.nii.gz, zero_filled.png, reference.nii.gz",
+        args.out.display(),
+        args.acceleration,
+        args.mask,
+        path.display(),
+        m.mask.len()
     );
     Ok(())
 }

@@ -49,6 +49,36 @@ pub struct CtMeasurement {
     pub physics: String,
 }
 
+/// What MRI k-space data are. Every field may be missing in a user's own sidecar: what is
+/// missing is estimated or assumed, and the reconstruction report says which.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MriMeasurement {
+    /// Mask kind (`ops::masks::MaskKind` name), acceleration and centre fraction it was made
+    /// with; the mask file is what counts.
+    pub mask: Option<String>,
+    pub acceleration: Option<f64>,
+    pub center_fraction: Option<f64>,
+    /// SNR (dB) of added complex Gaussian noise, if any was added.
+    pub snr_db: Option<f64>,
+    /// The data are exact (simulated without noise): the reconstruction may then end with an
+    /// exact projection onto `A x = y`. False unless stated.
+    pub noise_free: bool,
+    /// In-plane pixel spacing of the image, mm (rows, columns).
+    pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// A percentile of the whole source volume, in the data's intensity units: MR priors
+    /// divide each volume by it (`prior::Normalisation::MrPerVolume`), and one slice's k-space
+    /// cannot tell it.
+    pub intensity_scale: Option<IntensityScale>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntensityScale {
+    pub percentile: f64,
+    pub value: f64,
+}
+
 /// The sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeasurementMeta {
@@ -65,9 +95,9 @@ pub struct MeasurementMeta {
     /// The meaning of the values, in words.
     pub units: String,
     pub ct: Option<CtMeasurement>,
-    /// MRI parameters (mask kind, acceleration, centre fraction, snr), owned by the MRI side.
+    /// What MRI k-space data are.
     #[serde(default)]
-    pub mri: Option<serde_json::Value>,
+    pub mri: Option<MriMeasurement>,
     pub seed: Option<u64>,
     /// Input file or phantom the measurement was simulated from.
     pub source: String,
@@ -238,7 +268,18 @@ fn check_consistent(meta: &MeasurementMeta, data: &[f32], mask: &[f32]) -> Resul
             );
         }
         (MeasurementModality::Ct, None) => bail!("a CT measurement needs its \"ct\" geometry"),
-        (MeasurementModality::Mri, _) => {}
+        (MeasurementModality::Mri, _) => {
+            ensure!(meta.complex, "MRI k-space is complex; the sidecar says real");
+            ensure!(meta.ct.is_none(), "an MRI measurement carries no CT geometry");
+            if let Some(IntensityScale { percentile, value }) =
+                meta.mri.as_ref().and_then(|m| m.intensity_scale)
+            {
+                ensure!(
+                    percentile > 0.0 && percentile <= 100.0 && value > 0.0 && value.is_finite(),
+                    "intensity_scale: percentile {percentile} / value {value} (need a percentile in (0, 100] and a positive value)"
+                );
+            }
+        }
     }
     Ok(())
 }

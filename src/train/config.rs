@@ -108,6 +108,8 @@ pub struct TrainConfig {
     pub val_position: f64,
     /// Single volume: slices left out on each side of the slab (neighbours are near copies).
     pub val_gap: usize,
+    /// Random deformations of the training images (`augment.rs`); off by default.
+    pub augment: super::augment::AugmentConfig,
 
     // ---- noise (VE SDE)
     pub sigma_min: f64,
@@ -146,6 +148,9 @@ pub struct TrainConfig {
     pub val_every: u64,
     /// Validation batches (of `batch_size`) per evaluation.
     pub val_batches: usize,
+    /// Start from these weights (a model written by `scorerecon train`: `NAME.safetensors` with
+    /// its sidecar, the same network) instead of a random initialisation: fine-tuning.
+    pub init: Option<PathBuf>,
 
     pub model: ModelConfig,
 }
@@ -168,6 +173,7 @@ impl Default for TrainConfig {
             val_fraction: 0.1,
             val_position: 0.5,
             val_gap: 4,
+            augment: Default::default(),
             sigma_min: 0.01,
             sigma_max: None,
             sigma_max_subsample: 256,
@@ -190,6 +196,7 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             val_every: 100,
             val_batches: 4,
+            init: None,
             model: ModelConfig::default(),
         }
     }
@@ -284,6 +291,7 @@ impl TrainConfig {
             }
         }
         unit("ema_decay", self.ema_decay)?;
+        self.augment.validate()?;
         unit("min_foreground", self.min_foreground)?;
         unit("val_position", self.val_position)?;
         if !(0.0..1.0).contains(&self.val_fraction) {

@@ -8,6 +8,7 @@
 //! uninterrupted run would have (on the same device and thread count).
 
 pub mod adam;
+pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod consistency;
@@ -93,6 +94,33 @@ pub fn build_net(p: &nn::Path, cfg: &TrainConfig) -> Result<Box<dyn ScoreNet>> {
     Ok(Box::new(net))
 }
 
+/// The metadata of the model `init` names, checked against the network `cfg` trains.
+fn read_init(weights: &std::path::Path, cfg: &TrainConfig) -> Result<PriorMetadata> {
+    if !weights.is_file() {
+        bail!("init {}: no such weights file", weights.display());
+    }
+    let meta = PriorMetadata::read(&PriorMetadata::sidecar_path(weights))
+        .with_context(|| format!("init {}", weights.display()))?;
+    let want = Architecture::Ncsnpp(cfg.model.ncsnpp(cfg.image_size));
+    if meta.architecture != want {
+        bail!(
+            "init {}: its network ({:?}) is not the one this config trains ({want:?})",
+            weights.display(),
+            meta.architecture
+        );
+    }
+    if let Some(s) = cfg.sigma_max {
+        if (s - meta.sde.sigma_max).abs() > 1e-6 * s {
+            bail!(
+                "init {}: trained for sigma_max {}, the config asks for {s}",
+                weights.display(),
+                meta.sde.sigma_max
+            );
+        }
+    }
+    Ok(meta)
+}
+
 /// Train (or continue training) a score model; see the module docs.
 pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
     cfg.validate()?;
@@ -141,6 +169,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
         }
         None
     };
+    let init = cfg.init.as_deref().map(|p| read_init(p, cfg)).transpose()?;
     if cfg.mixed_precision && !device.is_cuda() {
         eprintln!("warning: mixed_precision is only used on CUDA; training in f32 on {device:?}");
     }
@@ -150,6 +179,8 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
     let sigma_max = match (&resumed, cfg.sigma_max) {
         (Some(s), _) => s.sigma_max,
         (None, Some(s)) => s,
+        // Fine-tuning keeps the noise scale the network was trained for.
+        (None, None) if init.is_some() => init.as_ref().map(|m| m.sde.sigma_max).unwrap_or_default(),
         (None, None) => {
             let mut rng = step_rng(cfg.seed, u64::MAX);
             let s = data.estimate_sigma_max(&mut rng, cfg.sigma_max_subsample, cfg.image_size);
@@ -165,8 +196,13 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
 
     let sde = VeSde::new(cfg.sigma_min, sigma_max)?;
     tch::manual_seed(cfg.seed as i64);
-    let vs = nn::VarStore::new(device);
+    let mut vs = nn::VarStore::new(device);
     let net = build_net(&vs.root(), cfg)?;
+    if let (Some(path), None) = (&cfg.init, &resumed) {
+        vs.load(path).with_context(|| {
+            format!("init {}: cannot load the weights into this network", path.display())
+        })?;
+    }
     let mut ema = Ema::new(&vs, cfg.ema_decay);
     let mut adam = Adam::new(&vs, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps);
     let mut history: Vec<LogRow> = Vec::new();
@@ -186,6 +222,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
     for step in start + 1..=cfg.steps {
         let mut rng = step_rng(cfg.seed, step);
         let x0 = data.train_batch(&mut rng, cfg.batch_size, cfg.image_size, cfg, device);
+        let x0 = augment::augment(&x0, &cfg.augment, &mut rng);
         let (t, z) = dsm::draw_noise(&mut rng, &x0.size(), cfg.t_eps, device);
         let sigma = dsm::sigma_of_t(&sde, &t);
         // libtorch's own generator (dropout) follows the step's stream too.
