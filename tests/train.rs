@@ -355,7 +355,7 @@ fn bad_input_is_refused_before_training() {
 
 #[test]
 fn shipped_training_configs_parse_and_validate() {
-    for name in ["train_ct.yaml", "train_mri.yaml"] {
+    for name in ["train_ct.yaml", "train_mri.yaml", "train_mri_aug.yaml"] {
         let path = common::root().join("configs").join(name);
         let mut c = scorerecon::train::TrainConfig::from_file(&path).unwrap();
         assert!(c.data.is_empty(), "{name}: the data comes from --data");
@@ -364,4 +364,90 @@ fn shipped_training_configs_parse_and_validate() {
         c.validate().unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!((c.image_size, c.downsample), (128, 2), "{name}");
     }
+}
+
+#[test]
+fn fine_tuning_starts_from_the_init_weights_and_augmented_runs_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    run_ok(&tiny_args(&base, 6));
+    let base_w = dir.path().join("base.safetensors");
+
+    // With a vanishing learning rate the EMA written after 3 steps is the init weights.
+    let ft = dir.path().join("ft");
+    let mut a = tiny_args(&ft, 3);
+    set_flag(&mut a, "--lr", "1e-12");
+    a.extend(["--set".into(), format!("init={}", base_w.display())]);
+    run_ok(&a);
+    let read = |p: &Path| -> std::collections::BTreeMap<String, Tensor> {
+        Tensor::read_safetensors(p).unwrap().into_iter().collect()
+    };
+    let (w0, w1) = (read(&base_w), read(&dir.path().join("ft.safetensors")));
+    assert_eq!(w0.len(), w1.len());
+    let mut worst = 0.0f64;
+    for (k, v) in &w0 {
+        worst = worst.max((v - &w1[k]).abs().max().double_value(&[]));
+    }
+    assert!(worst < 1e-6, "fine-tuned weights moved {worst} from the init");
+    // A fine-tuned model keeps the noise scale it was trained for.
+    let sigma = |p: &Path| -> f64 {
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        j["sde"]["sigma_max"].as_f64().unwrap()
+    };
+    assert_eq!(
+        sigma(&dir.path().join("base.json")),
+        sigma(&dir.path().join("ft.json"))
+    );
+
+    // Another network is refused before any training.
+    let bad = dir.path().join("bad");
+    let mut b = tiny_args(&bad, 3);
+    b.extend([
+        "--set".into(),
+        format!("init={}", base_w.display()),
+        "--set".into(),
+        "model.nf=4".into(),
+    ]);
+    refused(&b, "init", &bad);
+
+    // Deformed batches draw from the step's stream: killed and resumed equals uninterrupted.
+    let augment = [
+        "augment.probability=1",
+        "augment.rotate_deg=10",
+        "augment.scale=0.1",
+        "augment.shift_px=1",
+        "augment.elastic_px=0.5",
+        "augment.elastic_points=3",
+    ];
+    let with_aug = |out: &Path| {
+        let mut a = tiny_args(out, 8);
+        for s in augment {
+            a.extend(["--set".into(), s.into()]);
+        }
+        a.extend(["--checkpoint-every".into(), "4".into()]);
+        a
+    };
+    let whole = dir.path().join("aug_whole");
+    run_ok(&with_aug(&whole));
+    let broken = dir.path().join("aug_broken");
+    let mut k = with_aug(&broken);
+    k.extend(["--abort-after-step".into(), "6".into()]);
+    assert!(!bin().args(&k).output().unwrap().status.success());
+    let mut r = with_aug(&broken);
+    r.push("--resume".into());
+    run_ok(&r);
+    let whole_csv = std::fs::read_to_string(dir.path().join("aug_whole.loss.csv")).unwrap();
+    let plain_csv = std::fs::read_to_string(dir.path().join("base.loss.csv")).unwrap();
+    assert_eq!(
+        whole_csv,
+        std::fs::read_to_string(dir.path().join("aug_broken.loss.csv")).unwrap(),
+        "the resumed augmented run differs"
+    );
+    // ... and the deformations did change the batches (same seed, other losses).
+    assert_ne!(
+        whole_csv.lines().nth(1),
+        plain_csv.lines().nth(1),
+        "augmentation left the first batch unchanged"
+    );
 }
