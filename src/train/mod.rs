@@ -482,7 +482,15 @@ fn write_model(
             iterations: cfg.steps as usize,
             ema_rate: Some(cfg.ema_decay),
             created: Some(chrono::Utc::now().to_rfc3339()),
-            notes: format!("held out for validation: {}", data.holdout),
+            notes: match &cfg.init {
+                None => format!("held out for validation: {}", data.holdout),
+                Some(p) => format!(
+                    "fine-tuned for {} steps from {}; held out for validation: {}",
+                    cfg.steps,
+                    p.display(),
+                    data.holdout
+                ),
+            },
         }),
     };
     meta.write(&paths.metadata(), force)?;
