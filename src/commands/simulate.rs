@@ -186,14 +186,7 @@ fn load_source(args: &SimulateArgs) -> Result<Source> {
         vol.nx(),
         vol.ny()
     );
-    let k = args.slice.unwrap_or(vol.nz() / 2);
-    ensure!(
-        k < vol.nz(),
-        "--slice {k}: {} has {} slices (0..{})",
-        path.display(),
-        vol.nz(),
-        vol.nz().saturating_sub(1)
-    );
+    let k = chosen_slice(args, &vol, path)?;
     let pixel_mm = vol.spacing[0];
     ensure!(
         pixel_mm.is_finite() && pixel_mm > 0.0,
@@ -310,21 +303,15 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         .history
         .push("the image measured by the simulation".into());
     let kept = sim.mask.iter().filter(|&&v| v > 0.0).count();
-    atomic::write_dir(&args.out, args.force, |dir| {
-        measurement::write_measurement(&dir.join("measurement.json"), &m, false)
-            .with_context(|| format!("{}: cannot write the measurement", args.out.display()))?;
-        for (vol, name, format) in [
+    write_simulation(
+        &args,
+        &m,
+        &[
             (&fbp, "fbp.nii.gz", Format::Nifti),
             (&fbp, "fbp.png", Format::Png),
             (&reference, "reference.nii.gz", Format::Nifti),
-        ] {
-            // Errors name the final path; the files are written in a temporary sibling folder.
-            io::write_volume(vol, &dir.join(name), Some(format), false).with_context(|| {
-                format!("{}: cannot write the image", args.out.join(name).display())
-            })?;
-        }
-        Ok(())
-    })?;
+        ],
+    )?;
     println!(
         "{}: {:?} from {} (slice {}), {} of {} sinogram bins measured; wrote measurement.json, fbp.nii.gz, fbp.png, reference.nii.gz",
         args.out.display(),
@@ -335,6 +322,38 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         sim.mask.len()
     );
     Ok(())
+}
+
+/// `--slice`, or the middle slice, checked against the volume.
+fn chosen_slice(args: &SimulateArgs, vol: &Volume, path: &std::path::Path) -> Result<usize> {
+    let k = args.slice.unwrap_or(vol.nz() / 2);
+    ensure!(
+        k < vol.nz(),
+        "--slice {k}: {} has {} slices (0..{})",
+        path.display(),
+        vol.nz(),
+        vol.nz().saturating_sub(1)
+    );
+    Ok(k)
+}
+
+/// The output folder, whole or not at all: the measurement and the images beside it.
+fn write_simulation(
+    args: &SimulateArgs,
+    m: &Measurement,
+    images: &[(&Volume, &str, Format)],
+) -> Result<()> {
+    atomic::write_dir(&args.out, args.force, |dir| {
+        measurement::write_measurement(&dir.join("measurement.json"), m, false)
+            .with_context(|| format!("{}: cannot write the measurement", args.out.display()))?;
+        for &(vol, name, format) in images {
+            // Errors name the final path; the files are written in a temporary sibling folder.
+            io::write_volume(vol, &dir.join(name), Some(format), false).with_context(|| {
+                format!("{}: cannot write the image", args.out.join(name).display())
+            })?;
+        }
+        Ok(())
+    })
 }
 
 /// `--task mri`: the k-space of one MR slice (averaged down and padded as asked), written with
@@ -361,14 +380,7 @@ fn run_mri(args: &SimulateArgs) -> Result<()> {
         path.display(),
         vol.nt()
     );
-    let k = args.slice.unwrap_or(vol.nz() / 2);
-    ensure!(
-        k < vol.nz(),
-        "--slice {k}: {} has {} slices (0..{})",
-        path.display(),
-        vol.nz(),
-        vol.nz().saturating_sub(1)
-    );
+    let k = chosen_slice(args, &vol, path)?;
     // MR priors divide each volume by a percentile of all its voxels at full resolution (as
     // training and `scorerecon mri` on an image do); one slice's k-space cannot tell it, so the
     // sidecar carries it.
@@ -483,20 +495,15 @@ fn run_mri(args: &SimulateArgs) -> Result<()> {
         &zero_filled,
         "zero-filled inverse FFT of a simulated k-space measurement",
     );
-    atomic::write_dir(&args.out, args.force, |dir| {
-        measurement::write_measurement(&dir.join("measurement.json"), &m, false)
-            .with_context(|| format!("{}: cannot write the measurement", args.out.display()))?;
-        for (vol, name, format) in [
+    write_simulation(
+        args,
+        &m,
+        &[
             (&zf, "zero_filled.nii.gz", Format::Nifti),
             (&zf, "zero_filled.png", Format::Png),
             (&reference, "reference.nii.gz", Format::Nifti),
-        ] {
-            io::write_volume(vol, &dir.join(name), Some(format), false).with_context(|| {
-                format!("{}: cannot write the image", args.out.join(name).display())
-            })?;
-        }
-        Ok(())
-    })?;
+        ],
+    )?;
     let kept = m.mask.iter().filter(|&&v| v > 0.0).count();
     println!(
         "{}: MRI {}x ({}) from {} (slice {k}, {mw}x{mh}), {kept} of {} k-space samples measured; wrote measurement.json, zero_filled.nii.gz, zero_filled.png, reference.nii.gz",
