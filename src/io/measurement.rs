@@ -180,6 +180,29 @@ pub fn write_measurement(json_path: &Path, m: &Measurement, force: bool) -> Resu
 
 /// Read a measurement from its sidecar `NAME.json`, checking that the three files agree.
 pub fn read_measurement(json_path: &Path) -> Result<Measurement> {
+    let meta = read_sidecar(json_path)?;
+    let dir = json_path.parent().unwrap_or(Path::new("."));
+    let data_path = dir.join(&meta.data_file);
+    let mask_path = dir.join(&meta.mask_file);
+    let (data, data_type) = read_nifti_values(&data_path, meta.shape)?;
+    let expected = if meta.complex {
+        NiftiType::Complex64
+    } else {
+        NiftiType::Float32
+    };
+    ensure!(
+        data_type == expected,
+        "{}: data type {data_type:?}, the sidecar says {expected:?}",
+        data_path.display()
+    );
+    let (mask, _) = read_nifti_values(&mask_path, meta.shape)?;
+    check_consistent(&meta, &data, &mask).with_context(|| format!("{}", json_path.display()))?;
+    Ok(Measurement { meta, data, mask })
+}
+
+/// The sidecar alone (format tag and version checked), for what needs only the geometry: the
+/// data files are not read.
+pub fn read_sidecar(json_path: &Path) -> Result<MeasurementMeta> {
     let text = std::fs::read_to_string(json_path).with_context(|| {
         format!(
             "{}: cannot read the measurement sidecar",
@@ -204,23 +227,7 @@ pub fn read_measurement(json_path: &Path) -> Result<Measurement> {
         json_path.display(),
         meta.version
     );
-    let dir = json_path.parent().unwrap_or(Path::new("."));
-    let data_path = dir.join(&meta.data_file);
-    let mask_path = dir.join(&meta.mask_file);
-    let (data, data_type) = read_nifti_values(&data_path, meta.shape)?;
-    let expected = if meta.complex {
-        NiftiType::Complex64
-    } else {
-        NiftiType::Float32
-    };
-    ensure!(
-        data_type == expected,
-        "{}: data type {data_type:?}, the sidecar says {expected:?}",
-        data_path.display()
-    );
-    let (mask, _) = read_nifti_values(&mask_path, meta.shape)?;
-    check_consistent(&meta, &data, &mask).with_context(|| format!("{}", json_path.display()))?;
-    Ok(Measurement { meta, data, mask })
+    Ok(meta)
 }
 
 fn file_name(p: &Path) -> String {

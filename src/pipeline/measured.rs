@@ -95,10 +95,11 @@ pub fn check_flags(path: &Path, given: &GivenFlags) -> Result<()> {
         photons,
         ..
     } = *given;
-    let m = measurement::read_measurement(path)?;
+    // The sidecar holds the geometry; the data are read (and checked) by the job itself.
+    let meta = measurement::read_sidecar(path)?;
     let file = path.display();
-    if m.meta.modality == MeasurementModality::Mri {
-        let mri = m.meta.mri.clone().unwrap_or_default();
+    if meta.modality == MeasurementModality::Mri {
+        let mri = meta.mri.clone().unwrap_or_default();
         let differs = |flag: Option<f64>, file_value: Option<f64>| match (flag, file_value) {
             (Some(a), Some(b)) => (a - b).abs() > 1e-9,
             (Some(_), None) => true,
@@ -132,7 +133,7 @@ pub fn check_flags(path: &Path, given: &GivenFlags) -> Result<()> {
         );
         return Ok(());
     }
-    let Some(ct) = &m.meta.ct else { return Ok(()) };
+    let Some(ct) = &meta.ct else { return Ok(()) };
     if let Some(f) = full_views {
         ensure!(
             f == ct.geometry.n_angles(),
