@@ -31,7 +31,12 @@ fn main() -> Result<()> {
         forced.probability = 1.0;
         rows.push(augment::augment(&x, &forced, &mut rng));
     }
-    preview::write_grid(&Tensor::cat(&rows, 0), n as usize, std::path::Path::new(&a[2]), true)?;
+    preview::write_grid(
+        &Tensor::cat(&rows, 0),
+        n as usize,
+        std::path::Path::new(&a[2]),
+        true,
+    )?;
     println!("{}: {} rows of {n}", a[2], rows.len());
     Ok(())
 }

@@ -579,6 +579,33 @@ print(np.abs(a - b).max(), np.abs(b).max())
     ]);
     assert!(!ok && stderr.contains("scorerecon ct"), "{stderr}");
     assert!(!never.exists());
+    // In a batch, a manifest entry's own keys are checked against the file the same way: the
+    // contradicting job fails with the reason and leaves no folder; the batch goes on.
+    let manifest = s.root.join("measured.yaml");
+    std::fs::write(
+        &manifest,
+        "defaults: {task: ct, model: \"empirical:refs\", steps: 5, baselines: [fbp], device: cpu}\n\
+         jobs:\n\
+         \x20 - {name: as_measured, input: sim/measurement.json}\n\
+         \x20 - {name: wrong_views, input: sim/measurement.json, views: 45}\n",
+    )
+    .unwrap();
+    let batch_out = s.root.join("batch_out");
+    let (ok, _, stderr) = run(&[
+        "batch",
+        manifest.to_str().unwrap(),
+        "--out",
+        batch_out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!ok && stderr.contains("1 of 2 jobs failed"), "{stderr}");
+    assert!(batch_out.join("as_measured/metrics.json").exists());
+    assert!(!batch_out.join("wrong_views").exists());
+    let why = std::fs::read_to_string(batch_out.join("wrong_views.error.txt")).unwrap();
+    assert!(
+        why.contains("--views [45]") && why.contains("measurement.json"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -686,8 +713,14 @@ print(np.abs(data - mask * k).max() / np.abs(k).max(), mask.mean(),
     let rel: f64 = v[0].parse().unwrap();
     let kept: f64 = v[1].parse().unwrap();
     let scale_err: f64 = v[2].parse().unwrap();
-    assert!(rel < 1e-5, "k-space differs from numpy's by {rel} (relative)");
-    assert!((0.2..0.35).contains(&kept), "4x mask keeps {kept} of k-space");
+    assert!(
+        rel < 1e-5,
+        "k-space differs from numpy's by {rel} (relative)"
+    );
+    assert!(
+        (0.2..0.35).contains(&kept),
+        "4x mask keeps {kept} of k-space"
+    );
     assert!(scale_err < 1e-6, "intensity scale off by {scale_err}");
     assert_eq!(v[3], "True", "k-space must be stored complex");
 
@@ -720,12 +753,18 @@ print(np.abs(data - mask * k).max() / np.abs(k).max(), mask.mean(),
     assert!(ok, "{stderr}");
     let m = metrics(&from_file);
     for method in ["zero_filled", "score"] {
-        assert!(m["methods"][method]["psnr"].is_null(), "no reference, no PSNR");
+        assert!(
+            m["methods"][method]["psnr"].is_null(),
+            "no reference, no PSNR"
+        );
         let r = m["methods"][method]["residual"].as_f64().unwrap();
         assert!(r.is_finite(), "{method}: residual {r}");
     }
     let r = m["methods"]["score"]["residual"].as_f64().unwrap();
-    assert!(r < 1e-3, "noise-free k-space: the score output must fit it, residual {r}");
+    assert!(
+        r < 1e-3,
+        "noise-free k-space: the score output must fit it, residual {r}"
+    );
     let script = r#"
 import sys, numpy as np, nibabel as nib
 a = np.asarray(nib.load(sys.argv[1]).dataobj, dtype=np.float64)
@@ -740,12 +779,20 @@ print(np.abs(a - b).max() / np.abs(b).max(), nib.load(sys.argv[1]).header.get_zo
         ],
     );
     let v: Vec<f64> = o.split_whitespace().map(|x| x.parse().unwrap()).collect();
-    assert!(v[0] < 1e-4, "file and image paths differ by {} (relative)", v[0]);
+    assert!(
+        v[0] < 1e-4,
+        "file and image paths differ by {} (relative)",
+        v[0]
+    );
     assert!((v[1] - 2.0).abs() < 1e-6, "pixel spacing {}", v[1]);
 
     // Refusals: nothing is written.
     let bad = s.root.join("bad");
-    let (ok, _, stderr) = recon(&sim.join("measurement.json"), &bad, &["--acceleration", "8"]);
+    let (ok, _, stderr) = recon(
+        &sim.join("measurement.json"),
+        &bad,
+        &["--acceleration", "8"],
+    );
     assert!(!ok && stderr.contains("contradict"), "{stderr}");
     // A CT prior, so that the refusal comes from the file, not from the prior.
     std::fs::create_dir_all(s.root.join("ct_refs")).unwrap();
@@ -764,6 +811,9 @@ print(np.abs(a - b).max() / np.abs(b).max(), nib.load(sys.argv[1]).header.get_zo
     let (ok, _, stderr) = simulate(&padded, &["--pad-to", "80"]);
     assert!(ok, "{stderr}");
     let (ok, _, stderr) = recon(&padded.join("measurement.json"), &bad, &[]);
-    assert!(!ok && stderr.contains("80x80") && stderr.contains("64x64"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("80x80") && stderr.contains("64x64"),
+        "{stderr}"
+    );
     assert!(!bad.exists(), "a refused job must write nothing");
 }

@@ -388,7 +388,10 @@ fn fine_tuning_starts_from_the_init_weights_and_augmented_runs_resume_exactly() 
     for (k, v) in &w0 {
         worst = worst.max((v - &w1[k]).abs().max().double_value(&[]));
     }
-    assert!(worst < 1e-6, "fine-tuned weights moved {worst} from the init");
+    assert!(
+        worst < 1e-6,
+        "fine-tuned weights moved {worst} from the init"
+    );
     // A fine-tuned model keeps the noise scale it was trained for.
     let sigma = |p: &Path| -> f64 {
         let j: serde_json::Value =

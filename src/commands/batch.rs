@@ -35,6 +35,12 @@ pub fn run(args: BatchArgs) -> Result<()> {
     let outcome = run_batch(&manifest, &out, args.quiet, |job, dir| {
         let mut spec = JobSpec::from_yaml(None, &job.spec, &job.name)?;
         spec.quiet = spec.quiet || args.quiet;
+        // The manifest entry's own keys (defaults included, a named config's not) are what the
+        // user stated about this input.
+        crate::pipeline::measured::check_flags(
+            &spec,
+            &crate::pipeline::measured::GivenFlags::of(&spec, &job.spec),
+        )?;
         crate::pipeline::run_job(&spec, dir)
     })?;
     println!(

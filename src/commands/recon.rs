@@ -214,26 +214,10 @@ impl ReconArgs {
 
 pub fn run(task: Task, args: ReconArgs) -> Result<()> {
     let spec = args.to_spec(task)?;
-    if crate::pipeline::measured::is_measurement(&spec.input) {
-        anyhow::ensure!(
-            args.slice.is_empty() && !args.all_slices,
-            "{}: a measurement file is reconstructed whole; --slice and --all-slices select slices of an image",
-            spec.input.display()
-        );
-        crate::pipeline::measured::check_flags(
-            &spec.input,
-            &crate::pipeline::measured::GivenFlags {
-                views: &args.views,
-                full_views: args.full_views,
-                limited_angle: args.limited_angle,
-                photons: args.photons,
-                acceleration: &args.acceleration,
-                center_fraction: args.center_fraction,
-                mask: args.mask.as_deref(),
-                snr_db: args.snr_db,
-            },
-        )?;
-    }
+    crate::pipeline::measured::check_flags(
+        &spec,
+        &crate::pipeline::measured::GivenFlags::of(&spec, &args.overrides()),
+    )?;
     let out = args
         .out
         .clone()

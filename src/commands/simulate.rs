@@ -8,8 +8,8 @@ use crate::io::measurement::{
 use crate::io::{self, atomic, Format, ReadOptions};
 use crate::ops::fbp::Filter;
 use crate::ops::hu;
-use crate::ops::metal::{DEFAULT_DILATION, DEFAULT_METAL_THRESHOLD_HU};
 use crate::ops::masks::{MaskKind, MaskSpec};
+use crate::ops::metal::{DEFAULT_DILATION, DEFAULT_METAL_THRESHOLD_HU};
 use crate::ops::mri::{kspace_noise, MriFft, NoiseLevel};
 use crate::ops::MeasurementOperator;
 use crate::phantom;
@@ -18,8 +18,8 @@ use crate::simulate::{self, CtSimulationSpec, CtTask};
 use crate::volume::{Modality, Volume};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, ValueEnum};
-use tch::Tensor;
 use std::path::PathBuf;
+use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PhantomKind {

@@ -276,8 +276,14 @@ fn check_consistent(meta: &MeasurementMeta, data: &[f32], mask: &[f32]) -> Resul
         }
         (MeasurementModality::Ct, None) => bail!("a CT measurement needs its \"ct\" geometry"),
         (MeasurementModality::Mri, _) => {
-            ensure!(meta.complex, "MRI k-space is complex; the sidecar says real");
-            ensure!(meta.ct.is_none(), "an MRI measurement carries no CT geometry");
+            ensure!(
+                meta.complex,
+                "MRI k-space is complex; the sidecar says real"
+            );
+            ensure!(
+                meta.ct.is_none(),
+                "an MRI measurement carries no CT geometry"
+            );
             if let Some(IntensityScale { percentile, value }) =
                 meta.mri.as_ref().and_then(|m| m.intensity_scale)
             {

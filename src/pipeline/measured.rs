@@ -5,14 +5,14 @@
 
 use super::{reconstruct_case, tv_weight_for, write_outputs, Case, MethodOut};
 use crate::io::measurement::{self, Measurement, MeasurementModality};
-use crate::ops::mri::MriFft;
-use crate::ops::Transform;
-use crate::prior::{Normalisation, Scaling};
 use crate::job::{JobSpec, Task};
 use crate::metrics;
+use crate::ops::mri::MriFft;
 use crate::ops::radon::Radon;
 use crate::ops::MeasurementOperator;
+use crate::ops::Transform;
 use crate::prior::ScoreModel;
+use crate::prior::{Normalisation, Scaling};
 use crate::report::{html, JobReport, MethodMetrics};
 use crate::simulate::CtTask;
 use crate::volume::{Modality, Volume};
@@ -72,29 +72,66 @@ fn check_mri_fits(spec: &JobSpec, m: &Measurement, model: &dyn ScoreModel) -> Re
     Ok(())
 }
 
-/// The measurement flags a user gave on the command line (None / empty where not given).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GivenFlags<'a> {
-    pub views: &'a [usize],
+/// The measurement flags a user gave (None / empty where not given): the job's settings whose
+/// keys the user wrote, on the command line or in a manifest entry (a preset config's values are
+/// defaults, not statements about a file, so they are not "given").
+#[derive(Clone, Debug, Default)]
+pub struct GivenFlags {
+    pub slices: bool,
+    pub views: Vec<usize>,
     pub full_views: Option<usize>,
     pub limited_angle: Option<f64>,
     pub photons: Option<f64>,
-    pub acceleration: &'a [f64],
+    pub acceleration: Vec<f64>,
     pub center_fraction: Option<f64>,
-    pub mask: Option<&'a str>,
+    pub mask: Option<String>,
     pub snr_db: Option<f64>,
 }
 
+impl GivenFlags {
+    /// The settings of `spec` whose keys appear in `given`.
+    pub fn of(spec: &JobSpec, given: &serde_yaml_ng::Mapping) -> Self {
+        let has = |k: &str| given.contains_key(k);
+        let when = |k: &str| has(k).then_some(());
+        GivenFlags {
+            slices: (has("slices") && !spec.slices.is_empty())
+                || (has("all_slices") && spec.all_slices),
+            views: when("views")
+                .map(|_| spec.views.clone())
+                .unwrap_or_default(),
+            full_views: when("full_views").map(|_| spec.full_views),
+            limited_angle: when("limited_angle").and(spec.limited_angle),
+            photons: when("photons").and(spec.photons),
+            acceleration: when("acceleration")
+                .map(|_| spec.acceleration.clone())
+                .unwrap_or_default(),
+            center_fraction: when("center_fraction").map(|_| spec.center_fraction),
+            mask: when("mask").map(|_| spec.mask.clone()),
+            snr_db: when("snr_db").and(spec.snr_db),
+        }
+    }
+}
+
 /// Flags that describe a measurement's geometry must agree with the file's (the file wins; a
-/// contradiction is an error rather than a silent choice).
-pub fn check_flags(path: &Path, given: &GivenFlags) -> Result<()> {
+/// contradiction is an error rather than a silent choice). Nothing to check for an image input.
+pub fn check_flags(spec: &JobSpec, given: &GivenFlags) -> Result<()> {
+    let path = spec.input.as_path();
+    if !is_measurement(path) {
+        return Ok(());
+    }
+    ensure!(
+        !given.slices,
+        "{}: a measurement file is reconstructed whole; --slice and --all-slices select slices of an image",
+        path.display()
+    );
     let GivenFlags {
-        views,
+        ref views,
         full_views,
         limited_angle,
         photons,
         ..
     } = *given;
+    let views = views.as_slice();
     // The sidecar holds the geometry; the data are read (and checked) by the job itself.
     let meta = measurement::read_sidecar(path)?;
     let file = path.display();
@@ -105,7 +142,7 @@ pub fn check_flags(path: &Path, given: &GivenFlags) -> Result<()> {
             (Some(_), None) => true,
             _ => false,
         };
-        let acc = match given.acceleration {
+        let acc = match given.acceleration.as_slice() {
             [] => None,
             [r] => Some(*r),
             _ => bail!("{file}: a measurement file has one acceleration; --acceleration sweeps need an image"),
@@ -113,7 +150,10 @@ pub fn check_flags(path: &Path, given: &GivenFlags) -> Result<()> {
         ensure!(
             !differs(acc, mri.acceleration)
                 && !differs(given.center_fraction, mri.center_fraction)
-                && given.mask.is_none_or(|k| Some(k) == mri.mask.as_deref()),
+                && given
+                    .mask
+                    .as_deref()
+                    .is_none_or(|k| Some(k) == mri.mask.as_deref()),
             "{file}: --acceleration {acc:?} / --center-fraction {:?} / --mask {:?} contradict the \
              measurement (acceleration {:?}, centre fraction {:?}, mask {:?}); a measurement file \
              fixes its own mask",
@@ -285,7 +325,12 @@ fn ct_cases(
     }
     // Image geometry: the pixel spacing the sidecar records, isotropic, identity direction.
     let px = ct.pixel_spacing_mm;
-    let mut vol = Volume::new(vec![0.0; n * n * s], [n, n, s, 1], [px, px, px], Modality::Ct);
+    let mut vol = Volume::new(
+        vec![0.0; n * n * s],
+        [n, n, s, 1],
+        [px, px, px],
+        Modality::Ct,
+    );
     vol.provenance
         .history
         .push(format!("reconstructed from {}", spec.input.display()));
@@ -355,8 +400,10 @@ fn mri_cases(
     report.notes.push(format!(
         "MRI k-space {w}x{h}: mask {}, acceleration {}, centre fraction {}; {}.",
         mri.mask.as_deref().unwrap_or("not stated"),
-        mri.acceleration.map_or("not stated".into(), |r| r.to_string()),
-        mri.center_fraction.map_or("not stated".into(), |c| c.to_string()),
+        mri.acceleration
+            .map_or("not stated".into(), |r| r.to_string()),
+        mri.center_fraction
+            .map_or("not stated".into(), |c| c.to_string()),
         if noise_free {
             "noise-free (the sampler ends with an exact projection onto A x = y)"
         } else {
@@ -383,7 +430,12 @@ fn mri_cases(
             .notes
             .push("The sidecar gives no pixel spacing; the outputs say 1 mm.".into());
     }
-    let mut vol = Volume::new(vec![0.0; per * s], [w, h, s, 1], [dx, dy, dx.min(dy)], Modality::Mr);
+    let mut vol = Volume::new(
+        vec![0.0; per * s],
+        [w, h, s, 1],
+        [dx, dy, dx.min(dy)],
+        Modality::Mr,
+    );
     vol.provenance
         .history
         .push(format!("reconstructed from {}", spec.input.display()));

@@ -75,7 +75,10 @@ impl AugmentConfig {
             );
         }
         if self.rotate_deg > 180.0 {
-            anyhow::bail!("augment.rotate_deg {}: must be at most 180", self.rotate_deg);
+            anyhow::bail!(
+                "augment.rotate_deg {}: must be at most 180",
+                self.rotate_deg
+            );
         }
         if self.elastic_points < 2 {
             anyhow::bail!(
@@ -179,8 +182,8 @@ pub fn deform(x: &Tensor, deformations: &[Option<Deformation>]) -> Tensor {
         let to_norm = Tensor::from_slice(&[2.0 / w as f32, 2.0 / h as f32])
             .reshape([1, 2, 1, 1])
             .to_device(device);
-        let dense = (field.upsample_bicubic2d([h, w], true, None, None) * to_norm)
-            .permute([0, 2, 3, 1]);
+        let dense =
+            (field.upsample_bicubic2d([h, w], true, None, None) * to_norm).permute([0, 2, 3, 1]);
         grid = grid + dense;
     }
     // interpolation 0 = bilinear, padding 0 = zeros.
@@ -277,7 +280,10 @@ mod tests {
         let a = augment(&x, &cfg, &mut ChaCha20Rng::seed_from_u64(7));
         let b = augment(&x, &cfg, &mut ChaCha20Rng::seed_from_u64(7));
         assert_eq!(max_abs(&(&a - &b)), 0.0);
-        assert!(max_abs(&(&a - &x)) > 1.0, "a deformation must change the image");
+        assert!(
+            max_abs(&(&a - &x)) > 1.0,
+            "a deformation must change the image"
+        );
         let off = augment(
             &x,
             &AugmentConfig::default(),

@@ -180,7 +180,9 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
         (Some(s), _) => s.sigma_max,
         (None, Some(s)) => s,
         // Fine-tuning keeps the noise scale the network was trained for.
-        (None, None) if init.is_some() => init.as_ref().map(|m| m.sde.sigma_max).unwrap_or_default(),
+        (None, None) if init.is_some() => {
+            init.as_ref().map(|m| m.sde.sigma_max).unwrap_or_default()
+        }
         (None, None) => {
             let mut rng = step_rng(cfg.seed, u64::MAX);
             let s = data.estimate_sigma_max(&mut rng, cfg.sigma_max_subsample, cfg.image_size);
@@ -200,7 +202,10 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
     let net = build_net(&vs.root(), cfg)?;
     if let (Some(path), None) = (&cfg.init, &resumed) {
         vs.load(path).with_context(|| {
-            format!("init {}: cannot load the weights into this network", path.display())
+            format!(
+                "init {}: cannot load the weights into this network",
+                path.display()
+            )
         })?;
     }
     let mut ema = Ema::new(&vs, cfg.ema_decay);
