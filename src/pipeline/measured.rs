@@ -92,22 +92,25 @@ impl GivenFlags {
     /// The settings of `spec` whose keys appear in `given`.
     pub fn of(spec: &JobSpec, given: &serde_yaml_ng::Mapping) -> Self {
         let has = |k: &str| given.contains_key(k);
-        let when = |k: &str| has(k).then_some(());
         GivenFlags {
             slices: (has("slices") && !spec.slices.is_empty())
                 || (has("all_slices") && spec.all_slices),
-            views: when("views")
-                .map(|_| spec.views.clone())
-                .unwrap_or_default(),
-            full_views: when("full_views").map(|_| spec.full_views),
-            limited_angle: when("limited_angle").and(spec.limited_angle),
-            photons: when("photons").and(spec.photons),
-            acceleration: when("acceleration")
-                .map(|_| spec.acceleration.clone())
-                .unwrap_or_default(),
-            center_fraction: when("center_fraction").map(|_| spec.center_fraction),
-            mask: when("mask").map(|_| spec.mask.clone()),
-            snr_db: when("snr_db").and(spec.snr_db),
+            views: if has("views") {
+                spec.views.clone()
+            } else {
+                vec![]
+            },
+            full_views: has("full_views").then_some(spec.full_views),
+            limited_angle: spec.limited_angle.filter(|_| has("limited_angle")),
+            photons: spec.photons.filter(|_| has("photons")),
+            acceleration: if has("acceleration") {
+                spec.acceleration.clone()
+            } else {
+                vec![]
+            },
+            center_fraction: has("center_fraction").then_some(spec.center_fraction),
+            mask: has("mask").then(|| spec.mask.clone()),
+            snr_db: spec.snr_db.filter(|_| has("snr_db")),
         }
     }
 }
@@ -121,17 +124,12 @@ pub fn check_flags(spec: &JobSpec, given: &GivenFlags) -> Result<()> {
     }
     ensure!(
         !given.slices,
-        "{}: a measurement file is reconstructed whole; --slice and --all-slices select slices of an image",
+        "{}: a measurement file is reconstructed whole; --slice and --all-slices (`slices`, `all_slices` in a manifest) select slices of an image",
         path.display()
     );
-    let GivenFlags {
-        ref views,
-        full_views,
-        limited_angle,
-        photons,
-        ..
-    } = *given;
-    let views = views.as_slice();
+    let views = given.views.as_slice();
+    let (full_views, limited_angle, photons) =
+        (given.full_views, given.limited_angle, given.photons);
     // The sidecar holds the geometry; the data are read (and checked) by the job itself.
     let meta = measurement::read_sidecar(path)?;
     let file = path.display();
@@ -440,4 +438,34 @@ fn mri_cases(
         .history
         .push(format!("reconstructed from {}", spec.input.display()));
     Ok((cases, scaling, vol))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_yaml_ng::{Mapping, Value};
+
+    fn yaml(text: &str) -> Mapping {
+        match serde_yaml_ng::from_str(text).unwrap() {
+            Value::Mapping(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn only_the_keys_the_user_wrote_are_given() {
+        // A preset's `views: [23]` and `mask` are in the spec but were not written for this input.
+        let written = yaml("input: m.json\nphotons: 1.0e5\nslices: [3]\n");
+        let mut preset = yaml("views: [23]\nfull_views: 180\nmask: random\n");
+        preset.extend(written.clone());
+        let spec = JobSpec::from_yaml(Some(Task::Ct), &preset, "test").unwrap();
+        assert_eq!(spec.views, vec![23]);
+        let given = GivenFlags::of(&spec, &written);
+        assert!(given.views.is_empty() && given.full_views.is_none() && given.mask.is_none());
+        assert_eq!(given.photons, Some(1.0e5));
+        assert!(given.slices);
+        let given = GivenFlags::of(&spec, &preset);
+        assert_eq!((given.views, given.full_views), (vec![23], Some(180)));
+        assert_eq!(given.mask.as_deref(), Some("random"));
+    }
 }
