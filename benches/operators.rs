@@ -7,8 +7,8 @@
 //! a round, and the table gives the median over rounds. The machine may be shared, hence
 //! interleaving and medians. Figures go to docs/benchmarks.md.
 
-use scorerecon::ops::fbp::Filter;
-use scorerecon::ops::radon::{Geometry, Radon};
+use scorerecon::ops::ct::fbp::Filter;
+use scorerecon::ops::ct::{Geometry, Radon};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -83,8 +83,9 @@ fn main() {
                 let t0 = Instant::now();
                 let sino = radon.project(&img, 1);
                 let t1 = Instant::now();
-                let rec = scorerecon::ops::fbp::fbp(radon.geometry(), &sino, 1, Filter::Ramp, &all)
-                    .unwrap();
+                let rec =
+                    scorerecon::ops::ct::fbp::fbp(radon.geometry(), &sino, 1, Filter::Ramp, &all)
+                        .unwrap();
                 let t2 = Instant::now();
                 std::hint::black_box(rec);
                 tf.push((t1 - t0).as_secs_f64());

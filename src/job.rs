@@ -1,12 +1,48 @@
-//! `JobSpec`: everything one reconstruction job needs, from the command line, a YAML config
+//! `JobSpec`: everything one reconstruction job needs, typed, from the command line, a YAML config
 //! (`--config`, `configs/*.yaml`) or a batch manifest. Precedence: built-in task defaults < config
-//! file < explicit flags. Unknown keys are errors, so a typo never silently falls back to a default.
+//! file < explicit settings. Unknown keys, and keys of another task (`acceleration` for `ct`), are
+//! errors, so a typo never silently falls back to a default; [`JobSpec::validate`] checks every
+//! rule of every stage before any file is read or anything is computed.
 
-use anyhow::{bail, Context, Result};
+use crate::classic::BaselineKind;
+use crate::ops::mri::masks::{MaskKind, MaskSpec};
+use crate::prior::PriorRef;
+use crate::sampler::{SamplerKind, SamplerOptions};
+use crate::tensor::DeviceChoice;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// A setting that cannot work, found before any work: the command line's usage error (exit 2).
+#[derive(Debug)]
+pub struct InvalidSettings(pub String);
+
+impl std::fmt::Display for InvalidSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidSettings {}
+
+/// Return an [`InvalidSettings`] error from the enclosing function.
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        return Err(InvalidSettings(format!($($arg)*)).into())
+    };
+}
+
+/// Refuse unless `cond` holds.
+macro_rules! require {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            refuse!($($arg)*);
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     /// Sparse-view (or limited-angle) CT from a parallel-beam sinogram.
@@ -17,15 +53,71 @@ pub enum Task {
     Mar,
 }
 
+/// Settings every task has (`config` names a task config inside a manifest entry).
+const COMMON_KEYS: [&str; 20] = [
+    "task",
+    "config",
+    "input",
+    "series",
+    "slices",
+    "all_slices",
+    "model",
+    "sampler",
+    "steps",
+    "corrector_steps",
+    "snr",
+    "lambda",
+    "samples",
+    "seed",
+    "device",
+    "batch_size",
+    "baselines",
+    "tv_weight",
+    "fit",
+    "quiet",
+];
+
 impl Task {
-    pub fn name(self) -> &'static str {
+    /// The settings of this task beyond the common ones.
+    pub fn own_keys(self) -> &'static [&'static str] {
         match self {
-            Task::Ct => "ct",
-            Task::Mri => "mri",
-            Task::Mar => "mar",
+            Task::Ct => &["views", "full_views", "limited_angle", "photons"],
+            Task::Mar => &["full_views", "photons", "metal_threshold", "insert_metal"],
+            Task::Mri => &["acceleration", "center_fraction", "mask", "snr_db"],
+        }
+    }
+
+    /// Whether `key` is a setting of this task.
+    pub fn has_key(self, key: &str) -> bool {
+        COMMON_KEYS.contains(&key) || self.own_keys().contains(&key)
+    }
+
+    /// The baselines that make sense for the task's measurement.
+    pub fn baselines(self) -> &'static [BaselineKind] {
+        match self {
+            Task::Ct => &[BaselineKind::Fbp, BaselineKind::FistaTv],
+            Task::Mar => &[BaselineKind::Fbp, BaselineKind::FistaTv, BaselineKind::Li],
+            Task::Mri => &[BaselineKind::ZeroFilled, BaselineKind::Tv],
         }
     }
 }
+
+crate::names::named!(Task, "task", { Ct => "ct", Mri => "mri", Mar => "mar" });
+
+/// How an image whose size differs from the prior's is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Refuse it.
+    #[default]
+    Error,
+    /// Centred zero-padding (smaller slices), cropped back afterwards.
+    Pad,
+    /// Average down by the smallest integer factor that fits, then pad; outputs on that grid.
+    Resample,
+}
+
+crate::names::named!(Fit, "--fit", { Error => "error", Pad => "pad", Resample => "resample" });
 
 /// One job. Field names are the YAML keys and (with `-` for `_`) the command-line flags.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,7 +144,7 @@ pub struct JobSpec {
     // MRI
     pub acceleration: Vec<f64>,
     pub center_fraction: f64,
-    pub mask: String,
+    pub mask: MaskKind,
     /// Complex Gaussian noise on simulated k-space, as SNR in dB (None: noise-free).
     pub snr_db: Option<f64>,
 
@@ -63,8 +155,8 @@ pub struct JobSpec {
 
     // Prior and sampler
     /// A shipped prior by name, a `.safetensors` or TorchScript file, or `knn:FOLDER`.
-    pub model: String,
-    pub sampler: String,
+    pub model: Option<PriorRef>,
+    pub sampler: SamplerKind,
     pub steps: usize,
     pub corrector_steps: usize,
     pub snr: f64,
@@ -72,18 +164,15 @@ pub struct JobSpec {
     /// Posterior samples per slice; more than one gives a mean and a per-pixel std map.
     pub samples: usize,
     pub seed: u64,
-    pub device: String,
+    pub device: DeviceChoice,
     /// Slices (times samples) sampled together on the device.
     pub batch_size: usize,
     /// Classical baselines to run next to the score-based reconstruction.
-    pub baselines: Vec<String>,
+    pub baselines: Vec<BaselineKind>,
     /// TV weight of fista_tv / tv relative to `||A||^2 * data range`; None: tuned on a
     /// validation slice of the input (maximum SSIM), see docs/baselines.md.
     pub tv_weight: Option<f64>,
-    /// How an image whose size differs from the model's is handled: `error`, `pad` (centred
-    /// zero-padding, cropped back afterwards) or `resample` (averaged down by the smallest
-    /// integer factor that fits, then padded; outputs on the averaged grid).
-    pub fit: String,
+    pub fit: Fit,
     pub quiet: bool,
 }
 
@@ -101,25 +190,38 @@ impl Default for JobSpec {
             photons: None,
             acceleration: vec![4.0],
             center_fraction: 0.08,
-            mask: "equispaced".into(),
+            mask: MaskKind::Equispaced,
             snr_db: None,
-            metal_threshold: 3000.0,
+            metal_threshold: crate::ops::ct::metal::DEFAULT_METAL_THRESHOLD_HU,
             insert_metal: false,
-            model: String::new(),
-            sampler: "pc".into(),
+            model: None,
+            sampler: SamplerKind::Pc,
             steps: 200,
             corrector_steps: 1,
             snr: 0.246,
             lambda: 0.841,
             samples: 1,
             seed: 0,
-            device: "auto".into(),
+            device: DeviceChoice::Auto,
             batch_size: 8,
             baselines: vec![],
             tv_weight: None,
-            fit: "error".into(),
+            fit: Fit::Error,
             quiet: false,
         }
+    }
+}
+
+/// A YAML file as a mapping of settings (an empty file is an empty mapping).
+pub fn read_yaml_mapping(path: &Path, what: &str) -> Result<Mapping> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the {what}", path.display()))?;
+    match serde_yaml_ng::from_str::<Value>(&text)
+        .with_context(|| format!("{}: not valid YAML", path.display()))?
+    {
+        Value::Mapping(m) => Ok(m),
+        Value::Null => Ok(Mapping::new()),
+        _ => refuse!("{}: a {what} is a mapping of settings", path.display()),
     }
 }
 
@@ -135,48 +237,38 @@ impl JobSpec {
             Task::Ct => {
                 s.snr = 0.246;
                 s.lambda = 0.841;
-                s.baselines = vec!["fbp".into(), "fista_tv".into()];
+                s.baselines = vec![BaselineKind::Fbp, BaselineKind::FistaTv];
             }
             Task::Mar => {
                 s.snr = 0.209;
                 s.lambda = 0.227;
-                s.baselines = vec!["fbp".into(), "li".into()];
+                s.baselines = vec![BaselineKind::Fbp, BaselineKind::Li];
             }
             Task::Mri => {
                 s.snr = 0.577;
                 s.lambda = 0.982;
-                s.baselines = vec!["zero_filled".into(), "tv".into()];
+                s.baselines = vec![BaselineKind::ZeroFilled, BaselineKind::Tv];
             }
         }
         s
     }
 
-    /// Task defaults, then `overrides` (a YAML mapping: a config file or a manifest entry), key by key.
-    pub fn from_yaml(
-        task: Option<Task>,
-        overrides: &serde_yaml_ng::Mapping,
-        origin: &str,
-    ) -> Result<Self> {
-        // `config: FILE` (a manifest entry naming a task config): the file's settings first,
-        // then the entry's own keys on top.
+    /// Task defaults, then `overrides` (a YAML mapping: a config file or a manifest entry), key by
+    /// key. `config: FILE` (a manifest entry naming a task config) puts the file's settings under
+    /// the entry's own keys.
+    pub fn from_yaml(task: Option<Task>, overrides: &Mapping, origin: &str) -> Result<Self> {
         let expanded;
         let overrides = match overrides.get("config") {
             Some(v) => {
-                let path = v
-                    .as_str()
-                    .with_context(|| format!("{origin}: `config` must be a file path"))?;
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("{origin}: {path}: cannot read the config"))?;
-                let mut merged = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
-                    .with_context(|| format!("{origin}: {path}: not valid YAML"))?
-                {
-                    serde_yaml_ng::Value::Mapping(m) => m,
-                    serde_yaml_ng::Value::Null => serde_yaml_ng::Mapping::new(),
-                    _ => bail!("{origin}: {path}: a config is a mapping of settings"),
+                let Some(path) = v.as_str() else {
+                    refuse!("{origin}: `config` must be a file path");
                 };
-                if merged.contains_key("config") {
-                    bail!("{origin}: {path}: a config cannot name another config");
-                }
+                let mut merged = read_yaml_mapping(Path::new(path), "config")
+                    .with_context(|| format!("{origin}: config {path}"))?;
+                require!(
+                    !merged.contains_key("config"),
+                    "{origin}: {path}: a config cannot name another config"
+                );
                 for (k, v) in overrides {
                     if k.as_str() != Some("config") {
                         merged.insert(k.clone(), v.clone());
@@ -189,118 +281,209 @@ impl JobSpec {
         };
         let task = match (task, overrides.get("task")) {
             (Some(t), _) => t,
-            (None, Some(v)) => serde_yaml_ng::from_value(v.clone())
-                .with_context(|| format!("{origin}: `task` must be ct, mri or mar"))?,
-            (None, None) => bail!("{origin}: no `task` given (ct, mri or mar)"),
+            (None, Some(v)) => match v.as_str().map(str::parse::<Task>) {
+                Some(Ok(t)) => t,
+                _ => refuse!("{origin}: `task` must be ct, mri or mar"),
+            },
+            (None, None) => refuse!("{origin}: no `task` given (ct, mri or mar)"),
         };
         let mut base = serde_yaml_ng::to_value(Self::for_task(task))?;
-        if let serde_yaml_ng::Value::Mapping(m) = &mut base {
-            for (k, v) in overrides {
-                if k.as_str() == Some("task") && task_mismatch(task, v) {
-                    bail!(
-                        "{origin}: `task: {}` contradicts the `{}` command",
-                        v.as_str().unwrap_or("?"),
-                        task.name()
-                    );
-                }
-                // Scalars are accepted where lists are expected (`views: 23` = `views: [23]`).
-                let v = match (m.get(k), v) {
-                    (
-                        Some(serde_yaml_ng::Value::Sequence(_)),
-                        serde_yaml_ng::Value::Sequence(_),
-                    ) => v.clone(),
-                    (Some(serde_yaml_ng::Value::Sequence(_)), scalar) => {
-                        serde_yaml_ng::Value::Sequence(vec![scalar.clone()])
-                    }
-                    _ => v.clone(),
-                };
-                m.insert(k.clone(), v);
+        let Value::Mapping(m) = &mut base else {
+            unreachable!("a JobSpec serialises to a mapping")
+        };
+        for (k, v) in overrides {
+            let key = k.as_str().unwrap_or_default();
+            if key == "task" && v.as_str() != Some(task.name()) {
+                refuse!(
+                    "{origin}: `task: {}` contradicts the `{}` command",
+                    v.as_str().unwrap_or("?"),
+                    task.name()
+                );
             }
+            if m.contains_key(key) && !task.has_key(key) {
+                let owner = [Task::Ct, Task::Mar, Task::Mri]
+                    .into_iter()
+                    .filter(|t| t.own_keys().contains(&key))
+                    .map(Task::name)
+                    .collect::<Vec<_>>()
+                    .join("/");
+                refuse!(
+                    "{origin}: `{key}` is a {owner} setting; the {} task does not use it",
+                    task.name()
+                );
+            }
+            // Scalars are accepted where lists are expected (`views: 23` = `views: [23]`).
+            let v = match (m.get(k), v) {
+                (Some(Value::Sequence(_)), Value::Sequence(_)) => v.clone(),
+                (Some(Value::Sequence(_)), scalar) => Value::Sequence(vec![scalar.clone()]),
+                _ => v.clone(),
+            };
+            m.insert(k.clone(), v);
         }
-        let spec: JobSpec = serde_yaml_ng::from_value(base)
-            .with_context(|| format!("{origin}: invalid settings"))?;
-        Ok(spec)
+        match serde_yaml_ng::from_value::<JobSpec>(base) {
+            Ok(spec) => Ok(spec),
+            Err(e) => refuse!("{origin}: invalid settings: {e}"),
+        }
     }
 
     /// Read a YAML config file on top of the task defaults.
     pub fn from_config_file(task: Option<Task>, path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read the config", path.display()))?;
-        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{}: not valid YAML", path.display()))?;
-        let m = match v {
-            serde_yaml_ng::Value::Mapping(m) => m,
-            serde_yaml_ng::Value::Null => Default::default(),
-            _ => bail!("{}: a config is a mapping of settings", path.display()),
-        };
+        let m = read_yaml_mapping(path, "config")?;
         Self::from_yaml(task, &m, &path.display().to_string())
     }
 
-    /// Reject impossible parameters before any work starts.
+    /// The sampler's options for this job (`noise_free`: the measurement is exact).
+    pub fn sampler_options(&self, noise_free: bool) -> SamplerOptions {
+        SamplerOptions {
+            sampler: self.sampler,
+            steps: self.steps,
+            corrector_steps: self.corrector_steps,
+            snr: self.snr,
+            lambda: self.lambda,
+            seed: self.seed,
+            samples: self.samples,
+            batch: self.batch_size,
+            noise_free_measurement: noise_free,
+            progress: !self.quiet,
+            ..Default::default()
+        }
+    }
+
+    /// The MRI mask of one acceleration of the sweep.
+    pub fn mask_spec(&self, acceleration: f64) -> MaskSpec {
+        MaskSpec {
+            kind: self.mask,
+            acceleration,
+            center_fraction: self.center_fraction,
+            seed: self.seed,
+        }
+    }
+
+    /// The settings of this task only, for `metrics.json` and reports.
+    pub fn settings_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a JobSpec serialises");
+        if let serde_json::Value::Object(m) = &mut v {
+            m.retain(|k, _| self.task.has_key(k));
+        }
+        v
+    }
+
+    /// Every rule of every stage that needs no file: checked before any work starts, so a bad
+    /// setting costs nothing and leaves nothing behind.
     pub fn validate(&self) -> Result<()> {
-        if self.input.as_os_str().is_empty() {
-            bail!("no input given (--input PATH)");
+        require!(
+            !self.input.as_os_str().is_empty(),
+            "no input given (--input PATH)"
+        );
+        require!(
+            self.input.exists(),
+            "{}: no such file or folder",
+            self.input.display()
+        );
+        require!(
+            (0.0..=1.0).contains(&self.lambda),
+            "--lambda {}: must lie in [0, 1] (0 ignores the measurement, 1 enforces it exactly)",
+            self.lambda
+        );
+        require!(
+            self.snr.is_finite() && self.snr > 0.0,
+            "--snr {}: must be a positive number",
+            self.snr
+        );
+        require!(
+            self.samples >= 1,
+            "--samples 0: at least one posterior sample is needed"
+        );
+        require!(self.batch_size >= 1, "--batch-size 0: must be at least 1");
+        if let Err(e) = self.sampler_options(true).validate() {
+            refuse!(
+                "--sampler {} --steps {}: {e:#}",
+                self.sampler.name(),
+                self.steps
+            );
         }
-        if !self.input.exists() {
-            bail!("{}: no such file or folder", self.input.display());
+        if let Some(w) = self.tv_weight {
+            require!(
+                w.is_finite() && w >= 0.0,
+                "--tv-weight {w}: must be a number >= 0 (relative to ||A||^2 x data range)"
+            );
         }
-        if !(0.0..=1.0).contains(&self.lambda) {
-            bail!("--lambda {}: must lie in [0, 1] (0 ignores the measurement, 1 enforces it exactly)", self.lambda);
-        }
-        if !(self.snr > 0.0) {
-            bail!("--snr {}: must be positive", self.snr);
-        }
-        if self.steps == 0 {
-            bail!("--steps 0: at least one sampling step is needed");
-        }
-        if self.samples == 0 {
-            bail!("--samples 0: at least one posterior sample is needed");
-        }
-        if self.batch_size == 0 {
-            bail!("--batch-size 0: must be at least 1");
-        }
-        if !["error", "pad", "resample"].contains(&self.fit.as_str()) {
-            bail!("--fit {}: expected error, pad or resample", self.fit);
+        for b in &self.baselines {
+            require!(
+                self.task.baselines().contains(b),
+                "--baselines {}: not a {} baseline (expected {})",
+                b.name(),
+                self.task.name(),
+                self.task
+                    .baselines()
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         match self.task {
             Task::Ct | Task::Mar => {
-                if self.full_views == 0 {
-                    bail!("--full-views 0: the full angle set needs at least one view");
+                require!(
+                    self.full_views >= 1,
+                    "--full-views 0: the full angle set needs at least one view"
+                );
+                if let Some(p) = self.photons {
+                    require!(
+                        p.is_finite() && p >= 1.0,
+                        "--photons {p}: the incident photon count must be at least 1"
+                    );
                 }
+            }
+            Task::Mri => {}
+        }
+        match self.task {
+            Task::Ct => {
+                require!(!self.views.is_empty(), "--views: give at least one count");
                 for &v in &self.views {
-                    if v == 0 || v > self.full_views {
-                        bail!(
-                            "--views {v}: must lie in 1..={} (the full angle set)",
-                            self.full_views
+                    require!(
+                        v >= 1 && v <= self.full_views,
+                        "--views {v}: must lie in 1..={} (the full angle set)",
+                        self.full_views
+                    );
+                }
+                if let Some(w) = self.limited_angle {
+                    require!(
+                        w.is_finite() && w > 0.0 && w <= 180.0,
+                        "--limited-angle {w}: the wedge must be in (0, 180] degrees"
+                    );
+                }
+            }
+            Task::Mar => {
+                require!(
+                    self.metal_threshold.is_finite(),
+                    "--metal-threshold {}: not a number",
+                    self.metal_threshold
+                );
+            }
+            Task::Mri => {
+                require!(
+                    !self.acceleration.is_empty(),
+                    "--acceleration: give at least one factor"
+                );
+                for &r in &self.acceleration {
+                    if let Err(e) = self.mask_spec(r).validate() {
+                        refuse!(
+                            "--acceleration {r} / --center-fraction {}: {e:#}",
+                            self.center_fraction
                         );
                     }
                 }
-                if let Some(p) = self.photons {
-                    if !(p > 0.0) {
-                        bail!("--photons {p}: must be positive");
-                    }
-                }
-            }
-            Task::Mri => {
-                for &r in &self.acceleration {
-                    if !(r >= 1.0) {
-                        bail!("--acceleration {r}: must be at least 1");
-                    }
-                }
-                if !(self.center_fraction > 0.0 && self.center_fraction < 1.0) {
-                    bail!(
-                        "--center-fraction {}: must lie in (0, 1)",
-                        self.center_fraction
+                if let Some(s) = self.snr_db {
+                    require!(
+                        s.is_finite(),
+                        "--snr-db {s}: must be a finite number of decibels"
                     );
                 }
             }
         }
         Ok(())
     }
-}
-
-fn task_mismatch(task: Task, v: &serde_yaml_ng::Value) -> bool {
-    v.as_str().map(|s| s != task.name()).unwrap_or(true)
 }
 
 /// Where a job writes: `--out DIR`.
@@ -312,7 +495,7 @@ pub fn default_out(task: Task) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn yaml(s: &str) -> serde_yaml_ng::Mapping {
+    fn yaml(s: &str) -> Mapping {
         serde_yaml_ng::from_str(s).unwrap()
     }
 
@@ -330,6 +513,15 @@ mod tests {
         assert_eq!(s.views, vec![10]);
         assert_eq!(s.steps, 50);
         assert_eq!(s.lambda, 0.841);
+        let s = JobSpec::from_yaml(
+            Some(Task::Mri),
+            &yaml("sampler: score-sde\nmask: equispaced_fraction\nbaselines: [zero-filled]\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.sampler, SamplerKind::ScoreSde);
+        assert_eq!(s.mask, MaskKind::EquispacedFraction);
+        assert_eq!(s.baselines, vec![BaselineKind::ZeroFilled]);
     }
 
     #[test]
@@ -345,11 +537,21 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_contradictions_are_errors() {
+    fn unknown_keys_foreign_keys_and_contradictions_are_errors() {
         let e = JobSpec::from_yaml(Some(Task::Ct), &yaml("veiws: 10\n"), "cfg.yaml").unwrap_err();
         assert!(format!("{e:#}").contains("veiws"), "{e:#}");
         assert!(JobSpec::from_yaml(Some(Task::Ct), &yaml("task: mri\n"), "cfg.yaml").is_err());
         assert!(JobSpec::from_yaml(None, &yaml("steps: 3\n"), "cfg.yaml").is_err());
+        let e = JobSpec::from_yaml(Some(Task::Ct), &yaml("acceleration: 8\n"), "c").unwrap_err();
+        assert!(e.downcast_ref::<InvalidSettings>().is_some());
+        assert!(
+            format!("{e}").contains("`acceleration` is a mri setting"),
+            "{e}"
+        );
+        let e = JobSpec::from_yaml(Some(Task::Mri), &yaml("photons: 1e5\n"), "c").unwrap_err();
+        assert!(format!("{e}").contains("ct/mar setting"), "{e}");
+        let e = JobSpec::from_yaml(Some(Task::Ct), &yaml("sampler: nonsense\n"), "c").unwrap_err();
+        assert!(format!("{e}").contains("nonsense"), "{e}");
     }
 
     #[test]
@@ -380,6 +582,18 @@ mod tests {
         assert!(s.validate().is_err());
         s.views = vec![181];
         assert!(s.validate().is_err());
+        s.views = vec![23];
+        // The sampler's own rules are checked here too, before any work.
+        s.steps = 1;
+        let e = s.validate().unwrap_err();
+        assert!(e.downcast_ref::<InvalidSettings>().is_some());
+        assert!(format!("{e}").contains("steps"), "{e}");
+        s.steps = 200;
+        s.lambda = 2.0;
+        assert!(s.validate().is_err());
+        s.lambda = 0.5;
+        s.baselines = vec![BaselineKind::Tv];
+        assert!(s.validate().is_err());
         let mut m = JobSpec::for_task(Task::Mri);
         m.input = std::env::temp_dir();
         m.acceleration = vec![0.5];
@@ -387,5 +601,17 @@ mod tests {
         m.acceleration = vec![4.0];
         m.center_fraction = 1.5;
         assert!(m.validate().is_err());
+        // The centre alone may not exceed the 1/R budget.
+        m.center_fraction = 0.3;
+        assert!(m.validate().is_err());
+    }
+
+    #[test]
+    fn metrics_record_the_tasks_own_settings() {
+        let s = JobSpec::for_task(Task::Ct).settings_json();
+        assert!(s.get("views").is_some() && s.get("sampler").is_some());
+        assert!(s.get("acceleration").is_none() && s.get("metal_threshold").is_none());
+        assert_eq!(s["sampler"], "pc");
+        assert_eq!(s["baselines"], serde_json::json!(["fbp", "fista_tv"]));
     }
 }

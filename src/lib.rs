@@ -9,6 +9,7 @@ pub mod commands;
 pub mod io;
 pub mod job;
 pub mod metrics;
+pub mod names;
 pub mod ops;
 pub mod phantom;
 pub mod pipeline;

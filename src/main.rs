@@ -1,8 +1,5 @@
-//! Thin entry point: parse arguments, run the library, print errors on one line.
+//! Thin entry point: parse arguments, run the library, print errors on one line
+//! (exit 1: the work failed; exit 2: a bad argument or setting, found before any work).
 fn main() {
-    if let Err(e) = scorerecon::cli::run() {
-        // `{:#}` joins the context chain on one line: "<file>: <what failed>: <why>".
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    std::process::exit(scorerecon::cli::main());
 }

@@ -2,7 +2,7 @@
 //! metal-implant variants. The shipped definitions live in `phantoms/*.yaml` (compiled in);
 //! images are on the attenuation scale `x = (HU + 1000) / 2000` (src/ops/hu.rs).
 
-use crate::ops::hu;
+use crate::ops::ct::hu;
 use crate::simulate::{Material, MetalObject};
 use anyhow::{bail, ensure, Context, Result};
 use rand::{Rng, SeedableRng};

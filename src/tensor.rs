@@ -40,18 +40,31 @@ pub fn tensor_to_vec(t: &Tensor) -> Vec<f32> {
     .expect("a float tensor converts to Vec<f32>")
 }
 
-/// Pick the device: `cpu`, `cuda` (error when absent) or `auto` (CUDA when present).
-pub fn parse_device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => {
-            if tch::Cuda::is_available() {
-                Ok(Device::Cuda(0))
-            } else {
-                bail!("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)")
-            }
+/// Where tensors live: `cpu`, `cuda` (an error when absent) or `auto` (CUDA when present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+crate::names::named!(DeviceChoice, "--device", { Auto => "auto", Cpu => "cpu", Cuda => "cuda" });
+
+impl DeviceChoice {
+    /// The device on this machine.
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceChoice::Cuda => bail!("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)"),
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
         }
-        "auto" => Ok(Device::cuda_if_available()),
-        other => bail!("--device {other}: expected cpu, cuda or auto"),
     }
+}
+
+/// Pick the device by name (`cpu`, `cuda`, `auto`).
+pub fn parse_device(name: &str) -> Result<Device> {
+    name.parse::<DeviceChoice>()?.resolve()
 }

@@ -8,14 +8,15 @@ mod common;
 use scorerecon::classic::fista_tv::{fista_tv, objective, FistaTv};
 use scorerecon::classic::li_mar::{interpolate_trace, li_mar};
 use scorerecon::classic::tv::{prox_tv, TvDual};
-use scorerecon::classic::{tune_tv_weight, Baseline};
+use scorerecon::classic::{tune_tv_weight, Baseline, BaselineKind};
 use scorerecon::metrics;
 use scorerecon::ops::identity::Identity;
-use scorerecon::ops::masks::{MaskKind, MaskSpec};
-use scorerecon::ops::mri::{kspace_noise, MriFft, NoiseLevel};
+use scorerecon::ops::mri::masks::{MaskKind, MaskSpec};
+use scorerecon::ops::mri::MriFft;
 use scorerecon::ops::norm::PowerIteration;
 use scorerecon::ops::rng::standard_normal;
 use scorerecon::ops::{MeasurementOperator, Transform};
+use scorerecon::simulate::mri::{kspace_noise, NoiseLevel};
 use tch::{Device, Kind, Tensor};
 
 fn vec64(t: &Tensor) -> Vec<f64> {
@@ -470,9 +471,9 @@ fn baselines_by_name_and_their_errors() {
         tune_tv_weight(&op, &y, &blocks(32, 32), 1.0, &[], &FistaTv::default()).unwrap_err()
     );
     assert!(err.contains("empty"), "{err}");
-    // Methods without a weight have nothing to tune.
-    assert!(Baseline::ZeroFilled
-        .tune(&op, &y, &blocks(32, 32), 1.0)
-        .unwrap()
-        .is_none());
+    // Every name round-trips through the typed kind.
+    for &k in <BaselineKind as scorerecon::names::Named>::all() {
+        assert_eq!(k.name().parse::<BaselineKind>().unwrap(), k);
+        assert_eq!(Baseline::of(k).kind(), k);
+    }
 }

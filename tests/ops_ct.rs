@@ -2,8 +2,8 @@
 
 mod common;
 
-use scorerecon::ops::fbp::Filter;
-use scorerecon::ops::radon::{self, Geometry, Radon};
+use scorerecon::ops::ct::fbp::Filter;
+use scorerecon::ops::ct::{self, Geometry, Radon};
 use scorerecon::ops::{inner, MeasurementOperator, Transform};
 use tch::{Device, Kind, Tensor};
 
@@ -36,7 +36,7 @@ fn reference(n: usize) -> Reference {
         .into_iter()
         .map(|x| x as f32)
         .collect();
-    let n_det = radon::default_n_det(n);
+    let n_det = ct::default_n_det(n);
     let (img, rest) = v.split_at(n * n);
     let (sino, rest) = rest.split_at(180 * n_det);
     assert_eq!(rest.len(), 5 * n * n, "skimage output size");
@@ -94,7 +94,10 @@ fn forward_projection_and_fbp_match_scikit_image() {
     // FBP of scikit-image's own sinogram: the same construction, so float rounding only.
     let y = Tensor::from_slice(&r.sinogram).reshape([1, 1, 180, op.geometry().n_det as i64]);
     let all: Vec<usize> = (0..180).collect();
-    for (f, expected) in Filter::ALL.iter().zip(&r.iradon) {
+    for (f, expected) in <Filter as scorerecon::names::Named>::all()
+        .iter()
+        .zip(&r.iradon)
+    {
         let got = scorerecon::tensor::tensor_to_vec(&op.fbp(&y, *f, &all).unwrap());
         let e = rel_rmse(&got, expected, in_disk(n));
         println!(
@@ -140,8 +143,8 @@ fn adjoint_identity_holds_for_several_geometries() {
     for g in geometries {
         let full = g.n_angles();
         let radon = Radon::new(g.clone()).unwrap();
-        let rows = radon::sparse_view_rows(full, full.div_ceil(3)).unwrap();
-        let mask = radon::rows_mask(&rows, full, g.n_det);
+        let rows = ct::sparse_view_rows(full, full.div_ceil(3)).unwrap();
+        let mask = ct::rows_mask(&rows, full, g.n_det);
         let a = MeasurementOperator::new(Box::new(radon), mask);
         let n = g.image_size as i64;
         let x = Tensor::randn([3, 1, n, n], (Kind::Float, Device::Cpu));
@@ -164,10 +167,10 @@ fn adjoint_identity_holds_for_several_geometries() {
 fn proximal_step_on_a_sparse_view_operator() {
     tch::manual_seed(5);
     let g = Geometry::new(48, 60).unwrap();
-    let rows = radon::sparse_view_rows(60, 12).unwrap();
+    let rows = ct::sparse_view_rows(60, 12).unwrap();
     let a = MeasurementOperator::new(
         Box::new(Radon::new(g.clone()).unwrap()),
-        radon::rows_mask(&rows, 60, g.n_det),
+        ct::rows_mask(&rows, 60, g.n_det),
     );
     let x = Tensor::rand([2, 1, 48, 48], (Kind::Float, Device::Cpu));
     let y = a.forward(&Tensor::rand([2, 1, 48, 48], (Kind::Float, Device::Cpu)));
@@ -196,11 +199,11 @@ fn proximal_step_on_a_sparse_view_operator() {
 fn bad_parameters_are_refused_with_the_reason() {
     let e = Geometry::new(64, 0).unwrap_err().to_string();
     assert!(e.contains("zero views"), "{e}");
-    let e = radon::sparse_view_rows(180, 200).unwrap_err().to_string();
+    let e = ct::sparse_view_rows(180, 200).unwrap_err().to_string();
     assert!(e.contains("more views than the full set"), "{e}");
-    let e = radon::sparse_view_rows(180, 0).unwrap_err().to_string();
+    let e = ct::sparse_view_rows(180, 0).unwrap_err().to_string();
     assert!(e.contains("at least one view"), "{e}");
-    let e = radon::limited_angle_rows(&radon::full_angles(180), 0.0, 270.0)
+    let e = ct::limited_angle_rows(&ct::full_angles(180), 0.0, 270.0)
         .unwrap_err()
         .to_string();
     assert!(e.contains("wedge"), "{e}");
@@ -251,7 +254,7 @@ fn psnr(x: &[f32], reference: &[f32], keep: impl Fn(usize) -> bool) -> f64 {
 
 #[test]
 fn metal_in_a_real_head_ct_streaks_and_its_trace_covers_the_metal() {
-    use scorerecon::ops::hu;
+    use scorerecon::ops::ct::hu;
     use scorerecon::simulate::{self, CtSimulationSpec, CtTask};
     let n = 256;
     let pixel_mm = 0.957;
@@ -295,7 +298,7 @@ fn metal_in_a_real_head_ct_streaks_and_its_trace_covers_the_metal() {
     .unwrap();
     let all: Vec<usize> = (0..180).collect();
     let free_fbp =
-        scorerecon::ops::fbp::fbp(radon.geometry(), &free_sino, 1, Filter::Ramp, &all).unwrap();
+        scorerecon::ops::ct::fbp::fbp(radon.geometry(), &free_sino, 1, Filter::Ramp, &all).unwrap();
 
     // PSNR outside the (dilated) metal, inside the field of view, against the metal-free slice.
     let metal_mask = with_metal.metal_mask.clone().unwrap();

@@ -3,10 +3,11 @@
 
 mod common;
 
-use scorerecon::ops::masks::{num_low_frequencies, MaskKind, MaskSpec};
-use scorerecon::ops::mri::{centred_fft2, kspace_noise, ImageDomain, MriFft, NoiseLevel};
+use scorerecon::ops::mri::fft::{centred_fft2, ImageDomain, MriFft};
+use scorerecon::ops::mri::masks::{num_low_frequencies, MaskKind, MaskSpec};
 use scorerecon::ops::rng::standard_normal;
 use scorerecon::ops::{inner, MeasurementOperator, Transform};
+use scorerecon::simulate::mri::{kspace_noise, NoiseLevel};
 use tch::{Device, Kind, Tensor};
 
 fn vec64(t: &Tensor) -> Vec<f64> {

@@ -10,7 +10,7 @@
 //! | `li`          | MAR  | linear interpolation across the metal trace, then FBP      |
 //!
 //! `fbp`/`zero_filled` and `fista_tv`/`tv` are one implementation each under the name each
-//! field uses. The TV weight is chosen by [`tune_tv_weight`] on validation slices.
+//! field uses. The TV weight is chosen by [`tv_weight`] ([`tune_tv_weight`] on validation slices).
 
 pub mod fista_tv;
 pub mod li_mar;
@@ -20,11 +20,41 @@ pub mod zero_filled;
 use crate::metrics;
 use crate::ops::norm::PowerIteration;
 use crate::ops::MeasurementOperator;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use fista_tv::{fista_tv, FistaTv};
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-/// A classical reconstruction, by the name used in reports and `metrics.json`.
+/// Which classical reconstruction, by the name used in settings, reports and `metrics.json`
+/// (`fista-tv` and `zero-filled` are accepted too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineKind {
+    Fbp,
+    #[serde(alias = "zero-filled")]
+    ZeroFilled,
+    #[serde(alias = "fista-tv")]
+    FistaTv,
+    Tv,
+    Li,
+}
+
+crate::names::named!(BaselineKind, "baseline", {
+    Fbp => "fbp",
+    ZeroFilled => "zero_filled",
+    FistaTv => "fista_tv",
+    Tv => "tv",
+    Li => "li",
+});
+
+impl BaselineKind {
+    /// Whether the method has a TV weight to choose.
+    pub fn is_tv(self) -> bool {
+        matches!(self, BaselineKind::FistaTv | BaselineKind::Tv)
+    }
+}
+
+/// A classical reconstruction with its settings (the TV methods carry FISTA-TV's).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Baseline {
     Fbp,
@@ -35,43 +65,36 @@ pub enum Baseline {
 }
 
 impl Baseline {
-    /// From a report name or its CLI spelling (`fista-tv`, `zero-filled`). TV methods start with
-    /// no weight: tune it ([`Baseline::tune`]) or set it before reconstructing.
+    /// The method of `kind` with default settings; TV methods start with no weight (choose it
+    /// with [`tv_weight`], or set it, before reconstructing).
+    pub fn of(kind: BaselineKind) -> Self {
+        match kind {
+            BaselineKind::Fbp => Baseline::Fbp,
+            BaselineKind::ZeroFilled => Baseline::ZeroFilled,
+            BaselineKind::FistaTv => Baseline::FistaTv(FistaTv::default()),
+            BaselineKind::Tv => Baseline::Tv(FistaTv::default()),
+            BaselineKind::Li => Baseline::Li,
+        }
+    }
+
+    /// [`Baseline::of`] a name ([`BaselineKind`]'s spellings).
     pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "fbp" => Baseline::Fbp,
-            "zero_filled" | "zero-filled" => Baseline::ZeroFilled,
-            "fista_tv" | "fista-tv" => Baseline::FistaTv(FistaTv::default()),
-            "tv" => Baseline::Tv(FistaTv::default()),
-            "li" => Baseline::Li,
-            other => bail!("baseline {other}: expected fbp, zero-filled, fista-tv, tv or li"),
-        })
+        Ok(Self::of(name.parse()?))
     }
 
-    /// The key in reports: `"fbp"`, `"zero_filled"`, `"fista_tv"`, `"tv"`, `"li"`.
+    pub fn kind(&self) -> BaselineKind {
+        match self {
+            Baseline::Fbp => BaselineKind::Fbp,
+            Baseline::ZeroFilled => BaselineKind::ZeroFilled,
+            Baseline::FistaTv(_) => BaselineKind::FistaTv,
+            Baseline::Tv(_) => BaselineKind::Tv,
+            Baseline::Li => BaselineKind::Li,
+        }
+    }
+
+    /// The key in reports.
     pub fn name(&self) -> &'static str {
-        match self {
-            Baseline::Fbp => "fbp",
-            Baseline::ZeroFilled => "zero_filled",
-            Baseline::FistaTv(_) => "fista_tv",
-            Baseline::Tv(_) => "tv",
-            Baseline::Li => "li",
-        }
-    }
-
-    /// The FISTA-TV settings of the TV methods.
-    pub fn tv_settings(&self) -> Option<&FistaTv> {
-        match self {
-            Baseline::FistaTv(o) | Baseline::Tv(o) => Some(o),
-            _ => None,
-        }
-    }
-
-    fn tv_settings_mut(&mut self) -> Option<&mut FistaTv> {
-        match self {
-            Baseline::FistaTv(o) | Baseline::Tv(o) => Some(o),
-            _ => None,
-        }
+        self.kind().name()
     }
 
     /// Reconstruct `[B, 1, H, W]` real images from the zero-filled measurement `y`.
@@ -86,27 +109,65 @@ impl Baseline {
         // Complex images (an MRI operator in the complex domain) are reported by magnitude.
         Ok(if x.is_complex() { x.abs() } else { x })
     }
+}
 
-    /// Choose the regularisation weight on validation data (`y` measured from `reference`) by
-    /// [`tune_tv_weight`] over [`RELATIVE_TV_GRID`]; a no-op for methods without a weight.
-    /// Returns the tuning table when there was one.
-    pub fn tune(
-        &mut self,
-        op: &MeasurementOperator,
-        y: &Tensor,
-        reference: &Tensor,
-        data_range: f64,
-    ) -> Result<Option<Tuning>> {
-        let name = self.name();
-        let Some(opts) = self.tv_settings_mut() else {
-            return Ok(None);
-        };
-        let tuning = tune_tv_weight(op, y, reference, data_range, &RELATIVE_TV_GRID, opts)
-            .with_context(|| format!("tuning the {name} weight"))?;
-        opts.weight = Some(tuning.weight);
-        opts.lipschitz = Some(tuning.lipschitz);
-        Ok(Some(tuning))
-    }
+/// Where a TV weight comes from (docs/baselines.md): given relative to `||A||^2 * data range`,
+/// tuned on a validation measurement that is not reconstructed, or the default.
+pub enum TvWeightSource<'a> {
+    Given(f64),
+    Tuned {
+        op: &'a MeasurementOperator,
+        y: &'a Tensor,
+        reference: &'a Tensor,
+    },
+    Default,
+}
+
+/// The TV weight chosen for an operator and its data range.
+#[derive(Clone, Debug)]
+pub struct TvWeight {
+    /// `relative * ||A||^2 * data_range`.
+    pub weight: f64,
+    /// FISTA's step constant `1.01 ||A||^2`.
+    pub lipschitz: f64,
+    /// What decided the weight, for the report (None when it was given).
+    pub note: Option<String>,
+}
+
+/// Relative TV weight when nothing else decides it (the middle of [`RELATIVE_TV_GRID`]).
+pub const DEFAULT_RELATIVE_TV: f64 = 1e-3;
+
+/// The TV weight for `op`: `relative * ||A||^2 * range`, the relative weight either given,
+/// tuned on the validation measurement by maximising SSIM ([`tune_tv_weight`], the rule that
+/// tuned the sampler's lambda and snr), or [`DEFAULT_RELATIVE_TV`].
+pub fn tv_weight(op: &MeasurementOperator, range: f64, source: TvWeightSource) -> Result<TvWeight> {
+    let lipschitz = 1.01 * crate::ops::norm::lipschitz(op);
+    let (rel, note) = match source {
+        TvWeightSource::Given(rel) => (rel, None),
+        TvWeightSource::Tuned {
+            op: vop,
+            y,
+            reference,
+        } => {
+            let vr = metrics::value_range(reference);
+            let base = FistaTv {
+                lipschitz: Some(lipschitz),
+                ..Default::default()
+            };
+            let t = tune_tv_weight(vop, y, reference, vr, &RELATIVE_TV_GRID, &base)?;
+            let rel = t.weight / (lipschitz * vr);
+            (rel, Some(format!("TV weight tuned on a validation slice (not reconstructed here) by maximising SSIM: relative weight {rel:.2e}.")))
+        }
+        TvWeightSource::Default => {
+            let rel = DEFAULT_RELATIVE_TV;
+            (rel, Some(format!("No validation slice (single-slice input) and no tv_weight given: TV used the default relative weight {rel:.0e}.")))
+        }
+    };
+    Ok(TvWeight {
+        weight: rel * lipschitz * range,
+        lipschitz,
+        note,
+    })
 }
 
 /// The TV weights tried, relative to `||A||^2 * data_range`: the objective

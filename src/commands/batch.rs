@@ -37,10 +37,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
         spec.quiet = spec.quiet || args.quiet;
         // The manifest entry's own keys (defaults included, a named config's not) are what the
         // user stated about this input.
-        crate::pipeline::measured::check_flags(
-            &spec,
-            &crate::pipeline::measured::GivenFlags::of(&spec, &job.spec),
-        )?;
+        crate::pipeline::check_flags(&spec, &crate::pipeline::GivenFlags::of(&spec, &job.spec))?;
         crate::pipeline::run_job(&spec, dir)
     })?;
     println!(

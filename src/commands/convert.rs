@@ -13,13 +13,13 @@ pub struct ConvertArgs {
     /// `--format dicom|png`.
     pub output: PathBuf,
     /// Output format (default: from OUT's extension).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::cli::named::<Format>())]
     pub format: Option<Format>,
     /// The series to read when the input folder holds several (a SeriesInstanceUID).
     #[arg(long)]
     pub series: Option<String>,
     /// Display window for PNG, and Window Center/Width for DICOM.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::cli::named::<WindowPreset>())]
     pub window: Option<WindowPreset>,
     /// PNG: write only slice K (0-based; default for a .png name: the middle slice).
     #[arg(long, value_name = "K")]

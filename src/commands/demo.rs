@@ -6,10 +6,13 @@
 //! reconstructed (head CT 52, MNI152 95) lie in the slabs held out from their training (model
 //! cards). The scans are averaged down 2x to the priors' 128x128 grid (`--fit resample`).
 
+use crate::classic::BaselineKind;
 use crate::io::atomic;
-use crate::job::{JobSpec, Task};
+use crate::job::{Fit, JobSpec, Task};
+use crate::prior::PriorRef;
 use crate::report::svg::escape;
 use crate::report::JobReport;
+use crate::tensor::DeviceChoice;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -25,9 +28,9 @@ pub struct DemoArgs {
     /// Sampling steps (noise levels) for both cases.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
-    /// cpu, cuda or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Where the tensors live.
+    #[arg(long, default_value = "cpu", value_parser = crate::cli::named::<DeviceChoice>())]
+    pub device: DeviceChoice,
     #[arg(long)]
     pub quiet: bool,
 }
@@ -67,11 +70,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         spec.input = head.clone();
         spec.slices = vec![CT_SLICE];
         spec.views = vec![23];
-        spec.baselines = vec!["fbp".into(), "fista_tv".into()];
-        spec.model = CT_PRIOR.into();
-        spec.fit = "resample".into();
+        spec.baselines = vec![BaselineKind::Fbp, BaselineKind::FistaTv];
+        spec.model = Some(PriorRef::Shipped(CT_PRIOR.into()));
+        spec.fit = Fit::Resample;
         spec.steps = args.steps;
-        spec.device = args.device.clone();
+        spec.device = args.device;
         spec.quiet = args.quiet;
         let r =
             crate::pipeline::run_to_dir(&spec, &dir.join("ct"), true).context("demo, CT case")?;
@@ -87,11 +90,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         spec.input = mni.clone();
         spec.slices = vec![MRI_SLICE];
         spec.acceleration = vec![4.0];
-        spec.baselines = vec!["zero_filled".into(), "tv".into()];
-        spec.model = MRI_PRIOR.into();
-        spec.fit = "resample".into();
+        spec.baselines = vec![BaselineKind::ZeroFilled, BaselineKind::Tv];
+        spec.model = Some(PriorRef::Shipped(MRI_PRIOR.into()));
+        spec.fit = Fit::Resample;
         spec.steps = args.steps;
-        spec.device = args.device.clone();
+        spec.device = args.device;
         spec.quiet = args.quiet;
         let r =
             crate::pipeline::run_to_dir(&spec, &dir.join("mri"), true).context("demo, MRI case")?;

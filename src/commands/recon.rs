@@ -1,15 +1,25 @@
-//! `scorerecon ct | mri | mar`: one argument set, three tasks, one pipeline (`crate::pipeline`).
-//! Every flag is optional so that a config file (`--config`) and the task's defaults fill the rest:
-//! defaults < config file < flags.
+//! `scorerecon ct | mri | mar`: each task's own options (a shared group flattened into each), one
+//! pipeline (`crate::pipeline`). Every setting is optional here so that a config file (`--config`)
+//! and the task's defaults fill the rest: defaults < config file < flags. A flag of another task
+//! is not an option of this command (clap refuses it). The defaults shown in `--help` are read off
+//! `JobSpec::for_task` (`cli::command`).
 
-use crate::job::{JobSpec, Task};
-use anyhow::{Context, Result};
+use crate::classic::BaselineKind;
+use crate::job::{read_yaml_mapping, Fit, InvalidSettings, JobSpec, Task};
+use crate::ops::mri::masks::MaskKind;
+use crate::pipeline::{self, GivenFlags};
+use crate::prior::PriorRef;
+use crate::sampler::SamplerKind;
+use crate::tensor::DeviceChoice;
+use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
 use std::path::PathBuf;
 
+/// Options of every reconstruction task.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ReconArgs {
+pub struct CommonArgs {
     /// Image/volume (DICOM file or series folder, NIfTI) to simulate a measurement from, or a
     /// measurement file written by `scorerecon simulate`.
     #[arg(long)]
@@ -32,48 +42,16 @@ pub struct ReconArgs {
     /// Reconstruct every slice of the volume (sampled in device batches).
     #[arg(long)]
     pub all_slices: bool,
-
-    /// CT: measured views; a comma-separated list makes a sweep (e.g. 10,23,45,90).
-    #[arg(long, value_delimiter = ',')]
-    pub views: Vec<usize>,
-    /// CT: size of the full angle set over [0, 180) degrees.
-    #[arg(long)]
-    pub full_views: Option<usize>,
-    /// CT: limited-angle wedge in degrees instead of sparse views.
-    #[arg(long)]
-    pub limited_angle: Option<f64>,
-    /// CT/MAR: incident photons per bin for Poisson noise on the simulated sinogram.
-    #[arg(long)]
-    pub photons: Option<f64>,
-
-    /// MRI: acceleration factor(s); a comma-separated list makes a sweep.
-    #[arg(long, value_delimiter = ',')]
-    pub acceleration: Vec<f64>,
-    /// MRI: fully sampled fraction of the central k-space lines.
-    #[arg(long)]
-    pub center_fraction: Option<f64>,
-    /// MRI: equispaced, equispaced-fraction, random, gaussian or poisson.
-    #[arg(long)]
-    pub mask: Option<String>,
-    /// MRI: complex Gaussian k-space noise, SNR in dB.
-    #[arg(long)]
-    pub snr_db: Option<f64>,
-
-    /// MAR: metal threshold in HU.
-    #[arg(long)]
-    pub metal_threshold: Option<f64>,
-    /// MAR: insert simulated metal into a metal-free input and simulate a polychromatic scan.
-    #[arg(long)]
-    pub insert_metal: bool,
-
     /// Prior: a shipped name (models/), a .safetensors or TorchScript file, or knn:FOLDER.
     #[arg(long)]
-    pub model: Option<String>,
-    /// pc (predictor-corrector, default), ald (annealed Langevin), ode (probability flow), score-sde.
-    #[arg(long)]
-    pub sampler: Option<String>,
+    pub model: Option<PriorRef>,
+    /// Posterior sampler (docs/sampling.md).
+    #[arg(long, value_parser = crate::cli::named::<SamplerKind>())]
+    pub sampler: Option<SamplerKind>,
+    /// Noise levels N of the sampler (each a predictor step; score evaluations add corrector steps).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Langevin corrector steps per noise level (pc, ald, langevin, score-sde).
     #[arg(long)]
     pub corrector_steps: Option<usize>,
     /// Langevin corrector signal-to-noise ratio (the paper's eta).
@@ -85,145 +63,227 @@ pub struct ReconArgs {
     /// Posterior samples per slice (>1 adds a mean and a per-pixel std map).
     #[arg(long)]
     pub samples: Option<usize>,
+    /// Seed of every random draw (noise, masks, sampler): same seed, same outputs.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// cpu, cuda or auto.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// Where the tensors live.
+    #[arg(long, value_parser = crate::cli::named::<DeviceChoice>())]
+    pub device: Option<DeviceChoice>,
+    /// Slices (times samples) sent through the network together.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Classical baselines, comma-separated (fbp, fista_tv, zero_filled, tv, li); `none` for none.
+    /// Classical baselines, comma-separated; `none` for none.
     #[arg(long, value_delimiter = ',')]
     pub baselines: Vec<String>,
     /// TV weight of fista-tv / tv relative to ||A||^2 x data range (default: tuned on a
     /// validation slice of the input, maximising SSIM).
     #[arg(long)]
     pub tv_weight: Option<f64>,
-    /// error (default), pad (zero-pad smaller slices) or resample (average larger slices down by
-    /// an integer factor, as the shipped priors' training data were, then pad): what to do when
-    /// the image size differs from the model's.
-    #[arg(long)]
-    pub fit: Option<String>,
+    /// What to do when the image size differs from the model's: refuse (error), zero-pad
+    /// smaller slices (pad), or average larger slices down by an integer factor, as the shipped
+    /// priors' training data were, then pad (resample).
+    #[arg(long, value_parser = crate::cli::named::<Fit>())]
+    pub fit: Option<Fit>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
 }
 
-impl ReconArgs {
-    /// The flags the user gave, as YAML overrides.
-    fn overrides(&self) -> Mapping {
-        let mut m = Mapping::new();
-        let mut put = |k: &str, v: Value| {
-            m.insert(Value::String(k.into()), v);
-        };
-        let s = |x: &str| Value::String(x.into());
-        if let Some(v) = &self.input {
-            put("input", s(&v.to_string_lossy()));
-        }
-        if let Some(v) = &self.series {
-            put("series", s(v));
-        }
-        if !self.slice.is_empty() {
-            put("slices", serde_yaml_ng::to_value(&self.slice).unwrap());
-        }
-        if self.all_slices {
-            put("all_slices", Value::Bool(true));
-        }
-        if !self.views.is_empty() {
-            put("views", serde_yaml_ng::to_value(&self.views).unwrap());
-        }
-        macro_rules! opt {
-            ($($f:ident),*) => {$(
-                if let Some(v) = &self.$f { put(stringify!($f), serde_yaml_ng::to_value(v).unwrap()); }
-            )*};
-        }
-        opt!(
-            full_views,
-            limited_angle,
-            photons,
-            center_fraction,
-            mask,
-            snr_db,
-            metal_threshold,
-            model,
-            sampler,
-            steps,
-            corrector_steps,
-            snr,
-            lambda,
-            samples,
-            seed,
-            device,
-            batch_size,
-            tv_weight,
-            fit
-        );
-        if !self.acceleration.is_empty() {
-            put(
-                "acceleration",
-                serde_yaml_ng::to_value(&self.acceleration).unwrap(),
-            );
-        }
-        if self.insert_metal {
-            put("insert_metal", Value::Bool(true));
-        }
-        if !self.baselines.is_empty() {
-            let b: Vec<String> = self
-                .baselines
-                .iter()
-                .filter(|b| b.as_str() != "none")
-                .map(|b| b.replace('-', "_"))
-                .collect();
-            put("baselines", serde_yaml_ng::to_value(b).unwrap());
-        }
-        if self.quiet {
-            put("quiet", Value::Bool(true));
-        }
-        m
-    }
+#[derive(Args, Debug, Clone, Default)]
+pub struct CtArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Measured views; a comma-separated list makes a sweep (e.g. 10,23,45,90).
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<usize>,
+    /// Size of the full angle set over [0, 180) degrees.
+    #[arg(long)]
+    pub full_views: Option<usize>,
+    /// Limited-angle wedge in degrees instead of sparse views.
+    #[arg(long)]
+    pub limited_angle: Option<f64>,
+    /// Incident photons per bin for Poisson noise on the simulated sinogram (default: noise-free).
+    #[arg(long)]
+    pub photons: Option<f64>,
+}
 
-    /// Defaults < config file < flags.
-    pub fn to_spec(&self, task: Task) -> Result<JobSpec> {
-        let mut merged = match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("{}: cannot read the config", p.display()))?;
-                match serde_yaml_ng::from_str::<Value>(&text)
-                    .with_context(|| format!("{}: not valid YAML", p.display()))?
-                {
-                    Value::Mapping(m) => m,
-                    Value::Null => Mapping::new(),
-                    _ => anyhow::bail!("{}: a config is a mapping of settings", p.display()),
-                }
-            }
-            None => Mapping::new(),
-        };
-        for (k, v) in self.overrides() {
-            merged.insert(k, v);
+#[derive(Args, Debug, Clone, Default)]
+pub struct MriArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Acceleration factor(s); a comma-separated list makes a sweep.
+    #[arg(long, value_delimiter = ',')]
+    pub acceleration: Vec<f64>,
+    /// Fully sampled fraction of the central k-space lines.
+    #[arg(long)]
+    pub center_fraction: Option<f64>,
+    /// Undersampling mask.
+    #[arg(long, value_parser = crate::cli::named::<MaskKind>())]
+    pub mask: Option<MaskKind>,
+    /// Complex Gaussian k-space noise, SNR in dB (default: noise-free).
+    #[arg(long)]
+    pub snr_db: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct MarArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Size of the full angle set over [0, 180) degrees.
+    #[arg(long)]
+    pub full_views: Option<usize>,
+    /// Incident photons per bin for Poisson noise on the simulated sinogram (default: noise-free).
+    #[arg(long)]
+    pub photons: Option<f64>,
+    /// Metal threshold in HU.
+    #[arg(long)]
+    pub metal_threshold: Option<f64>,
+    /// Insert simulated metal into a metal-free input and simulate a polychromatic scan.
+    #[arg(long)]
+    pub insert_metal: bool,
+}
+
+/// The settings a user wrote on the command line, as YAML keys of `JobSpec`.
+pub struct Given(Mapping);
+
+impl Given {
+    fn put(&mut self, key: &str, v: impl Serialize) {
+        let v = serde_yaml_ng::to_value(v).expect("settings serialise");
+        self.0.insert(Value::String(key.into()), v);
+    }
+    fn opt(&mut self, key: &str, v: &Option<impl Serialize>) {
+        if let Some(v) = v {
+            self.put(key, v);
         }
-        let origin = self
-            .config
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "command line".into());
-        let spec = JobSpec::from_yaml(Some(task), &merged, &origin)?;
-        spec.validate()?;
-        Ok(spec)
+    }
+    fn list<T: Serialize>(&mut self, key: &str, v: &[T]) {
+        if !v.is_empty() {
+            self.put(key, v);
+        }
+    }
+    fn flag(&mut self, key: &str, on: bool) {
+        if on {
+            self.put(key, true);
+        }
     }
 }
 
-pub fn run(task: Task, args: ReconArgs) -> Result<()> {
-    let spec = args.to_spec(task)?;
-    crate::pipeline::measured::check_flags(
-        &spec,
-        &crate::pipeline::measured::GivenFlags::of(&spec, &args.overrides()),
-    )?;
+impl CommonArgs {
+    fn given(&self) -> Result<Given> {
+        let mut g = Given(Mapping::new());
+        g.opt("input", &self.input);
+        g.opt("series", &self.series);
+        g.list("slices", &self.slice);
+        g.flag("all_slices", self.all_slices);
+        g.opt("model", &self.model);
+        g.opt("sampler", &self.sampler);
+        g.opt("steps", &self.steps);
+        g.opt("corrector_steps", &self.corrector_steps);
+        g.opt("snr", &self.snr);
+        g.opt("lambda", &self.lambda);
+        g.opt("samples", &self.samples);
+        g.opt("seed", &self.seed);
+        g.opt("device", &self.device);
+        g.opt("batch_size", &self.batch_size);
+        g.opt("tv_weight", &self.tv_weight);
+        g.opt("fit", &self.fit);
+        g.flag("quiet", self.quiet);
+        if !self.baselines.is_empty() {
+            let mut kinds = Vec::new();
+            for b in self.baselines.iter().filter(|b| b.as_str() != "none") {
+                match b.parse::<BaselineKind>() {
+                    Ok(k) => kinds.push(k),
+                    Err(e) => return Err(InvalidSettings(format!("--baselines {e}")).into()),
+                }
+            }
+            g.put("baselines", kinds);
+        }
+        Ok(g)
+    }
+}
+
+/// What `ct`, `mri` and `mar` have in common for running.
+pub trait TaskArgs {
+    const TASK: Task;
+    fn common(&self) -> &CommonArgs;
+    /// The task's own flags the user gave.
+    fn add_own(&self, g: &mut Given);
+}
+
+impl TaskArgs for CtArgs {
+    const TASK: Task = Task::Ct;
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+    fn add_own(&self, g: &mut Given) {
+        g.list("views", &self.views);
+        g.opt("full_views", &self.full_views);
+        g.opt("limited_angle", &self.limited_angle);
+        g.opt("photons", &self.photons);
+    }
+}
+
+impl TaskArgs for MriArgs {
+    const TASK: Task = Task::Mri;
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+    fn add_own(&self, g: &mut Given) {
+        g.list("acceleration", &self.acceleration);
+        g.opt("center_fraction", &self.center_fraction);
+        g.opt("mask", &self.mask);
+        g.opt("snr_db", &self.snr_db);
+    }
+}
+
+impl TaskArgs for MarArgs {
+    const TASK: Task = Task::Mar;
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+    fn add_own(&self, g: &mut Given) {
+        g.opt("full_views", &self.full_views);
+        g.opt("photons", &self.photons);
+        g.opt("metal_threshold", &self.metal_threshold);
+        g.flag("insert_metal", self.insert_metal);
+    }
+}
+
+/// The flags the user gave, as YAML settings.
+fn given<A: TaskArgs>(args: &A) -> Result<Mapping> {
+    let mut g = args.common().given()?;
+    args.add_own(&mut g);
+    Ok(g.0)
+}
+
+/// Defaults < config file < flags, validated.
+pub fn to_spec<A: TaskArgs>(args: &A) -> Result<JobSpec> {
+    let common = args.common();
+    let mut merged = match &common.config {
+        Some(p) => read_yaml_mapping(p, "config")?,
+        None => Mapping::new(),
+    };
+    merged.extend(given(args)?);
+    let origin = common
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "command line".into());
+    let spec = JobSpec::from_yaml(Some(A::TASK), &merged, &origin)?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+pub fn run<A: TaskArgs>(args: A) -> Result<()> {
+    let spec = to_spec(&args)?;
+    pipeline::check_flags(&spec, &GivenFlags::of(&spec, &given(&args)?))?;
     let out = args
+        .common()
         .out
         .clone()
-        .unwrap_or_else(|| crate::job::default_out(task));
-    let report = crate::pipeline::run_to_dir(&spec, &out, args.force)?;
-    crate::pipeline::print_summary(&report, &out);
+        .unwrap_or_else(|| crate::job::default_out(A::TASK));
+    let report = pipeline::run_to_dir(&spec, &out, args.common().force)?;
+    pipeline::print_summary(&report, &out);
     Ok(())
 }
 
@@ -236,16 +296,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("c.yaml");
         std::fs::write(&cfg, "steps: 40\nsnr: 0.3\nviews: [10, 23]\n").unwrap();
-        let args = ReconArgs {
-            input: Some(dir.path().to_path_buf()),
-            config: Some(cfg),
-            steps: Some(7),
+        let args = CtArgs {
+            common: CommonArgs {
+                input: Some(dir.path().to_path_buf()),
+                config: Some(cfg),
+                steps: Some(7),
+                sampler: Some(SamplerKind::Ode),
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let s = args.to_spec(Task::Ct).unwrap();
+        let s = to_spec(&args).unwrap();
         assert_eq!(s.steps, 7);
         assert_eq!(s.snr, 0.3);
         assert_eq!(s.views, vec![10, 23]);
         assert_eq!(s.lambda, 0.841);
+        assert_eq!(s.sampler, SamplerKind::Ode);
     }
 }

@@ -1,60 +1,12 @@
-//! `scorerecon simulate`: what a scanner would measure from a slice of a volume or a phantom,
-//! written as a measurement file (docs/formats.md) with the FBP image and the image measured.
+//! `scorerecon simulate`: the options; the simulation and its measurement folder are
+//! `crate::simulate::files`.
 
-use crate::io::measurement::{
-    self, CtMeasurement, IntensityScale, Measurement, MeasurementMeta, MeasurementModality,
-    MriMeasurement,
-};
-use crate::io::{self, atomic, Format, ReadOptions};
-use crate::ops::fbp::Filter;
-use crate::ops::hu;
-use crate::ops::masks::{MaskKind, MaskSpec};
-use crate::ops::metal::{DEFAULT_DILATION, DEFAULT_METAL_THRESHOLD_HU};
-use crate::ops::mri::{kspace_noise, MriFft, NoiseLevel};
-use crate::ops::MeasurementOperator;
-use crate::phantom;
-use crate::prior::Normalisation;
-use crate::simulate::{self, CtSimulationSpec, CtTask};
-use crate::volume::{Modality, Volume};
-use anyhow::{bail, ensure, Context, Result};
-use clap::{Args, ValueEnum};
+use crate::ops::ct::fbp::Filter;
+use crate::ops::ct::metal::DEFAULT_METAL_THRESHOLD_HU;
+use crate::ops::mri::masks::MaskKind;
+use crate::simulate::files::{self, PhantomKind, Task};
+use clap::Args;
 use std::path::PathBuf;
-use tch::Tensor;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PhantomKind {
-    /// The modified Shepp-Logan head (phantoms/shepp-logan.yaml).
-    SheppLogan,
-    /// Random ellipses in a water body, from --seed.
-    Ellipses,
-    /// Shepp-Logan with two titanium implants (phantoms/metal.yaml).
-    Metal,
-}
-
-impl PhantomKind {
-    fn name(self) -> &'static str {
-        match self {
-            PhantomKind::SheppLogan => "shepp-logan",
-            PhantomKind::Ellipses => "ellipses",
-            PhantomKind::Metal => "metal",
-        }
-    }
-}
-
-/// The measurement processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Task {
-    /// CT from `--views` equally spaced angles of the `--full-views` set.
-    SparseView,
-    /// CT from a `--wedge` of angles starting at `--wedge-start`.
-    LimitedAngle,
-    /// CT of the slice with metal (inserted when the slice has none): polychromatic scan,
-    /// Lambda = everything but the metal trace.
-    Mar,
-    /// Single-coil Cartesian MRI of an MR slice: centred orthonormal FFT of the (real) image,
-    /// Lambda from --mask / --acceleration / --center-fraction.
-    Mri,
-}
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
@@ -62,7 +14,7 @@ pub struct SimulateArgs {
     #[arg(long, required_unless_present = "phantom", conflicts_with = "phantom")]
     pub input: Option<PathBuf>,
     /// An analytic phantom instead of an input.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::cli::named::<PhantomKind>())]
     pub phantom: Option<PhantomKind>,
     /// Slice of the input (default: the middle one).
     #[arg(long)]
@@ -73,7 +25,8 @@ pub struct SimulateArgs {
     /// Phantom pixel spacing in mm (inputs use their own).
     #[arg(long, default_value_t = 1.0)]
     pub pixel_mm: f64,
-    #[arg(long, value_enum)]
+    /// The measurement process.
+    #[arg(long, value_parser = crate::cli::named::<Task>())]
     pub task: Task,
     /// Measured views for sparse-view CT: indices floor(k * full / views).
     #[arg(long, default_value_t = 23)]
@@ -103,9 +56,9 @@ pub struct SimulateArgs {
     /// MRI: fraction of the central k-space lines sampled fully.
     #[arg(long, default_value_t = 0.08)]
     pub center_fraction: f64,
-    /// MRI: undersampling mask (equispaced, equispaced-fraction, random, gaussian, poisson).
-    #[arg(long, default_value = "equispaced")]
-    pub mask: String,
+    /// MRI: undersampling mask.
+    #[arg(long, default_value = "equispaced", value_parser = crate::cli::named::<MaskKind>())]
+    pub mask: MaskKind,
     /// MRI: complex Gaussian k-space noise at this SNR in dB (default: noise-free).
     #[arg(long)]
     pub snr_db: Option<f64>,
@@ -117,7 +70,7 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N")]
     pub pad_to: Option<usize>,
     /// FBP filter of the written FBP image.
-    #[arg(long, value_enum, default_value = "ramp")]
+    #[arg(long, default_value = "ramp", value_parser = crate::cli::named::<Filter>())]
     pub filter: Filter,
     /// Output folder (created whole or not at all).
     #[arg(long)]
@@ -127,391 +80,29 @@ pub struct SimulateArgs {
     pub force: bool,
 }
 
-/// The slice to measure: HU values, its side, pixel spacing, where it came from, and the
-/// volume it belongs to (for geometry in the outputs).
-struct Source {
-    hu: Vec<f32>,
-    n: usize,
-    pixel_mm: f64,
-    description: String,
-    slice: usize,
-    metal: Vec<simulate::MetalObject>,
-    volume: Volume,
-}
-
-fn load_source(args: &SimulateArgs) -> Result<Source> {
-    if let Some(kind) = args.phantom {
-        ensure!(
-            args.pixel_mm.is_finite() && args.pixel_mm > 0.0,
-            "--pixel-mm {}: must be a positive number",
-            args.pixel_mm
-        );
-        let (hu_slice, metal) = phantom::phantom_hu(kind.name(), args.size, args.seed)?;
-        let n = args.size;
-        let mut volume = Volume::new(
-            hu_slice.clone(),
-            [n, n, 1, 1],
-            [args.pixel_mm, args.pixel_mm, args.pixel_mm],
-            Modality::Ct,
-        );
-        volume
-            .provenance
-            .history
-            .push(format!("phantom {}", kind.name()));
-        return Ok(Source {
-            hu: hu_slice,
-            n,
-            pixel_mm: args.pixel_mm,
-            description: format!("phantom:{}", kind.name()),
-            slice: 0,
-            metal,
-            volume,
-        });
-    }
-    let path = args
-        .input
-        .as_ref()
-        .expect("clap requires --input or --phantom");
-    let vol = io::read_volume(path, &ReadOptions::default())?;
-    if vol.modality == Modality::Mr {
-        bail!(
-            "{}: an MR volume; CT simulation needs CT in HU (for k-space use --task mri)",
-            path.display()
-        );
-    }
-    ensure!(
-        vol.nx() == vol.ny(),
-        "{}: slices are {}x{}; the parallel-beam CT operator needs square slices (crop or pad first)",
-        path.display(),
-        vol.nx(),
-        vol.ny()
-    );
-    let k = chosen_slice(args, &vol, path)?;
-    let pixel_mm = vol.spacing[0];
-    ensure!(
-        pixel_mm.is_finite() && pixel_mm > 0.0,
-        "{}: pixel spacing {pixel_mm} mm is not usable",
-        path.display()
-    );
-    let volume = vol.select_slices(&[k]);
-    Ok(Source {
-        hu: volume.data.clone(),
-        n: vol.nx(),
-        pixel_mm,
-        description: path.display().to_string(),
-        slice: k,
-        metal: Vec::new(),
-        volume,
+pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
+    files::run(&files::SimulateArgs {
+        input: a.input,
+        phantom: a.phantom,
+        slice: a.slice,
+        size: a.size,
+        pixel_mm: a.pixel_mm,
+        task: a.task,
+        views: a.views,
+        full_views: a.full_views,
+        wedge: a.wedge,
+        wedge_start: a.wedge_start,
+        photons: a.photons,
+        seed: a.seed,
+        metal_threshold: a.metal_threshold,
+        acceleration: a.acceleration,
+        center_fraction: a.center_fraction,
+        mask: a.mask,
+        snr_db: a.snr_db,
+        downsample: a.downsample,
+        pad_to: a.pad_to,
+        filter: a.filter,
+        out: a.out,
+        force: a.force,
     })
-}
-
-pub fn run(args: SimulateArgs) -> Result<()> {
-    atomic::check_overwrite(&args.out, args.force)?;
-    if args.task == Task::Mri {
-        return run_mri(&args);
-    }
-    let source = load_source(&args)?;
-    let task = match args.task {
-        Task::SparseView => CtTask::SparseView { views: args.views },
-        Task::LimitedAngle => CtTask::LimitedAngle {
-            wedge_deg: args.wedge,
-            start_deg: args.wedge_start,
-        },
-        Task::Mar => CtTask::Mar {
-            threshold_hu: args.metal_threshold,
-            dilation: DEFAULT_DILATION,
-        },
-        Task::Mri => unreachable!("run_mri handles MRI"),
-    };
-    let photons = match (args.photons, args.task) {
-        (Some(p), _) => Some(p),
-        (None, Task::Mar) => Some(1e6),
-        (None, _) => None,
-    };
-    let metal = if args.task == Task::Mar && source.metal.is_empty() {
-        simulate::default_metal(&source.hu, source.n, source.pixel_mm)?
-    } else {
-        source.metal.clone()
-    };
-    let spec = CtSimulationSpec {
-        task: task.clone(),
-        full_views: args.full_views,
-        photons,
-        seed: args.seed,
-        pixel_mm: source.pixel_mm,
-        filter: args.filter,
-    };
-    let sim = simulate::simulate_ct(&spec, &source.hu, source.n, &metal)?;
-    let physics = match args.task {
-        Task::Mar => format!(
-            "polychromatic (120 kVp tungsten spectrum, 9 bins), water/bone split of the tissue, {} metal object(s)",
-            metal.len()
-        ),
-        _ => format!(
-            "monochromatic at {} keV (line integrals of the attenuation scale)",
-            hu::EFFECTIVE_ENERGY_KEV
-        ),
-    };
-    let g = sim.geometry.clone();
-    let meta = MeasurementMeta {
-        format: measurement::FORMAT_TAG.into(),
-        version: measurement::FORMAT_VERSION,
-        modality: MeasurementModality::Ct,
-        data_file: String::new(),
-        mask_file: String::new(),
-        shape: [1, g.n_angles(), g.n_det],
-        complex: false,
-        units: "line integrals, in pixel units, of the attenuation scale x = (HU + 1000) / 2000 \
-                = mu / (2 mu_water), mu_water = 0.01937 / mm at 70 keV"
-            .into(),
-        ct: Some(CtMeasurement {
-            geometry: g.clone(),
-            task,
-            rows: sim.rows.clone(),
-            pixel_spacing_mm: source.pixel_mm,
-            photons,
-            physics,
-        }),
-        mri: None,
-        seed: Some(args.seed),
-        source: source.description.clone(),
-        slices: vec![source.slice],
-        created_by: format!("scorerecon {}", crate::version()),
-        history: source.volume.provenance.history.clone(),
-    };
-    let m = Measurement {
-        meta,
-        data: sim.sinogram.clone(),
-        mask: sim.mask.clone(),
-    };
-    let to_hu = |x: &[f32]| -> Vec<f32> {
-        x.iter()
-            .map(|&v| hu::unit_to_hu(f64::from(v)) as f32)
-            .collect()
-    };
-    let mut fbp = source.volume.with_data(to_hu(&sim.fbp));
-    fbp.modality = Modality::Ct;
-    fbp.provenance.history.push(format!(
-        "FBP ({}) of a simulated {:?} measurement",
-        args.filter.name(),
-        args.task
-    ));
-    let mut reference = source.volume.with_data(to_hu(&sim.reference));
-    reference.modality = Modality::Ct;
-    reference
-        .provenance
-        .history
-        .push("the image measured by the simulation".into());
-    let kept = sim.mask.iter().filter(|&&v| v > 0.0).count();
-    write_simulation(
-        &args,
-        &m,
-        &[
-            (&fbp, "fbp.nii.gz", Format::Nifti),
-            (&fbp, "fbp.png", Format::Png),
-            (&reference, "reference.nii.gz", Format::Nifti),
-        ],
-    )?;
-    println!(
-        "{}: {:?} from {} (slice {}), {} of {} sinogram bins measured; wrote measurement.json, fbp.nii.gz, fbp.png, reference.nii.gz",
-        args.out.display(),
-        args.task,
-        source.description,
-        source.slice,
-        kept,
-        sim.mask.len()
-    );
-    Ok(())
-}
-
-/// `--slice`, or the middle slice, checked against the volume.
-fn chosen_slice(args: &SimulateArgs, vol: &Volume, path: &std::path::Path) -> Result<usize> {
-    let k = args.slice.unwrap_or(vol.nz() / 2);
-    ensure!(
-        k < vol.nz(),
-        "--slice {k}: {} has {} slices (0..{})",
-        path.display(),
-        vol.nz(),
-        vol.nz().saturating_sub(1)
-    );
-    Ok(k)
-}
-
-/// The output folder, whole or not at all: the measurement and the images beside it.
-fn write_simulation(
-    args: &SimulateArgs,
-    m: &Measurement,
-    images: &[(&Volume, &str, Format)],
-) -> Result<()> {
-    atomic::write_dir(&args.out, args.force, |dir| {
-        measurement::write_measurement(&dir.join("measurement.json"), m, false)
-            .with_context(|| format!("{}: cannot write the measurement", args.out.display()))?;
-        for &(vol, name, format) in images {
-            // Errors name the final path; the files are written in a temporary sibling folder.
-            io::write_volume(vol, &dir.join(name), Some(format), false).with_context(|| {
-                format!("{}: cannot write the image", args.out.join(name).display())
-            })?;
-        }
-        Ok(())
-    })
-}
-
-/// `--task mri`: the k-space of one MR slice (averaged down and padded as asked), written with
-/// the zero-filled image and the image measured, in the input's intensity units.
-fn run_mri(args: &SimulateArgs) -> Result<()> {
-    let Some(path) = args.input.as_ref() else {
-        bail!("--task mri needs an MR image (--input); the phantoms are CT phantoms");
-    };
-    ensure!(
-        args.downsample >= 1,
-        "--downsample {}: must be at least 1",
-        args.downsample
-    );
-    let mask_kind = MaskKind::parse(&args.mask)?;
-    let vol = io::read_volume(path, &ReadOptions::default())?;
-    ensure!(
-        vol.modality != Modality::Ct,
-        "{}: a CT volume (HU); --task mri needs an MR image",
-        path.display()
-    );
-    ensure!(
-        vol.nt() == 1,
-        "{}: a 4-D volume ({} frames); simulate one frame at a time",
-        path.display(),
-        vol.nt()
-    );
-    let k = chosen_slice(args, &vol, path)?;
-    // MR priors divide each volume by a percentile of all its voxels at full resolution (as
-    // training and `scorerecon mri` on an image do); one slice's k-space cannot tell it, so the
-    // sidecar carries it.
-    let percentile = match Normalisation::mr_default() {
-        Normalisation::MrPerVolume { percentile } => percentile,
-        _ => unreachable!("the default MR normalisation is per volume"),
-    };
-    let scale = Normalisation::mr_default()
-        .fit(&vol.data)
-        .with_context(|| format!("{}", path.display()))?
-        .scale;
-    let mut slice = vol.select_slices(&[k]);
-    if args.downsample > 1 {
-        ensure!(
-            slice.nx() >= args.downsample && slice.ny() >= args.downsample,
-            "--downsample {}: larger than the {}x{} slice",
-            args.downsample,
-            slice.nx(),
-            slice.ny()
-        );
-        slice = slice.average_down(args.downsample);
-    }
-    let (h, w) = (slice.ny(), slice.nx());
-    let (mh, mw) = match args.pad_to {
-        None => (h, w),
-        Some(n) => {
-            ensure!(
-                n >= h && n >= w,
-                "--pad-to {n}: the slice is {w}x{h} after --downsample {}; padding cannot shrink it",
-                args.downsample
-            );
-            (n, n)
-        }
-    };
-    let (top, left) = ((mh - h) / 2, (mw - w) / 2);
-    let x = crate::tensor::slices_to_tensor(&slice, &[0], tch::Device::Cpu)?.constant_pad_nd([
-        left as i64,
-        (mw - w - left) as i64,
-        top as i64,
-        (mh - h - top) as i64,
-    ]);
-    let mask = MaskSpec {
-        kind: mask_kind,
-        acceleration: args.acceleration,
-        center_fraction: args.center_fraction,
-        seed: args.seed,
-    }
-    .build(mh as i64, mw as i64)?;
-    let op = MeasurementOperator::new(Box::new(MriFft::real(mh as i64, mw as i64)?), mask);
-    let mut y = op.forward(&x);
-    if let Some(snr) = args.snr_db {
-        y = kspace_noise(&y, Some(&op.mask), NoiseLevel::SnrDb(snr), args.seed)?.0;
-    }
-    let zero_filled = op.transform.inverse_masked(&y, &op.mask);
-    let interleaved =
-        Vec::<f32>::try_from(y.view_as_real().contiguous().flatten(0, -1)).context("k-space")?;
-    let mask_values = Vec::<f32>::try_from(
-        op.mask
-            .expand([1, 1, mh as i64, mw as i64], false)
-            .contiguous()
-            .flatten(0, -1),
-    )?;
-    let spacing = [slice.spacing[1], slice.spacing[0]];
-    let meta = MeasurementMeta {
-        format: measurement::FORMAT_TAG.into(),
-        version: measurement::FORMAT_VERSION,
-        modality: MeasurementModality::Mri,
-        data_file: String::new(),
-        mask_file: String::new(),
-        shape: [1, mh, mw],
-        complex: true,
-        units: "k-space of the image in the input's intensity units: centred orthonormal 2-D FFT, \
-                fftshift(fft2(ifftshift(x), norm='ortho')), rows then columns"
-            .into(),
-        ct: None,
-        mri: Some(MriMeasurement {
-            mask: Some(args.mask.clone()),
-            acceleration: Some(args.acceleration),
-            center_fraction: Some(args.center_fraction),
-            snr_db: args.snr_db,
-            noise_free: args.snr_db.is_none(),
-            pixel_spacing_mm: Some(spacing),
-            intensity_scale: Some(IntensityScale {
-                percentile,
-                value: scale,
-            }),
-        }),
-        seed: Some(args.seed),
-        source: path.display().to_string(),
-        slices: vec![k],
-        created_by: format!("scorerecon {}", crate::version()),
-        history: slice.provenance.history.clone(),
-    };
-    let m = Measurement {
-        meta,
-        data: interleaved,
-        mask: mask_values,
-    };
-    let image = |t: &Tensor, what: &str| -> Volume {
-        let mut v = Volume::new(
-            crate::tensor::tensor_to_vec(t),
-            [mw, mh, 1, 1],
-            [spacing[1], spacing[0], slice.spacing[2]],
-            Modality::Mr,
-        );
-        v.provenance = slice.provenance.clone();
-        v.provenance.history.push(what.to_string());
-        v
-    };
-    let reference = image(&x, "the image measured by the simulation");
-    let zf = image(
-        &zero_filled,
-        "zero-filled inverse FFT of a simulated k-space measurement",
-    );
-    write_simulation(
-        args,
-        &m,
-        &[
-            (&zf, "zero_filled.nii.gz", Format::Nifti),
-            (&zf, "zero_filled.png", Format::Png),
-            (&reference, "reference.nii.gz", Format::Nifti),
-        ],
-    )?;
-    let kept = m.mask.iter().filter(|&&v| v > 0.0).count();
-    println!(
-        "{}: MRI {}x ({}) from {} (slice {k}, {mw}x{mh}), {kept} of {} k-space samples measured; wrote measurement.json, zero_filled.nii.gz, zero_filled.png, reference.nii.gz",
-        args.out.display(),
-        args.acceleration,
-        args.mask,
-        path.display(),
-        m.mask.len()
-    );
-    Ok(())
 }

@@ -14,7 +14,7 @@
 //! last, so a sidecar on disk always names complete files.
 
 use super::atomic;
-use crate::ops::radon::Geometry;
+use crate::ops::ct::Geometry;
 use crate::simulate::CtTask;
 use anyhow::{bail, ensure, Context, Result};
 use ndarray::{Array3, ShapeBuilder};
@@ -54,7 +54,7 @@ pub struct CtMeasurement {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MriMeasurement {
-    /// Mask kind (`ops::masks::MaskKind` name), acceleration and centre fraction it was made
+    /// Mask kind (`ops::mri::masks::MaskKind` name), acceleration and centre fraction it was made
     /// with; the mask file is what counts.
     pub mask: Option<String>,
     pub acceleration: Option<f64>,

@@ -17,14 +17,14 @@ use anyhow::{bail, Result};
 use std::path::Path;
 
 /// Output formats `write_volume` knows.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Format {
     Nifti,
     Dicom,
     Png,
 }
+
+crate::names::named!(Format, "--format", { Nifti => "nifti", Dicom => "dicom", Png => "png" });
 
 impl Format {
     /// From the output's name: `.nii`/`.nii.gz` -> NIfTI, `.png` -> PNG, `.dcm` -> DICOM (a folder

@@ -15,7 +15,7 @@ pub struct Window {
 }
 
 /// Named windows (`--window`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowPreset {
     /// CT soft tissue: centre 40 HU, width 400.
     SoftTissue,
@@ -28,6 +28,14 @@ pub enum WindowPreset {
     /// Soft tissue for CT, else the 0.5-99.5 percentile range of the values.
     Auto,
 }
+
+crate::names::named!(WindowPreset, "--window", {
+    SoftTissue => "soft-tissue",
+    Bone => "bone",
+    Lung => "lung",
+    Brain => "brain",
+    Auto => "auto",
+});
 
 impl WindowPreset {
     /// The window for these values: fixed for the CT presets, from the data for `Auto` on

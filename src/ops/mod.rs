@@ -11,15 +11,11 @@
 
 use tch::{Kind, Tensor};
 
-pub mod fbp;
-pub mod hu;
+pub mod ct;
 pub mod identity;
-pub mod masks;
-pub mod metal;
 pub mod mri;
 pub mod norm;
 pub mod projection;
-pub mod radon;
 pub mod rng;
 
 /// The full transform `T` shared by every task of one modality.

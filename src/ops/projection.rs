@@ -103,7 +103,7 @@ mod tests {
         // A real image under a 4x equispaced mask with a fully sampled centre: lines `k` and
         // `-k` both measured make A A^T singular. The projection must still reproduce y (to
         // single precision) and not blow up (it reached 1e10 before the best-iterate guard).
-        use crate::ops::masks::{MaskKind, MaskSpec};
+        use crate::ops::mri::masks::{MaskKind, MaskSpec};
         use crate::ops::mri::MriFft;
         tch::manual_seed(5);
         let (h, w) = (128, 128);

@@ -52,6 +52,12 @@ pub trait ScoreModel: Send {
     fn reseed(&self, _seed: u64) {}
     /// One line for logs and reports.
     fn describe(&self) -> String;
+    /// For priors built from reference images (which can memorise them): each image of `x`
+    /// (`[B, C, H, W]`, model space)'s relative distance `||x - x_i|| / ||x_i||` to its nearest
+    /// reference `x_i`. None for trained models.
+    fn nearest_reference_distance(&self, _x: &Tensor) -> Result<Option<Vec<f64>>> {
+        Ok(None)
+    }
 }
 
 /// Folders searched for a shipped model name, in order: `$SCORERECON_MODELS`, `./models`,
@@ -75,58 +81,129 @@ pub fn model_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// Resolve and load a prior:
+/// Which prior a job uses, as the user names it (`--model`, `model:`):
 ///
 /// - `knn:FOLDER` / `empirical:FOLDER`: the nearest-neighbour prior over the images in FOLDER
 ///   (KNN estimator / exact empirical score);
 /// - `PATH.safetensors`: NCSN++ weights with the sidecar `PATH.json`;
 /// - `PATH.pt`: a TorchScript module with the sidecar `PATH.json`;
 /// - `NAME`: a shipped model, `NAME.safetensors` or `NAME.pt` in one of [`model_dirs`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum PriorRef {
+    Shipped(String),
+    File(PathBuf),
+    Nearest { folder: PathBuf, exact: bool },
+}
+
+impl PriorRef {
+    /// Whether the prior is the nearest-neighbour one (which can memorise its references).
+    pub fn is_nearest(&self) -> bool {
+        matches!(self, PriorRef::Nearest { .. })
+    }
+
+    /// Load the prior onto `device`.
+    pub fn load(&self, device: Device) -> Result<Box<dyn ScoreModel>> {
+        match self {
+            PriorRef::Nearest { folder, exact } => {
+                let estimator = if *exact {
+                    nearest::Estimator::Exact
+                } else {
+                    nearest::Estimator::default_knn()
+                };
+                Ok(Box::new(nearest::NearestNeighbourPrior::from_folder(
+                    folder, estimator, device,
+                )?))
+            }
+            PriorRef::File(path) => {
+                let name = path.display();
+                match path.extension().and_then(|e| e.to_str()) {
+                    Some("safetensors") => Ok(Box::new(
+                        ncsnpp::NcsnppPrior::load(path, device)
+                            .with_context(|| format!("prior {name}"))?,
+                    )),
+                    _ => Ok(Box::new(
+                        torchscript::TorchScriptPrior::load(path, device)
+                            .with_context(|| format!("prior {name}"))?,
+                    )),
+                }
+            }
+            PriorRef::Shipped(name) => PriorRef::File(find_shipped(name)?).load(device),
+        }
+    }
+}
+
+impl std::str::FromStr for PriorRef {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(folder) = s.strip_prefix("knn:") {
+            return Ok(PriorRef::Nearest {
+                folder: folder.into(),
+                exact: false,
+            });
+        }
+        if let Some(folder) = s.strip_prefix("empirical:") {
+            return Ok(PriorRef::Nearest {
+                folder: folder.into(),
+                exact: true,
+            });
+        }
+        let path = Path::new(s);
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("safetensors" | "pt" | "pth")
+        ) {
+            return Ok(PriorRef::File(path.to_path_buf()));
+        }
+        if s.is_empty() || s.contains('/') || s.contains('\\') {
+            bail!(
+                "prior {s:?}: expected a .safetensors or .pt file, knn:FOLDER, empirical:FOLDER, \
+                 or the name of a shipped model"
+            );
+        }
+        Ok(PriorRef::Shipped(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for PriorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PriorRef::Shipped(name) => f.write_str(name),
+            PriorRef::File(path) => write!(f, "{}", path.display()),
+            PriorRef::Nearest { folder, exact } => {
+                let prefix = if *exact { "empirical" } else { "knn" };
+                write!(f, "{prefix}:{}", folder.display())
+            }
+        }
+    }
+}
+
+impl From<PriorRef> for String {
+    fn from(r: PriorRef) -> String {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for PriorRef {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+/// Resolve and load a prior named as [`PriorRef`] reads it.
 pub fn load_prior(name_or_path: &str, device: Device) -> Result<Box<dyn ScoreModel>> {
-    if let Some(folder) = name_or_path.strip_prefix("knn:") {
-        let p = nearest::NearestNeighbourPrior::from_folder(
-            Path::new(folder),
-            nearest::Estimator::default_knn(),
-            device,
-        )?;
-        return Ok(Box::new(p));
-    }
-    if let Some(folder) = name_or_path.strip_prefix("empirical:") {
-        let p = nearest::NearestNeighbourPrior::from_folder(
-            Path::new(folder),
-            nearest::Estimator::Exact,
-            device,
-        )?;
-        return Ok(Box::new(p));
-    }
-    let path = Path::new(name_or_path);
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("safetensors") => {
-            return Ok(Box::new(
-                ncsnpp::NcsnppPrior::load(path, device)
-                    .with_context(|| format!("prior {name_or_path}"))?,
-            ))
-        }
-        Some("pt") | Some("pth") => {
-            return Ok(Box::new(
-                torchscript::TorchScriptPrior::load(path, device)
-                    .with_context(|| format!("prior {name_or_path}"))?,
-            ))
-        }
-        _ => {}
-    }
-    if name_or_path.contains('/') || name_or_path.contains('\\') {
-        bail!(
-            "prior {name_or_path}: expected a .safetensors or .pt file, knn:FOLDER, \
-             empirical:FOLDER, or the name of a shipped model"
-        );
-    }
+    name_or_path.parse::<PriorRef>()?.load(device)
+}
+
+/// The file of a shipped model: `NAME.safetensors` or `NAME.pt` in one of [`model_dirs`].
+fn find_shipped(name_or_path: &str) -> Result<PathBuf> {
     let dirs = model_dirs();
     for d in &dirs {
         for ext in ["safetensors", "pt"] {
             let candidate = d.join(format!("{name_or_path}.{ext}"));
             if candidate.is_file() {
-                return load_prior(&candidate.to_string_lossy(), device);
+                return Ok(candidate);
             }
         }
     }

@@ -335,6 +335,13 @@ impl ScoreModel for NearestNeighbourPrior {
     fn reseed(&self, seed: u64) {
         *self.rng.lock().expect("rng lock") = ChaCha8Rng::seed_from_u64(seed);
     }
+    fn nearest_reference_distance(&self, x: &Tensor) -> Result<Option<Vec<f64>>> {
+        let d2 = self.squared_distances(&x.to_device(self.device()));
+        let (d2_min, nearest) = d2.min_dim(1, false);
+        let ref_sq = self.ref_sq.index_select(0, &nearest);
+        let rel = (d2_min.clamp_min(0.0) / ref_sq.clamp_min(1e-30)).sqrt();
+        Ok(Some(Vec::<f64>::try_from(rel.to_kind(Kind::Double))?))
+    }
     fn describe(&self) -> String {
         match self.estimator {
             Estimator::Exact => {

@@ -22,7 +22,7 @@ pub enum Normalisation {
     /// see [`Normalisation::attenuation_scale`]. Values outside the window map outside [0, 1]
     /// (nothing is clipped, so the map stays invertible).
     CtAttenuation {
-        /// Linear attenuation of water in 1/mm (`ops::hu::MU_WATER_PER_MM`, 70 keV).
+        /// Linear attenuation of water in 1/mm (`ops::ct::hu::MU_WATER_PER_MM`, 70 keV).
         mu_water: f64,
         hu_min: f64,
         hu_max: f64,
@@ -39,11 +39,11 @@ impl Default for Normalisation {
 }
 
 impl Normalisation {
-    /// The default CT scale, the one `ops::hu` and the CT simulation use: air 0, water 0.5,
+    /// The default CT scale, the one `ops::ct::hu` and the CT simulation use: air 0, water 0.5,
     /// +1000 HU (dense bone) 1, i.e. `mu / (2 mu_water)` (one definition of the HU <-> model map).
     pub fn ct_default() -> Self {
         Normalisation::CtAttenuation {
-            mu_water: crate::ops::hu::MU_WATER_PER_MM,
+            mu_water: crate::ops::ct::hu::MU_WATER_PER_MM,
             hu_min: -1000.0,
             hu_max: 1000.0,
         }
@@ -169,12 +169,12 @@ mod tests {
         assert!((m[1] - 0.5).abs() < 1e-7);
         assert_eq!(m[2], 1.0);
         // The same map as the CT simulation's.
-        assert_eq!(m[1] as f64, crate::ops::hu::hu_to_unit(0.0));
+        assert_eq!(m[1] as f64, crate::ops::ct::hu::hu_to_unit(0.0));
         let back = s.from_model(&m);
         assert!((back[1] - 0.0).abs() < 1e-3);
         // mu(HU) / mu(hu_max) equals the model value when hu_min = -1000.
         let n = Normalisation::ct_default();
-        let mu = |hu: f64| crate::ops::hu::hu_to_mu(hu);
+        let mu = |hu: f64| crate::ops::ct::hu::hu_to_mu(hu);
         assert!((mu(0.0) / n.attenuation_scale().unwrap() - m[1] as f64).abs() < 1e-7);
     }
 

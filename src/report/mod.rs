@@ -32,6 +32,10 @@ pub struct MethodMetrics {
     pub psnr_per_slice: Vec<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssim_per_slice: Vec<f64>,
+    /// Nearest-neighbour priors only: the mean over slices of the reconstruction's relative L2
+    /// distance to its nearest reference image (near 0: the reference was returned, memorised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nearest_reference_distance: Option<f64>,
 }
 
 /// One point of a sweep (e.g. PSNR versus number of views).
@@ -71,7 +75,7 @@ pub struct JobReport {
     pub metric_convention: String,
     #[serde(default)]
     pub panels: Vec<Panel>,
-    /// Anything the user should know (warnings, memorisation distance for the KNN prior, ...).
+    /// Anything the user should know (warnings, what decided a TV weight, ...).
     #[serde(default)]
     pub notes: Vec<String>,
 }

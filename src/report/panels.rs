@@ -1,6 +1,8 @@
 //! Side-by-side image panels (reference | baselines | score-based | |error| | uncertainty): 8-bit
 //! tiles laid out in one row with a thin separator, so a reader compares methods at one glance.
-//! Each tile is windowed by the caller (`io::png::window_to_u8`); captions live in the HTML report.
+//! [`slice_panel`] lays out one slice of a job; captions live in the HTML report.
+
+use crate::io::png::{percentile_window, window_to_u8, Window};
 
 /// One 8-bit grayscale tile, row major.
 pub struct Tile {
@@ -33,6 +35,73 @@ pub fn row(tiles: &[Tile]) -> (usize, usize, Vec<u8>) {
         x0 += t.width + GAP;
     }
     (w, h, out)
+}
+
+/// What one slice's panel shows, on the host in output units (HU / scanner intensity):
+/// reference | baselines | score-based | |error of score| | posterior std; the reference and the
+/// error only when there is a reference.
+pub struct SliceViews<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub window: Window,
+    pub reference: Option<&'a [f32]>,
+    /// Each method in display order, with its PSNR on this slice when known.
+    pub methods: Vec<(&'a str, &'a [f32], Option<f64>)>,
+    /// `|score - reference|`, zero where the metrics exclude pixels (MAR's metal).
+    pub error: Option<Vec<f32>>,
+    /// The score method's posterior std and the number of samples it is over.
+    pub std: Option<(Vec<f32>, usize)>,
+}
+
+/// The panel of one slice and its caption's parts (joined by the caller).
+pub fn slice_panel(v: &SliceViews) -> ((usize, usize, Vec<u8>), Vec<String>) {
+    let (w, h) = (v.width, v.height);
+    let gray = |label: &str, px: &[f32]| Tile {
+        label: label.into(),
+        width: w,
+        height: h,
+        pixels: window_to_u8(px, v.window),
+    };
+    let mut tiles = Vec::new();
+    let mut captions = Vec::new();
+    if let Some(r) = v.reference {
+        tiles.push(gray("reference", r));
+        captions.push("reference".to_string());
+    }
+    for &(name, x, psnr) in &v.methods {
+        tiles.push(gray(name, x));
+        let p = psnr.map(|p| format!(" {p:.2} dB")).unwrap_or_default();
+        captions.push(format!("{name}{p}"));
+    }
+    if let Some(err) = &v.error {
+        let (tile, top) = magnitude_tile("|error|", err, w, h);
+        tiles.push(tile);
+        captions.push(format!("|score - reference| (0 to {top:.0})"));
+    }
+    if let Some((s, n)) = &v.std {
+        let (tile, top) = magnitude_tile("std", s, w, h);
+        tiles.push(tile);
+        captions.push(format!("posterior std over {n} samples (0 to {top:.0})"));
+    }
+    (row(&tiles), captions)
+}
+
+/// A tile of a non-negative map (|error|, std) shown from 0 to its 99.5th percentile, which is
+/// returned for the caption.
+fn magnitude_tile(label: &str, values: &[f32], w: usize, h: usize) -> (Tile, f64) {
+    let p = percentile_window(values, 0.0, 99.5);
+    let top = (p.center + p.width / 2.0).max(1e-6);
+    let window = Window {
+        center: top / 2.0,
+        width: top,
+    };
+    let tile = Tile {
+        label: label.into(),
+        width: w,
+        height: h,
+        pixels: window_to_u8(values, window),
+    };
+    (tile, top)
 }
 
 #[cfg(test)]

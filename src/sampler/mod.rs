@@ -27,8 +27,9 @@ use tch::{Kind, Tensor};
 
 pub use consistency::{final_consistency, tweedie_denoise};
 
-/// Which sampler runs (docs/sampling.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// Which sampler runs (docs/sampling.md). Names: `pc`, `ald`, `langevin`, `score-sde`, `ode`,
+/// `euler-maruyama` (`_` for `-` is accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
     /// Predictor-corrector: reverse-diffusion predictor + Langevin corrector ("PC + ours").
@@ -38,12 +39,23 @@ pub enum SamplerKind {
     /// Annealed Langevin dynamics with the likelihood gradient of Jalal et al. ("Langevin").
     Langevin,
     /// Chapter 7's conditional score approximation with PC ("Score SDE" baseline).
+    #[serde(alias = "score-sde")]
     ScoreSde,
     /// Probability-flow ODE, Euler steps (deterministic given the start; few-step runs).
     Ode,
     /// Euler-Maruyama on the reverse SDE in continuous time.
+    #[serde(alias = "euler-maruyama")]
     EulerMaruyama,
 }
+
+crate::names::named!(SamplerKind, "--sampler", {
+    Pc => "pc",
+    Ald => "ald",
+    Langevin => "langevin",
+    ScoreSde => "score-sde",
+    Ode => "ode",
+    EulerMaruyama => "euler-maruyama",
+});
 
 /// Everything a run can be told; serde so YAML configs can set it (unknown keys are errors).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

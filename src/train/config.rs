@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Which scans the data set holds; it picks the normalisation (docs/training.md, "Normalisation").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataModality {
     /// From the files (DICOM Modality tag); a NIfTI file does not say, so set ct or mr for those.
@@ -19,6 +19,8 @@ pub enum DataModality {
     /// Intensities normalised per volume.
     Mr,
 }
+
+crate::names::named!(DataModality, "modality", { Auto => "auto", Ct => "ct", Mr => "mr" });
 
 /// The NCSN++ network to train (`prior::ncsnpp::NcsnppConfig` less the image size and channels,
 /// which follow the data). Defaults: a small network for CPU.

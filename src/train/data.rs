@@ -17,7 +17,7 @@
 
 use super::config::{DataModality, TrainConfig};
 use crate::io::{read_volume, ReadOptions};
-use crate::ops::hu::MU_WATER_PER_MM;
+use crate::ops::ct::hu::MU_WATER_PER_MM;
 use crate::prior::Normalisation;
 use crate::volume::{Modality, Volume};
 use anyhow::{bail, Context, Result};

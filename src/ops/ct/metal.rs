@@ -4,7 +4,6 @@
 
 use super::radon::Radon;
 use anyhow::{ensure, Result};
-use tch::Tensor;
 
 /// HU above which a voxel is taken for metal. Titanium is about +7000 HU at 70 keV, steel more;
 /// dense cortical bone stays below +2000.
@@ -25,8 +24,12 @@ pub fn segment_metal(hu: &[f32], n: usize, threshold_hu: f64, dilation: usize) -
         threshold_hu.is_finite(),
         "--metal-threshold {threshold_hu}: not a number"
     );
-    let mask: Vec<f32> = hu
-        .iter()
+    Ok(dilate(&threshold_mask(hu, threshold_hu), n, dilation))
+}
+
+/// 0/1 mask of the voxels above `threshold_hu`: the one definition of "metal" in an image.
+pub fn threshold_mask(hu: &[f32], threshold_hu: f64) -> Vec<f32> {
+    hu.iter()
         .map(|&v| {
             if f64::from(v) > threshold_hu {
                 1.0
@@ -34,8 +37,7 @@ pub fn segment_metal(hu: &[f32], n: usize, threshold_hu: f64, dilation: usize) -
                 0.0
             }
         })
-        .collect();
-    Ok(dilate(&mask, n, dilation))
+        .collect()
 }
 
 /// Binary dilation with a `(2r+1) x (2r+1)` square, separable (rows then columns).
@@ -75,27 +77,6 @@ pub fn metal_trace(radon: &Radon, metal_mask: &[f32]) -> Vec<f32> {
         .into_iter()
         .map(|p| if p > 0.0 { 1.0 } else { 0.0 })
         .collect()
-}
-
-/// `Lambda = 1 - trace` as a `[1, 1, n_angles, n_det]` mask, and the metal mask it came from.
-pub fn mar_lambda(
-    radon: &Radon,
-    hu: &[f32],
-    threshold_hu: f64,
-    dilation: usize,
-) -> Result<(Tensor, Vec<f32>)> {
-    let g = radon.geometry();
-    let metal = segment_metal(hu, g.image_size, threshold_hu, dilation)?;
-    ensure!(
-        metal.iter().any(|&m| m > 0.0),
-        "metal artifact removal: no voxel is above the metal threshold of {threshold_hu} HU"
-    );
-    let lambda: Vec<f32> = metal_trace(radon, &metal)
-        .into_iter()
-        .map(|t| 1.0 - t)
-        .collect();
-    let lambda = Tensor::from_slice(&lambda).reshape([1, 1, g.n_angles() as i64, g.n_det as i64]);
-    Ok((lambda, metal))
 }
 
 #[cfg(test)]

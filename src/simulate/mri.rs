@@ -1,111 +1,44 @@
-//! Single-coil MRI: `T` = the centred, orthonormal 2-D FFT (method.md, "Measurement model"),
-//! `fftshift(fft2(ifftshift(x), norm="ortho"))` over the last two axes, and complex Gaussian
-//! k-space noise at a stated SNR. Masks live in [`super::masks`].
-//!
-//! **Image domain.** The score models are trained on real images (magnitude or real part, as in
-//! the paper's code), so the default is [`ImageDomain::Real`]: `T` maps a real image to complex
-//! k-space, `T^T y = Re F^H y` is its exact adjoint under `Re <.,.>` (for real `x`,
-//! `Re <F x, y> = Re <x, F^H y> = <x, Re F^H y>`), and `T^-1 = T^T` is an exact left inverse
-//! (`Re F^H F x = x`). The proximal step then returns `Re F^H [...]`, which satisfies
-//! `A x' = y` at `lambda = 1` only when the data are those of a real image on a mask that is
-//! point symmetric in k-space (`k -> -k`); on other masks it keeps the Hermitian part of the
-//! correction (docs/operators-mri.md). [`ImageDomain::Complex`] keeps complex images throughout:
-//! `T^-1 = F^H`, and `A x' = y` holds exactly at `lambda = 1` for every mask.
+//! What a single-coil Cartesian MRI scanner would measure from a real image: the centred
+//! orthonormal FFT `T` on the grid of the image, the mask `Lambda`, and circularly-symmetric
+//! complex Gaussian noise at a stated SNR. The `simulate --task mri` command and the pipeline
+//! (an MR image given to `scorerecon mri`) both measure through [`measure_kspace`].
 
-use super::rng::standard_normal;
-use super::Transform;
+use crate::ops::mri::masks::MaskSpec;
+use crate::ops::mri::MriFft;
+use crate::ops::rng::standard_normal;
+use crate::ops::MeasurementOperator;
 use anyhow::{bail, ensure, Result};
 use tch::{Kind, Tensor};
 
-const AXES: [i64; 2] = [-2, -1];
-
-/// Whether images are real (`[B, 1, H, W]` float) or complex (`[B, 1, H, W]` complex float).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageDomain {
-    Real,
-    Complex,
+/// What to measure: the mask (kind, acceleration, centre fraction, its seed) and the noise.
+#[derive(Debug, Clone)]
+pub struct MriSimulationSpec {
+    pub mask: MaskSpec,
+    /// Complex Gaussian k-space noise as SNR in dB over the measured entries; None: noise-free.
+    pub snr_db: Option<f64>,
+    /// Seed of the noise.
+    pub seed: u64,
 }
 
-/// The centred orthonormal 2-D FFT over an `H x W` image.
-pub struct MriFft {
-    h: i64,
-    w: i64,
-    domain: ImageDomain,
-}
-
-impl MriFft {
-    pub fn new(h: i64, w: i64, domain: ImageDomain) -> Result<Self> {
-        ensure!(
-            h >= 1 && w >= 1,
-            "MRI image size {h}x{w}: both sides must be at least 1"
-        );
-        Ok(MriFft { h, w, domain })
+/// The operator `A = P(Lambda) T` on the `H x W` grid of `x` (`[B, 1, H, W]`, real) and the
+/// measurement `y = A x (+ noise)`, zero-filled, on `x`'s device.
+pub fn measure_kspace(
+    spec: &MriSimulationSpec,
+    x: &Tensor,
+) -> Result<(MeasurementOperator, Tensor)> {
+    let size = x.size();
+    ensure!(
+        size.len() == 4,
+        "MRI simulation: expected [B, 1, H, W] images, got shape {size:?}"
+    );
+    let (h, w) = (size[2], size[3]);
+    let mask = spec.mask.build(h, w)?;
+    let op = MeasurementOperator::new(Box::new(MriFft::real(h, w)?), mask).to_device(x.device());
+    let mut y = op.forward(x);
+    if let Some(snr_db) = spec.snr_db {
+        y = kspace_noise(&y, Some(&op.mask), NoiseLevel::SnrDb(snr_db), spec.seed)?.0;
     }
-
-    /// Real images (the score models' domain).
-    pub fn real(h: i64, w: i64) -> Result<Self> {
-        Self::new(h, w, ImageDomain::Real)
-    }
-
-    /// Complex images.
-    pub fn complex(h: i64, w: i64) -> Result<Self> {
-        Self::new(h, w, ImageDomain::Complex)
-    }
-
-    pub fn domain(&self) -> ImageDomain {
-        self.domain
-    }
-
-    /// `F^H y` (centred, orthonormal), always complex.
-    fn centred_ifft2(y: &Tensor) -> Tensor {
-        y.fft_ifftshift(AXES.as_slice())
-            .fft_ifft2(None::<&[i64]>, AXES, "ortho")
-            .fft_fftshift(AXES.as_slice())
-    }
-
-    fn to_domain(&self, x: Tensor) -> Tensor {
-        match self.domain {
-            ImageDomain::Real => x.real().contiguous(),
-            ImageDomain::Complex => x,
-        }
-    }
-}
-
-/// `fftshift(fft2(ifftshift(x), norm="ortho"))` over the last two axes.
-pub fn centred_fft2(x: &Tensor) -> Tensor {
-    x.fft_ifftshift(AXES.as_slice())
-        .fft_fft2(None::<&[i64]>, AXES, "ortho")
-        .fft_fftshift(AXES.as_slice())
-}
-
-impl Transform for MriFft {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        centred_fft2(x)
-    }
-    fn adjoint(&self, y: &Tensor) -> Tensor {
-        self.to_domain(Self::centred_ifft2(y))
-    }
-    /// The transform is unitary, so the inverse is the adjoint (for real images: the exact left
-    /// inverse `Re F^H`).
-    fn inverse(&self, y: &Tensor) -> Tensor {
-        self.adjoint(y)
-    }
-    fn image_shape(&self) -> [i64; 2] {
-        [self.h, self.w]
-    }
-    fn measurement_shape(&self) -> [i64; 2] {
-        [self.h, self.w]
-    }
-    fn describe(&self) -> String {
-        let d = match self.domain {
-            ImageDomain::Real => "real",
-            ImageDomain::Complex => "complex",
-        };
-        format!(
-            "centred orthonormal 2-D FFT {}x{} ({d} images)",
-            self.h, self.w
-        )
-    }
+    Ok((op, y))
 }
 
 /// How much k-space noise to add.
@@ -208,6 +141,9 @@ pub fn kspace_noise(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::mri::MriFft;
+    use crate::ops::rng::standard_normal;
+    use crate::ops::Transform;
     use tch::Device;
 
     #[test]

@@ -12,7 +12,7 @@
 //! is the interpolation FBP's derivation asks for, it makes the comparison with scikit-image
 //! exact up to float rounding, and it costs one interpolation per pixel and angle.
 
-use super::radon::Geometry;
+use super::geometry::Geometry;
 use anyhow::{ensure, Result};
 use rayon::prelude::*;
 use realfft::RealFftPlanner;
@@ -20,7 +20,7 @@ use rustfft::num_complex::Complex;
 use serde::{Deserialize, Serialize};
 
 /// The frequency windows of scikit-image's `iradon`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Filter {
     Ramp,
@@ -30,26 +30,14 @@ pub enum Filter {
     Hann,
 }
 
-impl Filter {
-    pub const ALL: [Filter; 5] = [
-        Filter::Ramp,
-        Filter::SheppLogan,
-        Filter::Cosine,
-        Filter::Hamming,
-        Filter::Hann,
-    ];
-
-    /// scikit-image's name for the filter.
-    pub fn name(self) -> &'static str {
-        match self {
-            Filter::Ramp => "ramp",
-            Filter::SheppLogan => "shepp-logan",
-            Filter::Cosine => "cosine",
-            Filter::Hamming => "hamming",
-            Filter::Hann => "hann",
-        }
-    }
-}
+// scikit-image's names for the filters.
+crate::names::named!(Filter, "--filter", {
+    Ramp => "ramp",
+    SheppLogan => "shepp-logan",
+    Cosine => "cosine",
+    Hamming => "hamming",
+    Hann => "hann",
+});
 
 /// Length of the zero-padded projections: `max(64, 2^ceil(log2(2 n_det)))`.
 pub fn padded_size(n_det: usize) -> usize {
@@ -785,7 +773,7 @@ mod tests {
 
     #[test]
     fn mirror_pairs_of_the_full_set() {
-        let (pairs, singles) = mirror_pairs(&crate::ops::radon::full_angles(180));
+        let (pairs, singles) = mirror_pairs(&crate::ops::ct::full_angles(180));
         assert_eq!(pairs.len(), 89);
         assert_eq!(singles, vec![0, 90]);
         assert!(pairs.iter().all(|&(a, b)| a + b == 180));

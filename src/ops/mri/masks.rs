@@ -16,12 +16,14 @@ use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 /// The kinds of mask, by their CLI names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MaskKind {
     /// fastMRI `EquiSpacedMaskFunc`: every `R`-th column from a random offset, plus the centre.
     Equispaced,
     /// fastMRI `EquispacedMaskFractionFunc`: spacing adjusted for the centre so the total is
     /// close to `N / R`.
+    #[serde(alias = "equispaced_fraction")]
     EquispacedFraction,
     /// fastMRI `RandomMaskFunc`: each outer column with probability
     /// `(N / R - N_low) / (N - N_low)`, plus the centre.
@@ -34,28 +36,18 @@ pub enum MaskKind {
     Poisson,
 }
 
-impl MaskKind {
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "equispaced" => MaskKind::Equispaced,
-            "equispaced-fraction" | "equispaced_fraction" => MaskKind::EquispacedFraction,
-            "random" => MaskKind::Random,
-            "gaussian" => MaskKind::Gaussian,
-            "poisson" => MaskKind::Poisson,
-            other => bail!(
-                "--mask {other}: expected equispaced, equispaced-fraction, random, gaussian or poisson"
-            ),
-        })
-    }
+crate::names::named!(MaskKind, "--mask", {
+    Equispaced => "equispaced",
+    EquispacedFraction => "equispaced-fraction",
+    Random => "random",
+    Gaussian => "gaussian",
+    Poisson => "poisson",
+});
 
-    pub fn name(self) -> &'static str {
-        match self {
-            MaskKind::Equispaced => "equispaced",
-            MaskKind::EquispacedFraction => "equispaced-fraction",
-            MaskKind::Random => "random",
-            MaskKind::Gaussian => "gaussian",
-            MaskKind::Poisson => "poisson",
-        }
+impl MaskKind {
+    /// [`MaskKind`] from its name (`FromStr`).
+    pub fn parse(name: &str) -> Result<Self> {
+        name.parse()
     }
 }
 
@@ -74,7 +66,9 @@ pub struct MaskSpec {
 pub const GAUSSIAN_SIGMA_FRACTION: f64 = 0.15;
 
 impl MaskSpec {
-    fn validate(&self) -> Result<()> {
+    /// The rules that need no image size (acceleration, centre fraction and their product),
+    /// checked by the job settings before any work.
+    pub fn validate(&self) -> Result<()> {
         let (r, cf) = (self.acceleration, self.center_fraction);
         ensure!(
             r.is_finite() && r >= 1.0,

@@ -1,0 +1,16 @@
+//! CT operators: the parallel-beam geometry (geometry.rs) apart from the projector that uses it
+//! (radon.rs, with its host kernels in kernels.rs), filtered back projection as `T^-1` (fbp.rs),
+//! the HU <-> attenuation scale (hu.rs) and the metal trace of MAR (metal.rs).
+
+pub mod fbp;
+pub mod geometry;
+pub mod hu;
+mod kernels;
+pub mod metal;
+pub mod radon;
+
+pub use geometry::{
+    default_n_det, full_angles, limited_angle_rows, rows_mask, rows_mask_values, sparse_view_rows,
+    Geometry,
+};
+pub use radon::{Radon, SparseRadon};

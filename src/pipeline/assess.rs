@@ -1,0 +1,132 @@
+//! **Assess**: each method's reconstruction of a case against the case's reference (when there
+//! is one: PSNR, SSIM, NRMSE per slice over the input's own extent, metal excluded for MAR), and
+//! the data-consistency residual `|A x - y| / |y|` always. Collected per method over the job.
+
+use super::input::Padding;
+use super::measure::Case;
+use super::reconstruct::Recon;
+use crate::metrics::{self, Roi};
+use crate::prior::ScoreModel;
+use crate::report::{MethodMetrics, SweepPoint};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor};
+
+/// Everything a job produced for one method, over all its slices (model space, input size).
+#[derive(Default)]
+pub struct MethodOut {
+    pub x: Vec<Tensor>,
+    pub std: Vec<Tensor>,
+    pub seconds: f64,
+    pub psnr: Vec<f64>,
+    pub ssim: Vec<f64>,
+    pub nrmse: Vec<f64>,
+    pub residual: Vec<f64>,
+    /// Nearest-neighbour priors: each slice's relative distance to its nearest reference image.
+    pub nearest_reference: Vec<f64>,
+}
+
+/// The methods of one measurement setting, keyed by their report name, with the references and
+/// metal masks of its cases (host, input size).
+#[derive(Default)]
+pub struct Assessed {
+    pub methods: BTreeMap<String, MethodOut>,
+    pub references: Vec<Tensor>,
+    pub metal: Vec<Option<Tensor>>,
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+impl Assessed {
+    /// Score one case's reconstructions and keep them (padding cropped, on the host).
+    pub fn add(
+        &mut self,
+        case: &Case,
+        padding: &Padding,
+        model: &dyn ScoreModel,
+        recons: Vec<(&str, Recon)>,
+    ) -> Result<()> {
+        let crop = |t: &Tensor| padding.crop(t).to_device(Device::Cpu);
+        let scoring = match &case.reference {
+            Some(reference) => {
+                let roi = match &case.metal {
+                    Some(m) => Some(
+                        Roi::from_mask(&padding.crop(reference).ones_like())?
+                            .exclude(&padding.crop(m))?,
+                    ),
+                    None => None,
+                };
+                Some((reference, roi, case.data_range()))
+            }
+            None => None,
+        };
+        for (name, r) in recons {
+            let x = r.x.to_kind(Kind::Float);
+            let m = self.methods.entry(name.to_string()).or_default();
+            m.seconds += r.seconds;
+            m.residual.extend(case.op.residual(&x, &case.y));
+            if let Some(d) = model.nearest_reference_distance(&x)? {
+                m.nearest_reference.extend(d);
+            }
+            if let Some((reference, roi, range)) = &scoring {
+                let scores = metrics::assess(
+                    &padding.crop(&x),
+                    &padding.crop(reference),
+                    *range,
+                    roi.as_ref(),
+                )?;
+                for s in scores {
+                    m.psnr.push(s.psnr);
+                    m.ssim.push(s.ssim);
+                    m.nrmse.push(s.nrmse);
+                }
+            }
+            m.x.push(crop(&x));
+            if let Some(s) = r.std {
+                m.std.push(crop(&s));
+            }
+        }
+        if let Some(reference) = &case.reference {
+            self.references.push(crop(reference));
+            self.metal.push(case.metal.as_ref().map(crop));
+        }
+        Ok(())
+    }
+
+    /// The sweep's points of this setting: mean PSNR and SSIM per method.
+    pub fn sweep_points(&self, x: f64) -> Vec<SweepPoint> {
+        self.methods
+            .iter()
+            .map(|(name, m)| SweepPoint {
+                x,
+                method: name.clone(),
+                psnr: mean(&m.psnr),
+                ssim: mean(&m.ssim),
+            })
+            .collect()
+    }
+
+    /// The report's table: means over slices, and the per-slice values.
+    pub fn metrics(&self) -> BTreeMap<String, MethodMetrics> {
+        self.methods
+            .iter()
+            .map(|(name, m)| {
+                (
+                    name.clone(),
+                    MethodMetrics {
+                        psnr: mean(&m.psnr),
+                        ssim: mean(&m.ssim),
+                        nrmse: mean(&m.nrmse),
+                        seconds: m.seconds,
+                        residual: mean(&m.residual),
+                        psnr_per_slice: m.psnr.clone(),
+                        ssim_per_slice: m.ssim.clone(),
+                        nearest_reference_distance: mean(&m.nearest_reference),
+                    },
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,461 @@
+//! **Read**: the prior, checked against the task, and the job's input: an image volume (the
+//! measurement is then simulated from it and it is the reference) or a measurement file (the
+//! operator and `y` come from the file; there is no reference).
+//!
+//! Everything between read and write happens in the prior's model space (CT: `ops::ct::hu`'s
+//! attenuation scale, MR: per-volume percentile scaling); [`Scaling`] goes back to HU / scanner
+//! intensity on output.
+
+use crate::io::measurement::{self, Measurement, MeasurementModality};
+use crate::io::{self, ReadOptions};
+use crate::job::{Fit, InvalidSettings, JobSpec, Task};
+use crate::ops::mri::masks::MaskKind;
+use crate::prior::normalisation::{Normalisation, Scaling};
+use crate::prior::ScoreModel;
+use crate::simulate::CtTask;
+use crate::volume::{Modality, Volume};
+use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+/// The prior, checked against the task before any work.
+pub fn load_model(spec: &JobSpec, device: Device) -> Result<Box<dyn ScoreModel>> {
+    let Some(prior) = &spec.model else {
+        return Err(InvalidSettings("no prior given: pass --model NAME (shipped, see models/), a .safetensors or .pt file, or knn:FOLDER".into()).into());
+    };
+    let model = prior.load(device)?;
+    let ct_prior = matches!(model.normalisation(), Normalisation::CtAttenuation { .. });
+    let mr_prior = matches!(model.normalisation(), Normalisation::MrPerVolume { .. });
+    match spec.task {
+        Task::Ct | Task::Mar if mr_prior => bail!(
+            "prior {prior}: it was trained on MR images (per-volume intensity scaling); the {} command needs a CT prior (HU)",
+            spec.task.name()
+        ),
+        Task::Mri if ct_prior => bail!(
+            "prior {prior}: it was trained on CT images (HU); the mri command needs an MR prior"
+        ),
+        _ => {}
+    }
+    Ok(model)
+}
+
+/// Centred zero-padding of the input slices to the model's size (`--fit pad`, and after the
+/// averaging down of `--fit resample`); the identity when they already fit.
+#[derive(Clone, Copy, Debug)]
+pub struct Padding {
+    /// The slices' size.
+    pub h: usize,
+    pub w: usize,
+    /// The model's size.
+    pub mh: usize,
+    pub mw: usize,
+}
+
+impl Padding {
+    fn new(h: usize, w: usize, model: [i64; 2], mode: Fit, input: &Path) -> Result<Self> {
+        let (mh, mw) = (model[0] as usize, model[1] as usize);
+        if (h, w) != (mh, mw) {
+            if mode == Fit::Error {
+                bail!(
+                    "{}: slices are {w}x{h} but the prior works on {mw}x{mh}; use a prior trained at \
+                     this size, or pass --fit resample (average larger slices down by an integer \
+                     factor, then pad) or --fit pad (zero-pad smaller slices)",
+                    input.display()
+                );
+            }
+            if h > mh || w > mw {
+                bail!("{}: slices are {w}x{h}, larger than the prior's {mw}x{mh}; --fit pad only pads (--fit resample averages down)", input.display());
+            }
+        }
+        Ok(Padding { h, w, mh, mw })
+    }
+
+    /// No padding: the slices are the model's size.
+    pub fn none(h: usize, w: usize) -> Self {
+        Padding { h, w, mh: h, mw: w }
+    }
+
+    pub fn is_identity(&self) -> bool {
+        (self.h, self.w) == (self.mh, self.mw)
+    }
+
+    fn offsets(&self) -> (i64, i64) {
+        (
+            ((self.mh - self.h) / 2) as i64,
+            ((self.mw - self.w) / 2) as i64,
+        )
+    }
+
+    /// `[B, 1, h, w]` -> `[B, 1, mh, mw]`.
+    pub fn pad(&self, x: &Tensor) -> Tensor {
+        let (top, left) = self.offsets();
+        let (bottom, right) = (
+            self.mh as i64 - self.h as i64 - top,
+            self.mw as i64 - self.w as i64 - left,
+        );
+        if top == 0 && left == 0 && bottom == 0 && right == 0 {
+            return x.shallow_clone();
+        }
+        x.constant_pad_nd([left, right, top, bottom])
+    }
+
+    /// `[B, 1, mh, mw]` -> `[B, 1, h, w]`.
+    pub fn crop(&self, x: &Tensor) -> Tensor {
+        let (top, left) = self.offsets();
+        x.narrow(2, top, self.h as i64)
+            .narrow(3, left, self.w as i64)
+    }
+}
+
+/// An image input, read and fitted to the prior.
+pub struct ImageInput {
+    /// The volume, averaged down when `--fit resample` asked for it.
+    pub vol: Volume,
+    /// The slices reconstructed.
+    pub ks: Vec<usize>,
+    /// Model space <-> scanner values, fitted on the whole volume at full resolution.
+    pub scaling: Scaling,
+    pub padding: Padding,
+    /// The in-plane averaging factor of `--fit resample` (1: none).
+    pub averaged: usize,
+    /// A slice for tuning the TV weight, away from the reconstructed ones.
+    pub validation_slice: Option<usize>,
+}
+
+impl ImageInput {
+    /// The host slices `ks` (scanner values) as a `[B, 1, ny, nx]` tensor.
+    pub fn slices(&self, ks: &[usize]) -> Result<Tensor> {
+        crate::tensor::slices_to_tensor(&self.vol, ks, Device::Cpu)
+    }
+}
+
+/// What a job reads.
+pub enum Input {
+    Image(ImageInput),
+    Measurement(Measurement),
+}
+
+/// Read the job's input (`spec` validated, the prior loaded).
+pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
+    if is_measurement(&spec.input) {
+        let m = measurement::read_measurement(&spec.input)?;
+        match m.meta.modality {
+            MeasurementModality::Ct => check_ct_fits(spec, &m, model)?,
+            MeasurementModality::Mri => check_mri_fits(spec, &m, model)?,
+        }
+        return Ok(Input::Measurement(m));
+    }
+    let mut vol = io::read_volume(
+        &spec.input,
+        &ReadOptions {
+            series_uid: spec.series.clone(),
+        },
+    )
+    .with_context(|| format!("{}: cannot read the input", spec.input.display()))?;
+    check_modality(spec, &vol)?;
+    if vol.modality == Modality::Other {
+        // NIfTI does not say; the task does.
+        vol.modality = if spec.task == Task::Mri {
+            Modality::Mr
+        } else {
+            Modality::Ct
+        };
+    }
+    if vol.nt() > 1 {
+        bail!(
+            "{}: a 4-D volume ({} frames); reconstruct one frame at a time",
+            spec.input.display(),
+            vol.nt()
+        );
+    }
+    let ks = choose_slices(spec, &vol)?;
+    // Scaled before any averaging down, as the training data were (MR: the volume's percentile).
+    let scaling = model.normalisation().fit(&vol.data).with_context(|| {
+        format!(
+            "{}: scaling to the prior's model space",
+            spec.input.display()
+        )
+    })?;
+    let averaged = resample_factor(spec.fit, &vol, model.image_size());
+    if averaged > 1 {
+        vol = vol.average_down(averaged);
+    }
+    let padding = Padding::new(
+        vol.ny(),
+        vol.nx(),
+        model.image_size(),
+        spec.fit,
+        &spec.input,
+    )?;
+    let validation_slice = validation_slice(&vol, &ks);
+    Ok(Input::Image(ImageInput {
+        vol,
+        ks,
+        scaling,
+        padding,
+        averaged,
+        validation_slice,
+    }))
+}
+
+fn check_modality(spec: &JobSpec, vol: &Volume) -> Result<()> {
+    match (spec.task, vol.modality) {
+        (Task::Ct | Task::Mar, Modality::Mr) => bail!(
+            "{}: this is an MR image; the {} command reconstructs CT (use `scorerecon mri`)",
+            spec.input.display(),
+            spec.task.name()
+        ),
+        (Task::Mri, Modality::Ct) => bail!(
+            "{}: this is a CT image; the mri command reconstructs MR (use `scorerecon ct` or `mar`)",
+            spec.input.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn choose_slices(spec: &JobSpec, vol: &Volume) -> Result<Vec<usize>> {
+    let nz = vol.nz();
+    let ks: Vec<usize> = if spec.all_slices {
+        (0..nz).collect()
+    } else if spec.slices.is_empty() {
+        vec![nz / 2]
+    } else {
+        spec.slices.clone()
+    };
+    for &k in &ks {
+        if k >= nz {
+            bail!(
+                "{}: slice {k} does not exist (the volume has {nz} slices, 0..={})",
+                spec.input.display(),
+                nz.saturating_sub(1)
+            );
+        }
+    }
+    Ok(ks)
+}
+
+/// `--fit resample`: the smallest integer factor that brings the slices within the model's size
+/// (1 when they already fit or another mode is chosen).
+fn resample_factor(fit: Fit, vol: &Volume, model: [i64; 2]) -> usize {
+    if fit != Fit::Resample {
+        return 1;
+    }
+    let (mh, mw) = (model[0] as usize, model[1] as usize);
+    vol.ny().div_ceil(mh).max(vol.nx().div_ceil(mw)).max(1)
+}
+
+/// A slice for tuning, away from the reconstructed ones (>= 8 slices from each), the nearest to
+/// the first reconstructed slice; None when the volume has no such slice.
+fn validation_slice(vol: &Volume, ks: &[usize]) -> Option<usize> {
+    let far = |k: usize| ks.iter().all(|&s| (s as i64 - k as i64).abs() >= 8);
+    let k0 = ks[0] as i64;
+    (0..vol.nz())
+        .filter(|&k| far(k))
+        .min_by_key(|&k| (k as i64 - k0).abs())
+}
+
+/// Whether `path` names a measurement sidecar (a `.json` file carrying the format tag).
+pub fn is_measurement(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json") && path.is_file()
+}
+
+/// What a CT measurement says about its geometry, checked against the command and the prior
+/// before any work: a CT measurement for `ct` (sparse-view, limited-angle) or `mar`, with the
+/// prior's image size.
+fn check_ct_fits(spec: &JobSpec, m: &Measurement, model: &dyn ScoreModel) -> Result<()> {
+    let file = spec.input.display();
+    let Some(ct) = &m.meta.ct else {
+        bail!("{file}: a CT measurement needs its \"ct\" geometry");
+    };
+    match (spec.task, &ct.task) {
+        (Task::Mri, _) => bail!("{file}: a CT sinogram; the mri command needs MRI k-space"),
+        (Task::Ct, CtTask::Mar { .. }) => {
+            bail!("{file}: a metal-artifact measurement; use `scorerecon mar`")
+        }
+        (Task::Mar, CtTask::SparseView { .. } | CtTask::LimitedAngle { .. }) => {
+            bail!("{file}: a sparse-view or limited-angle measurement; use `scorerecon ct`")
+        }
+        _ => {}
+    }
+    let [mh, mw] = model.image_size();
+    let n = ct.geometry.image_size as i64;
+    ensure!(
+        (n, n) == (mh, mw),
+        "{file}: the measurement is of a {n}x{n} image but the prior works on {mw}x{mh}; \
+         simulate at the prior's size or use a prior trained at {n}x{n}"
+    );
+    Ok(())
+}
+
+/// The same for MRI k-space: the mri command, and a k-space grid equal to the prior's image.
+fn check_mri_fits(spec: &JobSpec, m: &Measurement, model: &dyn ScoreModel) -> Result<()> {
+    let file = spec.input.display();
+    ensure!(
+        spec.task == Task::Mri,
+        "{file}: an MRI k-space measurement; use `scorerecon mri`"
+    );
+    let [_, h, w] = m.meta.shape;
+    let [mh, mw] = model.image_size();
+    ensure!(
+        (h as i64, w as i64) == (mh, mw),
+        "{file}: the k-space is {w}x{h} but the prior works on {mw}x{mh} images; measure on the \
+         prior's grid (`scorerecon simulate --task mri --downsample K --pad-to N`) or use a prior \
+         trained at {w}x{h}"
+    );
+    Ok(())
+}
+
+/// The measurement settings a user gave (None / empty where not given): the job's settings whose
+/// keys the user wrote, on the command line or in a manifest entry (a preset config's values are
+/// defaults, not statements about a file, so they are not "given").
+#[derive(Clone, Debug, Default)]
+pub struct GivenFlags {
+    pub slices: bool,
+    pub views: Vec<usize>,
+    pub full_views: Option<usize>,
+    pub limited_angle: Option<f64>,
+    pub photons: Option<f64>,
+    pub acceleration: Vec<f64>,
+    pub center_fraction: Option<f64>,
+    pub mask: Option<MaskKind>,
+    pub snr_db: Option<f64>,
+}
+
+impl GivenFlags {
+    /// The settings of `spec` whose keys appear in `given`.
+    pub fn of(spec: &JobSpec, given: &serde_yaml_ng::Mapping) -> Self {
+        let has = |k: &str| given.contains_key(k);
+        GivenFlags {
+            slices: (has("slices") && !spec.slices.is_empty())
+                || (has("all_slices") && spec.all_slices),
+            views: if has("views") {
+                spec.views.clone()
+            } else {
+                vec![]
+            },
+            full_views: has("full_views").then_some(spec.full_views),
+            limited_angle: spec.limited_angle.filter(|_| has("limited_angle")),
+            photons: spec.photons.filter(|_| has("photons")),
+            acceleration: if has("acceleration") {
+                spec.acceleration.clone()
+            } else {
+                vec![]
+            },
+            center_fraction: has("center_fraction").then_some(spec.center_fraction),
+            mask: has("mask").then_some(spec.mask),
+            snr_db: spec.snr_db.filter(|_| has("snr_db")),
+        }
+    }
+}
+
+/// Settings that describe a measurement's geometry must agree with the file's (the file wins; a
+/// contradiction is an error rather than a silent choice). Nothing to check for an image input.
+pub fn check_flags(spec: &JobSpec, given: &GivenFlags) -> Result<()> {
+    let path = spec.input.as_path();
+    if !is_measurement(path) {
+        return Ok(());
+    }
+    ensure!(
+        !given.slices,
+        "{}: a measurement file is reconstructed whole; --slice and --all-slices (`slices`, `all_slices` in a manifest) select slices of an image",
+        path.display()
+    );
+    let views = given.views.as_slice();
+    let (full_views, limited_angle, photons) =
+        (given.full_views, given.limited_angle, given.photons);
+    // The sidecar holds the geometry; the data are read (and checked) by the job itself.
+    let meta = measurement::read_sidecar(path)?;
+    let file = path.display();
+    if meta.modality == MeasurementModality::Mri {
+        let mri = meta.mri.clone().unwrap_or_default();
+        let differs = |flag: Option<f64>, file_value: Option<f64>| match (flag, file_value) {
+            (Some(a), Some(b)) => (a - b).abs() > 1e-9,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let acc = match given.acceleration.as_slice() {
+            [] => None,
+            [r] => Some(*r),
+            _ => bail!("{file}: a measurement file has one acceleration; --acceleration sweeps need an image"),
+        };
+        let file_mask = mri.mask.as_deref().and_then(|m| m.parse::<MaskKind>().ok());
+        ensure!(
+            !differs(acc, mri.acceleration)
+                && !differs(given.center_fraction, mri.center_fraction)
+                && given.mask.is_none_or(|k| Some(k) == file_mask),
+            "{file}: --acceleration {acc:?} / --center-fraction {:?} / --mask {:?} contradict the \
+             measurement (acceleration {:?}, centre fraction {:?}, mask {:?}); a measurement file \
+             fixes its own mask",
+            given.center_fraction,
+            given.mask.map(MaskKind::name),
+            mri.acceleration,
+            mri.center_fraction,
+            mri.mask
+        );
+        ensure!(
+            given.snr_db.is_none(),
+            "{file}: --snr-db simulates noise; a measurement file already carries its own"
+        );
+        ensure!(
+            views.is_empty() && full_views.is_none() && limited_angle.is_none() && photons.is_none(),
+            "{file}: CT flags (--views, --full-views, --limited-angle, --photons) given for MRI k-space"
+        );
+        return Ok(());
+    }
+    let Some(ct) = &meta.ct else { return Ok(()) };
+    if let Some(f) = full_views {
+        ensure!(
+            f == ct.geometry.n_angles(),
+            "{file}: --full-views {f} contradicts the measurement's {} angles",
+            ct.geometry.n_angles()
+        );
+    }
+    match (&ct.task, views, limited_angle) {
+        (_, [], None) => {}
+        (CtTask::SparseView { views: v }, [w], None) if w == v => {}
+        (CtTask::LimitedAngle { wedge_deg, .. }, [], Some(w)) if (w - wedge_deg).abs() < 1e-9 => {}
+        (task, _, _) => bail!(
+            "{file}: --views {views:?} / --limited-angle {limited_angle:?} contradict the \
+             measurement ({task:?}); a measurement file fixes its own views"
+        ),
+    }
+    ensure!(
+        photons.is_none(),
+        "{file}: --photons simulates noise; a measurement file already carries its own"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_yaml_ng::{Mapping, Value};
+
+    fn yaml(text: &str) -> Mapping {
+        match serde_yaml_ng::from_str(text).unwrap() {
+            Value::Mapping(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn only_the_keys_the_user_wrote_are_given() {
+        // A preset's `views: [23]` and `full_views` are in the spec but were not written for
+        // this input.
+        let written = yaml("input: m.json\nphotons: 1.0e5\nslices: [3]\n");
+        let mut preset = yaml("views: [23]\nfull_views: 180\n");
+        preset.extend(written.clone());
+        let spec = JobSpec::from_yaml(Some(Task::Ct), &preset, "test").unwrap();
+        assert_eq!(spec.views, vec![23]);
+        let given = GivenFlags::of(&spec, &written);
+        assert!(given.views.is_empty() && given.full_views.is_none());
+        assert_eq!(given.photons, Some(1.0e5));
+        assert!(given.slices);
+        let given = GivenFlags::of(&spec, &preset);
+        assert_eq!((given.views, given.full_views), (vec![23], Some(180)));
+        let mri = yaml("mask: random\n");
+        let spec = JobSpec::from_yaml(Some(Task::Mri), &mri, "test").unwrap();
+        assert_eq!(GivenFlags::of(&spec, &mri).mask, Some(MaskKind::Random));
+        assert_eq!(GivenFlags::of(&spec, &Mapping::new()).mask, None);
+    }
+}

@@ -1,0 +1,449 @@
+//! **Measure**: the operator `A = P(Lambda) T` and the measurement `y` of each case, in the
+//! prior's model space: simulated from an image input (through `crate::simulate`, the physics
+//! the `simulate` command uses), or taken from a measurement file.
+
+use super::input::{ImageInput, Padding};
+use crate::io::measurement::{Measurement, MeasurementModality};
+use crate::job::{JobSpec, Task};
+use crate::metrics;
+use crate::ops::ct::Radon;
+use crate::ops::mri::MriFft;
+use crate::ops::{MeasurementOperator, Transform};
+use crate::prior::{Normalisation, Scaling, ScoreModel};
+use crate::simulate::metal::{default_metal, metal_in_image};
+use crate::simulate::mri::{measure_kspace, MriSimulationSpec};
+use crate::simulate::{self, CtSimulationSpec, CtTask};
+use crate::volume::{Modality, Volume};
+use anyhow::{bail, ensure, Context, Result};
+use tch::{Device, Tensor};
+
+/// The value of the swept parameter a measurement uses.
+#[derive(Clone, Copy, Debug)]
+pub enum Setting {
+    Views(usize),
+    Wedge(f64),
+    Acceleration(f64),
+    Mar,
+    /// What a measurement file holds.
+    File,
+}
+
+impl Setting {
+    pub fn x(&self) -> f64 {
+        match *self {
+            Setting::Views(v) => v as f64,
+            Setting::Wedge(w) => w,
+            Setting::Acceleration(r) => r,
+            Setting::Mar | Setting::File => 0.0,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match *self {
+            Setting::Views(v) => format!("{v} views"),
+            Setting::Wedge(w) => format!("{w} degree wedge"),
+            Setting::Acceleration(r) => format!("{r}x"),
+            Setting::Mar => "metal trace removed".into(),
+            Setting::File => "the measurement file's".into(),
+        }
+    }
+}
+
+/// The settings an image job sweeps over (one unless `views` / `acceleration` list several).
+pub fn settings_of(spec: &JobSpec) -> Vec<Setting> {
+    match spec.task {
+        Task::Ct => match spec.limited_angle {
+            Some(w) => vec![Setting::Wedge(w)],
+            None => spec.views.iter().map(|&v| Setting::Views(v)).collect(),
+        },
+        Task::Mri => spec
+            .acceleration
+            .iter()
+            .map(|&r| Setting::Acceleration(r))
+            .collect(),
+        Task::Mar => vec![Setting::Mar],
+    }
+}
+
+/// The measurement of a batch of slices under one operator.
+pub struct Case {
+    pub op: MeasurementOperator,
+    /// Zero-filled measurement in model space, `[B, 1, m0, m1]`.
+    pub y: Tensor,
+    /// The image measured, model space, `[B, 1, H, W]` (model size); None for a measurement file.
+    pub reference: Option<Tensor>,
+    /// MAR: FBP of the whole metal-corrupted sinogram (what a scanner shows): the `fbp` baseline.
+    pub fbp_full: Option<Tensor>,
+    /// MAR: the metal, excluded from the metrics, `[B, 1, H, W]`.
+    pub metal: Option<Tensor>,
+    /// Whether `y` is exact (then the sampler ends with an exact projection onto `A x = y`).
+    pub noise_free: bool,
+}
+
+impl Case {
+    /// The data range of the metrics and of the TV weight: the reference's (metal excluded), or
+    /// without a reference that of the direct inverse (FBP / zero-filled).
+    pub fn data_range(&self) -> f64 {
+        match (&self.reference, &self.metal) {
+            (Some(r), Some(m)) => metrics::value_range_outside(r, m),
+            (Some(r), None) => metrics::value_range(r),
+            (None, _) => {
+                metrics::value_range(&self.op.transform.inverse_masked(&self.y, &self.op.mask))
+            }
+        }
+    }
+}
+
+/// Simulate the measurement of slices `hu` (scanner values, `[B,1,h,w]`) of `image` under
+/// `setting`.
+pub fn simulate_cases(
+    spec: &JobSpec,
+    setting: Setting,
+    hu: &Tensor,
+    image: &ImageInput,
+    device: Device,
+) -> Result<Vec<Case>> {
+    let (fit, scaling) = (&image.padding, &image.scaling);
+    let b = hu.size()[0];
+    match spec.task {
+        Task::Mri => {
+            let Setting::Acceleration(r) = setting else {
+                unreachable!("MRI settings are accelerations")
+            };
+            let reference = fit.pad(&scaling.to_model_tensor(hu)).to_device(device);
+            let (op, y) = measure_kspace(
+                &MriSimulationSpec {
+                    mask: spec.mask_spec(r),
+                    snr_db: spec.snr_db,
+                    seed: spec.seed,
+                },
+                &reference,
+            )?;
+            Ok(vec![Case {
+                op,
+                y,
+                reference: Some(reference),
+                fbp_full: None,
+                metal: None,
+                noise_free: spec.snr_db.is_none(),
+            }])
+        }
+        Task::Ct | Task::Mar => {
+            ensure!(
+                fit.mh == fit.mw,
+                "{}: the parallel-beam operator needs square images; the prior works on {}x{}",
+                spec.input.display(),
+                fit.mw,
+                fit.mh
+            );
+            let to_model = ct_to_model(scaling)?;
+            let n = fit.mh;
+            // Pad in HU with air so the padded ring is empty in attenuation.
+            let hu_padded = fit.pad(&(hu + 1000.0)) - 1000.0;
+            let host: Vec<f32> = crate::tensor::tensor_to_vec(&hu_padded);
+            let pixel_mm = image.vol.spacing[0];
+            let task = match setting {
+                Setting::Views(v) => CtTask::SparseView { views: v },
+                Setting::Wedge(w) => CtTask::LimitedAngle {
+                    wedge_deg: w,
+                    start_deg: 0.0,
+                },
+                Setting::Mar => CtTask::Mar {
+                    threshold_hu: spec.metal_threshold,
+                    dilation: 1,
+                },
+                Setting::Acceleration(_) | Setting::File => unreachable!("CT settings"),
+            };
+            let sim_spec = CtSimulationSpec {
+                task,
+                full_views: spec.full_views,
+                photons: spec.photons,
+                seed: spec.seed,
+                pixel_mm,
+                filter: crate::ops::ct::fbp::Filter::Ramp,
+            };
+            let per_slice = |k: usize| &host[k * n * n..(k + 1) * n * n];
+            let image_tensor = |v: &[f32], b: i64| {
+                (Tensor::from_slice(v).reshape([b, 1, n as i64, n as i64]) * to_model)
+                    .to_device(device)
+            };
+            let mut cases = Vec::new();
+            if spec.task == Task::Ct {
+                // One operator for the whole batch: sparse-view and limited-angle masks do not
+                // depend on the slice.
+                let mut ys = Vec::new();
+                let mut refs = Vec::new();
+                let mut geometry = None;
+                let mut mask = None;
+                for k in 0..b as usize {
+                    let sim = simulate::simulate_ct(
+                        &CtSimulationSpec {
+                            seed: spec.seed + k as u64,
+                            ..sim_spec.clone()
+                        },
+                        per_slice(k),
+                        n,
+                        &[],
+                    )?;
+                    ys.extend_from_slice(&sim.sinogram);
+                    refs.extend_from_slice(&sim.reference);
+                    mask.get_or_insert(sim.mask.clone());
+                    geometry.get_or_insert(sim.geometry.clone());
+                }
+                let g = geometry.expect("at least one slice");
+                let (a, d) = (g.n_angles() as i64, g.n_det as i64);
+                let op = MeasurementOperator::new(
+                    Box::new(Radon::new(g)?),
+                    Tensor::from_slice(&mask.expect("at least one slice")).reshape([1, 1, a, d]),
+                )
+                .to_device(device);
+                let y =
+                    (Tensor::from_slice(&ys).reshape([b, 1, a, d]) * to_model).to_device(device);
+                cases.push(Case {
+                    op,
+                    y,
+                    reference: Some(image_tensor(&refs, b)),
+                    fbp_full: None,
+                    metal: None,
+                    noise_free: spec.photons.is_none(),
+                });
+            } else {
+                // MAR: the metal trace, hence the operator, differs from slice to slice.
+                for k in 0..b as usize {
+                    let slice = per_slice(k);
+                    let metal = if spec.insert_metal {
+                        default_metal(slice, n, pixel_mm)?
+                    } else {
+                        metal_in_image(slice, spec.metal_threshold).with_context(|| {
+                            format!("{}: slice {k}: no metal above {} HU; pass --insert-metal to simulate an implant", spec.input.display(), spec.metal_threshold)
+                        })?
+                    };
+                    let sim = simulate::simulate_ct(
+                        &CtSimulationSpec {
+                            seed: spec.seed + k as u64,
+                            ..sim_spec.clone()
+                        },
+                        slice,
+                        n,
+                        &metal,
+                    )?;
+                    let g = sim.geometry.clone();
+                    let (a, d) = (g.n_angles() as i64, g.n_det as i64);
+                    let radon = Radon::new(g)?;
+                    let mask = Tensor::from_slice(&sim.mask).reshape([1, 1, a, d]);
+                    let op = MeasurementOperator::new(Box::new(radon), mask).to_device(device);
+                    let y = (Tensor::from_slice(&sim.sinogram).reshape([1, 1, a, d]) * to_model)
+                        .to_device(device);
+                    let metal_mask = sim.metal_mask.as_ref().map(|m| {
+                        Tensor::from_slice(m)
+                            .reshape([1, 1, n as i64, n as i64])
+                            .to_device(device)
+                    });
+                    cases.push(Case {
+                        op,
+                        y,
+                        // The reference is the metal-free slice when metal was inserted; else
+                        // the input itself (its metal is excluded from the metrics either way).
+                        reference: Some(image_tensor(&sim.reference, 1)),
+                        // What the scanner shows: FBP of the whole metal-corrupted sinogram.
+                        fbp_full: Some(image_tensor(&sim.fbp, 1)),
+                        metal: metal_mask,
+                        noise_free: false,
+                    });
+                }
+            }
+            Ok(cases)
+        }
+    }
+}
+
+/// The factor from scorerecon's CT simulation scale (`ops::ct::hu`: `(HU + 1000) / 2000`, the
+/// scale of measurement files too) to the prior's `(HU + 1000) / (hu_max + 1000)`: both put air
+/// at zero, so they differ by a constant factor, and so (linear measurement) do the sinograms.
+fn ct_to_model(scaling: &Scaling) -> Result<f64> {
+    ensure!(
+        scaling.offset == -1000.0,
+        "the CT prior maps HU {} to zero; scorerecon's CT simulation and measurement files need air (-1000 HU) at zero",
+        scaling.offset
+    );
+    Ok(2000.0 / scaling.scale)
+}
+
+/// A measurement file's cases (one per slice: a MAR trace differs from slice to slice), the
+/// scaling from model space to the output's units, and an empty volume with the output's
+/// geometry; `notes` get what the file says.
+pub fn file_cases(
+    spec: &JobSpec,
+    m: &Measurement,
+    model: &dyn ScoreModel,
+    device: Device,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Case>, Scaling, Volume)> {
+    match m.meta.modality {
+        MeasurementModality::Ct => ct_file_cases(spec, m, model, device, notes),
+        MeasurementModality::Mri => mri_file_cases(spec, m, model, device, notes),
+    }
+}
+
+fn ct_file_cases(
+    spec: &JobSpec,
+    m: &Measurement,
+    model: &dyn ScoreModel,
+    device: Device,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Case>, Scaling, Volume)> {
+    let ct = m
+        .meta
+        .ct
+        .as_ref()
+        .expect("checked on reading: a CT measurement");
+    let scaling = model.normalisation().fit(&[0.0])?;
+    // The file's line integrals are of (HU + 1000) / 2000 (docs/formats.md).
+    let to_model = ct_to_model(&scaling)?;
+    let [s, a, d] = m.meta.shape;
+    let n = ct.geometry.image_size;
+    let per = a * d;
+    notes.push(format!("CT task: {:?}.", ct.task));
+    let mut cases = Vec::with_capacity(s);
+    for k in 0..s {
+        let mask =
+            Tensor::from_slice(&m.mask[k * per..(k + 1) * per]).reshape([1, 1, a as i64, d as i64]);
+        let op = MeasurementOperator::new(Box::new(Radon::new(ct.geometry.clone())?), mask)
+            .to_device(device);
+        let y = (Tensor::from_slice(&m.data[k * per..(k + 1) * per])
+            .reshape([1, 1, a as i64, d as i64])
+            * to_model)
+            .to_device(device);
+        cases.push(Case {
+            reference: None,
+            op,
+            y,
+            fbp_full: None,
+            metal: None,
+            noise_free: ct.photons.is_none() && !matches!(ct.task, CtTask::Mar { .. }),
+        });
+    }
+    // Image geometry: the pixel spacing the sidecar records, isotropic, identity direction.
+    let px = ct.pixel_spacing_mm;
+    let mut vol = Volume::new(
+        vec![0.0; n * n * s],
+        [n, n, s, 1],
+        [px, px, px],
+        Modality::Ct,
+    );
+    vol.provenance
+        .history
+        .push(format!("reconstructed from {}", spec.input.display()));
+    Ok((cases, scaling, vol))
+}
+
+/// The cases of an MRI k-space file: the real-image centred orthonormal FFT on the file's
+/// mask, the data divided by the volume's intensity scale (from the sidecar, else estimated
+/// from the zero-filled image, and the report says so).
+fn mri_file_cases(
+    spec: &JobSpec,
+    m: &Measurement,
+    model: &dyn ScoreModel,
+    device: Device,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Case>, Scaling, Volume)> {
+    let mri = m.meta.mri.clone().unwrap_or_default();
+    let [s, h, w] = m.meta.shape;
+    let per = h * w;
+    let kspace = |k: usize| -> Tensor {
+        Tensor::from_slice(&m.data[2 * k * per..2 * (k + 1) * per])
+            .reshape([1, 1, h as i64, w as i64, 2])
+            .view_as_complex()
+    };
+    let mask_of = |k: usize| -> Tensor {
+        Tensor::from_slice(&m.mask[k * per..(k + 1) * per]).reshape([1, 1, h as i64, w as i64])
+    };
+    let normalisation = model.normalisation();
+    let scaling = match (&normalisation, mri.intensity_scale) {
+        (Normalisation::MrPerVolume { percentile }, Some(sc))
+            if (sc.percentile - percentile).abs() < 1e-9 =>
+        {
+            notes.push(format!(
+                "Intensity scale from the sidecar: the source volume's {percentile}th percentile, {}.",
+                sc.value
+            ));
+            Scaling {
+                offset: 0.0,
+                scale: sc.value,
+            }
+        }
+        (Normalisation::MrPerVolume { percentile }, _) => {
+            // The zero-filled image keeps the low frequencies, hence the intensity level; it
+            // sees only the measured slices, not the whole volume the prior's scale refers to.
+            let op = MriFft::real(h as i64, w as i64)?;
+            let zf: Vec<f32> = (0..s)
+                .flat_map(|k| {
+                    crate::tensor::tensor_to_vec(&op.inverse_masked(&kspace(k), &mask_of(k)))
+                })
+                .collect();
+            let sc = normalisation.fit(&zf)?;
+            notes.push(format!(
+                "The sidecar gives no intensity scale: the {percentile}th percentile of the \
+                 zero-filled image ({:.4}) stands in for the volume's, so intensities may sit off \
+                 the prior's scale.",
+                sc.scale
+            ));
+            sc
+        }
+        (other, _) => bail!(
+            "{}: the prior's normalisation is {other:?}; MRI k-space needs an MR prior",
+            spec.input.display()
+        ),
+    };
+    let noise_free = mri.noise_free && mri.snr_db.is_none();
+    notes.push(format!(
+        "MRI k-space {w}x{h}: mask {}, acceleration {}, centre fraction {}; {}.",
+        mri.mask.as_deref().unwrap_or("not stated"),
+        mri.acceleration
+            .map_or("not stated".into(), |r| r.to_string()),
+        mri.center_fraction
+            .map_or("not stated".into(), |c| c.to_string()),
+        if noise_free {
+            "noise-free (the sampler ends with an exact projection onto A x = y)"
+        } else {
+            "treated as noisy"
+        }
+    ));
+    let mut cases = Vec::with_capacity(s);
+    for k in 0..s {
+        let op = MeasurementOperator::new(Box::new(MriFft::real(h as i64, w as i64)?), mask_of(k))
+            .to_device(device);
+        let y = (kspace(k) / scaling.scale).to_device(device);
+        cases.push(Case {
+            reference: None,
+            op,
+            y,
+            fbp_full: None,
+            metal: None,
+            noise_free,
+        });
+    }
+    let [dy, dx] = mri.pixel_spacing_mm.unwrap_or([1.0, 1.0]);
+    if mri.pixel_spacing_mm.is_none() {
+        notes.push("The sidecar gives no pixel spacing; the outputs say 1 mm.".into());
+    }
+    let mut vol = Volume::new(
+        vec![0.0; per * s],
+        [w, h, s, 1],
+        [dx, dy, dx.min(dy)],
+        Modality::Mr,
+    );
+    vol.provenance
+        .history
+        .push(format!("reconstructed from {}", spec.input.display()));
+    Ok((cases, scaling, vol))
+}
+
+/// No padding on a measurement file's grid.
+pub fn file_padding(cases: &[Case]) -> Padding {
+    let [h, w] = cases
+        .first()
+        .map(|c| c.op.transform.image_shape())
+        .unwrap_or([1, 1]);
+    Padding::none(h as usize, w as usize)
+}
