@@ -42,16 +42,7 @@ const PATH_KEYS: [&str; 3] = ["input", "config", "model"];
 
 /// Read and check a manifest: every job has an input, names are unique and safe as folder names.
 pub fn load_manifest(path: &Path) -> Result<Manifest> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the manifest", path.display()))?;
-    let doc: Value = serde_yaml_ng::from_str(&text)
-        .with_context(|| format!("{}: not valid YAML", path.display()))?;
-    let Value::Mapping(top) = doc else {
-        bail!(
-            "{}: a manifest is a mapping with `jobs:` (and optional `defaults:`, `out:`)",
-            path.display()
-        )
-    };
+    let top = crate::io::yaml::read_mapping(path, "manifest")?;
     for k in top.keys() {
         let k = k.as_str().unwrap_or("");
         if !["out", "defaults", "jobs"].contains(&k) {

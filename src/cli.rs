@@ -83,6 +83,11 @@ fn shown(v: &serde_json::Value) -> Option<String> {
         Value::Array(a) => Some(a.iter().filter_map(shown).collect::<Vec<_>>().join(",")),
         Value::String(s) if s.is_empty() => None,
         Value::String(s) => Some(s.clone()),
+        // 3000, not 3000.0: as a user types it.
+        Value::Number(n) => Some(match n.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+            _ => n.to_string(),
+        }),
         other => Some(other.to_string()),
     }
 }
@@ -98,9 +103,7 @@ pub fn main() -> i32 {
             return 0;
         }
         Err(e) => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{first} (see --help)");
+            eprintln!("{}", one_line(&e.render().to_string()));
             return 2;
         }
     };
@@ -123,6 +126,17 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// clap's error on one line: its first line, the possible values when it lists them, and where
+/// to look.
+fn one_line(text: &str) -> String {
+    let mut line = text.lines().next().unwrap_or("error: bad arguments").to_string();
+    if let Some(values) = text.lines().find(|l| l.contains("[possible values:")) {
+        line.push(' ');
+        line.push_str(values.trim());
+    }
+    line + " (see --help)"
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

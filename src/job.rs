@@ -212,17 +212,9 @@ impl Default for JobSpec {
     }
 }
 
-/// A YAML file as a mapping of settings (an empty file is an empty mapping).
+/// A YAML settings file as a mapping; a file that is not one is a usage error.
 pub fn read_yaml_mapping(path: &Path, what: &str) -> Result<Mapping> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the {what}", path.display()))?;
-    match serde_yaml_ng::from_str::<Value>(&text)
-        .with_context(|| format!("{}: not valid YAML", path.display()))?
-    {
-        Value::Mapping(m) => Ok(m),
-        Value::Null => Ok(Mapping::new()),
-        _ => refuse!("{}: a {what} is a mapping of settings", path.display()),
-    }
+    crate::io::yaml::read_mapping(path, what).map_err(|e| InvalidSettings(format!("{e:#}")).into())
 }
 
 impl JobSpec {

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod classic;
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod io;
 pub mod job;
 pub mod metrics;

@@ -68,7 +68,6 @@ pub(crate) use named;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[derive(Clone, Copy, Debug, PartialEq)]
     enum Colour {

@@ -40,6 +40,57 @@ pub fn tensor_to_vec(t: &Tensor) -> Vec<f32> {
     .expect("a float tensor converts to Vec<f32>")
 }
 
+/// Centred zero-padding of `h x w` images to `mh x mw` (a prior's grid: `--fit pad`, the
+/// averaging down of `--fit resample`, `simulate --pad-to`), and the crop back; the identity
+/// when the sizes agree.
+#[derive(Clone, Copy, Debug)]
+pub struct Padding {
+    /// The images' size.
+    pub h: usize,
+    pub w: usize,
+    /// The padded size (at least the images').
+    pub mh: usize,
+    pub mw: usize,
+}
+
+impl Padding {
+    /// No padding: the slices are the model's size.
+    pub fn none(h: usize, w: usize) -> Self {
+        Padding { h, w, mh: h, mw: w }
+    }
+
+    pub fn is_identity(&self) -> bool {
+        (self.h, self.w) == (self.mh, self.mw)
+    }
+
+    fn offsets(&self) -> (i64, i64) {
+        (
+            ((self.mh - self.h) / 2) as i64,
+            ((self.mw - self.w) / 2) as i64,
+        )
+    }
+
+    /// `[B, 1, h, w]` -> `[B, 1, mh, mw]`.
+    pub fn pad(&self, x: &Tensor) -> Tensor {
+        let (top, left) = self.offsets();
+        let (bottom, right) = (
+            self.mh as i64 - self.h as i64 - top,
+            self.mw as i64 - self.w as i64 - left,
+        );
+        if top == 0 && left == 0 && bottom == 0 && right == 0 {
+            return x.shallow_clone();
+        }
+        x.constant_pad_nd([left, right, top, bottom])
+    }
+
+    /// `[B, 1, mh, mw]` -> `[B, 1, h, w]`.
+    pub fn crop(&self, x: &Tensor) -> Tensor {
+        let (top, left) = self.offsets();
+        x.narrow(2, top, self.h as i64)
+            .narrow(3, left, self.w as i64)
+    }
+}
+
 /// Where tensors live: `cpu`, `cuda` (an error when absent) or `auto` (CUDA when present).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -81,7 +81,7 @@ pub struct SimulateArgs {
 }
 
 pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
-    files::run(&files::SimulateArgs {
+    let done = files::run(&files::SimulateArgs {
         input: a.input,
         phantom: a.phantom,
         slice: a.slice,
@@ -104,5 +104,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         filter: a.filter,
         out: a.out,
         force: a.force,
-    })
+    })?;
+    println!("{done}");
+    Ok(())
 }

@@ -28,24 +28,31 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Optimiser steps in all (a resumed run may raise it) [default: 1000].
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Images per optimiser step [default: 8].
     #[arg(long)]
     pub batch_size: Option<i64>,
+    /// Adam learning rate, after a linear warm-up [default: 2e-4].
     #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
+    /// Side of the square training images in pixels (slices are cropped or padded to it) [default: 64].
     #[arg(long)]
     pub image_size: Option<i64>,
+    /// Largest noise level of the VE SDE [default: the largest distance between training images].
     #[arg(long, allow_hyphen_values = true)]
     pub sigma_max: Option<f64>,
-    /// Weight of the consistency regulariser (paper 003); 0 turns it off.
+    /// Weight of the consistency regulariser (paper 003); 0 turns it off [default: 0].
     #[arg(long, allow_hyphen_values = true)]
     pub consistency: Option<f64>,
+    /// Seed of every random draw (initial weights, batches, noise, augmentation) [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// cpu, cuda or auto.
+    /// cpu, cuda or auto [default: auto].
     #[arg(long)]
     pub device: Option<String>,
+    /// Save a checkpoint (for --resume) every this many steps [default: 500].
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
     /// Any setting as KEY=VALUE in YAML (`--set model.nf=32 --set flip_ud=true`); repeatable.
@@ -142,4 +149,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("wrote {}", r.paths.samples().display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::train::TrainConfig;
+
+    #[test]
+    fn help_states_the_config_defaults() {
+        let mut cmd = crate::cli::command();
+        let help = cmd
+            .find_subcommand_mut("train")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let d = TrainConfig::default();
+        for shown in [
+            format!("[default: {}]", d.steps),
+            format!("[default: {}]", d.batch_size),
+            format!("[default: {:e}]", d.lr),
+            format!("[default: {}]", d.image_size),
+            format!("[default: {}]", d.checkpoint_every),
+            format!("[default: {}]", d.device),
+        ] {
+            assert!(help.contains(&shown), "train --help lacks {shown}");
+        }
+    }
 }

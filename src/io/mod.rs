@@ -9,6 +9,7 @@ pub mod dicom;
 pub mod measurement;
 pub mod nifti;
 pub mod png;
+pub mod yaml;
 
 pub use png::{window_to_u8, write_png_gray, Window, WindowPreset};
 

@@ -13,6 +13,7 @@ use crate::ops::mri::masks::MaskKind;
 use crate::prior::normalisation::{Normalisation, Scaling};
 use crate::prior::ScoreModel;
 use crate::simulate::CtTask;
+pub use crate::tensor::Padding;
 use crate::volume::{Modality, Volume};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
@@ -39,72 +40,23 @@ pub fn load_model(spec: &JobSpec, device: Device) -> Result<Box<dyn ScoreModel>>
     Ok(model)
 }
 
-/// Centred zero-padding of the input slices to the model's size (`--fit pad`, and after the
-/// averaging down of `--fit resample`); the identity when they already fit.
-#[derive(Clone, Copy, Debug)]
-pub struct Padding {
-    /// The slices' size.
-    pub h: usize,
-    pub w: usize,
-    /// The model's size.
-    pub mh: usize,
-    pub mw: usize,
-}
-
-impl Padding {
-    fn new(h: usize, w: usize, model: [i64; 2], mode: Fit, input: &Path) -> Result<Self> {
-        let (mh, mw) = (model[0] as usize, model[1] as usize);
-        if (h, w) != (mh, mw) {
-            if mode == Fit::Error {
-                bail!(
-                    "{}: slices are {w}x{h} but the prior works on {mw}x{mh}; use a prior trained at \
-                     this size, or pass --fit resample (average larger slices down by an integer \
-                     factor, then pad) or --fit pad (zero-pad smaller slices)",
-                    input.display()
-                );
-            }
-            if h > mh || w > mw {
-                bail!("{}: slices are {w}x{h}, larger than the prior's {mw}x{mh}; --fit pad only pads (--fit resample averages down)", input.display());
-            }
+/// The padding of `h x w` slices to the prior's `model` grid under `--fit`.
+fn fit_padding(h: usize, w: usize, model: [i64; 2], mode: Fit, input: &Path) -> Result<Padding> {
+    let (mh, mw) = (model[0] as usize, model[1] as usize);
+    if (h, w) != (mh, mw) {
+        if mode == Fit::Error {
+            bail!(
+                "{}: slices are {w}x{h} but the prior works on {mw}x{mh}; use a prior trained at \
+                 this size, or pass --fit resample (average larger slices down by an integer \
+                 factor, then pad) or --fit pad (zero-pad smaller slices)",
+                input.display()
+            );
         }
-        Ok(Padding { h, w, mh, mw })
-    }
-
-    /// No padding: the slices are the model's size.
-    pub fn none(h: usize, w: usize) -> Self {
-        Padding { h, w, mh: h, mw: w }
-    }
-
-    pub fn is_identity(&self) -> bool {
-        (self.h, self.w) == (self.mh, self.mw)
-    }
-
-    fn offsets(&self) -> (i64, i64) {
-        (
-            ((self.mh - self.h) / 2) as i64,
-            ((self.mw - self.w) / 2) as i64,
-        )
-    }
-
-    /// `[B, 1, h, w]` -> `[B, 1, mh, mw]`.
-    pub fn pad(&self, x: &Tensor) -> Tensor {
-        let (top, left) = self.offsets();
-        let (bottom, right) = (
-            self.mh as i64 - self.h as i64 - top,
-            self.mw as i64 - self.w as i64 - left,
-        );
-        if top == 0 && left == 0 && bottom == 0 && right == 0 {
-            return x.shallow_clone();
+        if h > mh || w > mw {
+            bail!("{}: slices are {w}x{h}, larger than the prior's {mw}x{mh}; --fit pad only pads (--fit resample averages down)", input.display());
         }
-        x.constant_pad_nd([left, right, top, bottom])
     }
-
-    /// `[B, 1, mh, mw]` -> `[B, 1, h, w]`.
-    pub fn crop(&self, x: &Tensor) -> Tensor {
-        let (top, left) = self.offsets();
-        x.narrow(2, top, self.h as i64)
-            .narrow(3, left, self.w as i64)
-    }
+    Ok(Padding { h, w, mh, mw })
 }
 
 /// An image input, read and fitted to the prior.
@@ -180,7 +132,7 @@ pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
     if averaged > 1 {
         vol = vol.average_down(averaged);
     }
-    let padding = Padding::new(
+    let padding = fit_padding(
         vol.ny(),
         vol.nx(),
         model.image_size(),

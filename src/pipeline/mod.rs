@@ -143,15 +143,7 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 ks: &image.ks,
                 scaling: &image.scaling,
             };
-            write::outputs(
-                spec,
-                &grid,
-                &assessed.methods,
-                Some(&assessed.references),
-                &assessed.metal,
-                dir,
-                &mut report,
-            )?;
+            write::outputs(spec, &grid, &assessed, dir, &mut report)?;
         }
         Input::Measurement(m) => {
             report.has_reference = false;
@@ -176,7 +168,7 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 ks: &ks,
                 scaling: &scaling,
             };
-            write::outputs(spec, &grid, &assessed.methods, None, &[], dir, &mut report)?;
+            write::outputs(spec, &grid, &assessed, dir, &mut report)?;
         }
     }
     Ok(report)

@@ -2,7 +2,7 @@
 //! the reference and MAR's metal mask, a PNG panel per slice, `metrics.json` and `report.html`,
 //! into the job's staging folder (which `io::atomic::write_dir` moves into place whole).
 
-use super::assess::MethodOut;
+use super::assess::Assessed;
 use crate::io::{self, Format, WindowPreset, WriteOptions};
 use crate::job::{JobSpec, Task};
 use crate::prior::Scaling;
@@ -11,7 +11,6 @@ use crate::report::{html, JobReport, Panel};
 use crate::tensor::tensor_to_vec;
 use crate::volume::{Modality, Volume};
 use anyhow::Result;
-use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
 
@@ -23,18 +22,17 @@ pub struct OutputGrid<'a> {
     pub scaling: &'a Scaling,
 }
 
-/// Write the job's outputs into `dir`, then `metrics.json` and `report.html`.
+/// Write the job's outputs (the methods of `results`, its references and metal masks when it
+/// has them) into `dir`, then `metrics.json` and `report.html`.
 pub fn outputs(
     spec: &JobSpec,
     grid: &OutputGrid,
-    methods: &BTreeMap<String, MethodOut>,
-    refs: Option<&[Tensor]>,
-    metal: &[Option<Tensor>],
+    results: &Assessed,
     dir: &Path,
     report: &mut JobReport,
 ) -> Result<()> {
-    volumes(spec, grid, methods, refs, metal, dir)?;
-    panels(spec, grid, methods, refs, metal, dir, report)?;
+    volumes(spec, grid, results, dir)?;
+    panels(spec, grid, results, dir, report)?;
     std::fs::write(dir.join("metrics.json"), report.to_json())?;
     std::fs::write(dir.join("report.html"), html::render_job(report, dir))?;
     Ok(())
@@ -55,11 +53,11 @@ fn to_volume(grid: &OutputGrid, parts: &[Tensor], physical: bool) -> Volume {
 fn volumes(
     spec: &JobSpec,
     grid: &OutputGrid,
-    methods: &BTreeMap<String, MethodOut>,
-    refs: Option<&[Tensor]>,
-    metal: &[Option<Tensor>],
+    results: &Assessed,
     dir: &Path,
 ) -> Result<()> {
+    let (methods, metal) = (&results.methods, results.metal.as_slice());
+    let refs = (!results.references.is_empty()).then_some(results.references.as_slice());
     let model = spec
         .model
         .as_ref()
@@ -131,12 +129,12 @@ fn volumes(
 fn panels(
     spec: &JobSpec,
     grid: &OutputGrid,
-    methods: &BTreeMap<String, MethodOut>,
-    refs: Option<&[Tensor]>,
-    metal: &[Option<Tensor>],
+    results: &Assessed,
     dir: &Path,
     report: &mut JobReport,
 ) -> Result<()> {
+    let (methods, metal) = (&results.methods, results.metal.as_slice());
+    let refs = (!results.references.is_empty()).then_some(results.references.as_slice());
     let window = match (spec.task, refs) {
         (Task::Mri, Some(r)) => {
             WindowPreset::Auto.resolve(&to_volume(grid, r, true).data, Modality::Mr)

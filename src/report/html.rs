@@ -211,3 +211,32 @@ pub fn render_summary(title: &str, rows: &[(String, Result<JobReport, String>)])
     ));
     h
 }
+
+/// The demo's index page: a link per case with its PSNRs, and what the demo shows.
+pub fn render_demo_index(reports: &[(String, String, JobReport)]) -> String {
+    let mut h = String::from("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>scorerecon demo</title></head><body style=\"font-family:sans-serif;max-width:900px;margin:24px auto\"><h1>scorerecon demo</h1><ul>");
+    for (dir, title, r) in reports {
+        let best: Vec<String> = r
+            .methods
+            .iter()
+            .map(|(k, m)| {
+                format!(
+                    "{k}: {} dB",
+                    m.psnr
+                        .map(|p| format!("{p:.2}"))
+                        .unwrap_or_else(|| "n/a".into())
+                )
+            })
+            .collect();
+        h.push_str(&format!(
+            "<li><a href=\"{dir}/report.html\">{}</a> &mdash; {}</li>",
+            escape(title),
+            escape(&best.join(", "))
+        ));
+    }
+    h.push_str("</ul><p>Priors: the shipped NCSN++ models ct_head_128 and mri_brain_128 (model cards in models/), \
+trained on other slices of the same scans; the reconstructed slices lie in the slabs held out from training. The scans \
+are averaged down 2x to the priors' 128x128 grid. TV weights of the baselines are tuned on a validation slice \
+(maximum SSIM). Mean and spread over many held-out slices: docs/results.md.</p></body></html>");
+    h
+}

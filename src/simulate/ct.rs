@@ -19,6 +19,9 @@ use rand_distr::{Distribution, Poisson};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// Poisson noise on line integrals: counts `~ Poisson(I0 exp(-p))`, at least 1 (a detector
+/// reading zero would give an infinite line integral), `p' = ln(I0 / counts)`.
+/// `to_dimensionless` converts `p` to `integral mu dl`; each sinogram row draws from its own
 /// ChaCha stream, so the result does not depend on the thread count.
 pub fn poisson_noise(
     sinogram: &[f32],

@@ -186,8 +186,9 @@ fn load_source(args: &SimulateArgs) -> Result<Source> {
     })
 }
 
-/// Simulate `args` and write the measurement folder `args.out` whole (or nothing).
-pub fn run(args: &SimulateArgs) -> Result<()> {
+/// Simulate `args` and write the measurement folder `args.out` whole (or nothing); returns what
+/// was written, in a line for the user.
+pub fn run(args: &SimulateArgs) -> Result<String> {
     atomic::check_overwrite(&args.out, args.force)?;
     if args.task == Task::Mri {
         return run_mri(args);
@@ -294,7 +295,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             (&reference, "reference.nii.gz", Format::Nifti),
         ],
     )?;
-    println!(
+    Ok(format!(
         "{}: {:?} from {} (slice {}), {} of {} sinogram bins measured; wrote measurement.json, fbp.nii.gz, fbp.png, reference.nii.gz",
         args.out.display(),
         args.task,
@@ -302,8 +303,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         source.slice,
         kept,
         sim.mask.len()
-    );
-    Ok(())
+    ))
 }
 
 /// `--slice`, or the middle slice, checked against the volume.
@@ -340,7 +340,7 @@ fn write_simulation(
 
 /// `--task mri`: the k-space of one MR slice (averaged down and padded as asked), written with
 /// the zero-filled image and the image measured, in the input's intensity units.
-fn run_mri(args: &SimulateArgs) -> Result<()> {
+fn run_mri(args: &SimulateArgs) -> Result<String> {
     let Some(path) = args.input.as_ref() else {
         bail!("--task mri needs an MR image (--input); the phantoms are CT phantoms");
     };
@@ -396,13 +396,8 @@ fn run_mri(args: &SimulateArgs) -> Result<()> {
             (n, n)
         }
     };
-    let (top, left) = ((mh - h) / 2, (mw - w) / 2);
-    let x = crate::tensor::slices_to_tensor(&slice, &[0], tch::Device::Cpu)?.constant_pad_nd([
-        left as i64,
-        (mw - w - left) as i64,
-        top as i64,
-        (mh - h - top) as i64,
-    ]);
+    let padding = crate::tensor::Padding { h, w, mh, mw };
+    let x = padding.pad(&crate::tensor::slices_to_tensor(&slice, &[0], tch::Device::Cpu)?);
     let (op, y) = measure_kspace(
         &MriSimulationSpec {
             mask: MaskSpec {
@@ -487,13 +482,12 @@ fn run_mri(args: &SimulateArgs) -> Result<()> {
         ],
     )?;
     let kept = m.mask.iter().filter(|&&v| v > 0.0).count();
-    println!(
+    Ok(format!(
         "{}: MRI {}x ({}) from {} (slice {k}, {mw}x{mh}), {kept} of {} k-space samples measured; wrote measurement.json, zero_filled.nii.gz, zero_filled.png, reference.nii.gz",
         args.out.display(),
         args.acceleration,
         args.mask.name(),
         path.display(),
         m.mask.len()
-    );
-    Ok(())
+    ))
 }

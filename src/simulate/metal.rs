@@ -199,10 +199,6 @@ pub fn default_metal(hu_image: &[f32], n: usize, pixel_mm: f64) -> Result<Vec<Me
     Ok(metal_discs(n, pixel_mm, &centres, 4.0, Material::Iron))
 }
 
-/// Poisson noise on line integrals: counts `~ Poisson(I0 exp(-p))`, at least 1 (a detector
-/// reading zero would give an infinite line integral), `p' = ln(I0 / counts)`.
-/// `to_dimensionless` converts `p` to `integral mu dl`; each sinogram row draws from its own
-
 /// Metal already in the image: every voxel above `threshold` HU, as one titanium object; None
 /// when there is none.
 pub fn metal_in_image(hu_image: &[f32], threshold: f64) -> Option<Vec<MetalObject>> {

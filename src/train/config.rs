@@ -229,9 +229,7 @@ impl TrainConfig {
 
     /// Read a YAML config file on top of the defaults.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read the config", path.display()))?;
-        let m = parse_mapping(&text).with_context(|| format!("{}", path.display()))?;
+        let m = crate::io::yaml::read_mapping(path, "config")?;
         Self::from_yaml(&m, &path.display().to_string())
     }
 
@@ -370,15 +368,6 @@ impl TrainConfig {
             .filter(|(k, v)| b.get(*k) != Some(*v))
             .filter_map(|(k, _)| k.as_str().map(String::from))
             .collect()
-    }
-}
-
-fn parse_mapping(text: &str) -> Result<serde_yaml_ng::Mapping> {
-    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).context("not valid YAML")?;
-    match v {
-        serde_yaml_ng::Value::Mapping(m) => Ok(m),
-        serde_yaml_ng::Value::Null => Ok(Default::default()),
-        _ => bail!("a config is a mapping of settings"),
     }
 }
 
