@@ -39,6 +39,8 @@ pub enum Command {
     Simulate(commands::simulate::SimulateArgs),
     /// Train a score model on your own scans (DICOM series / NIfTI volumes).
     Train(commands::train::TrainArgs),
+    /// Record a model's prior-fit range over validation scans, for the mismatch warning.
+    Calibrate(commands::calibrate::CalibrateArgs),
 }
 
 /// A clap parser for a library enum: its names as the possible values (listed in `--help` and
@@ -131,7 +133,11 @@ pub fn main() -> i32 {
 /// clap's error on one line: its first line, the possible values when it lists them, and where
 /// to look.
 fn one_line(text: &str) -> String {
-    let mut line = text.lines().next().unwrap_or("error: bad arguments").to_string();
+    let mut line = text
+        .lines()
+        .next()
+        .unwrap_or("error: bad arguments")
+        .to_string();
     if let Some(values) = text.lines().find(|l| l.contains("[possible values:")) {
         line.push(' ');
         line.push_str(values.trim());
@@ -150,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => commands::demo::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Train(a) => commands::train::run(a),
+        Command::Calibrate(a) => commands::calibrate::run(a),
     }
 }
 

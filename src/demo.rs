@@ -9,7 +9,6 @@
 use crate::classic::BaselineKind;
 use crate::io::atomic;
 use crate::job::{Fit, JobSpec, Task};
-use crate::prior::PriorRef;
 use crate::report::JobReport;
 use crate::tensor::DeviceChoice;
 use anyhow::{bail, Context, Result};
@@ -33,10 +32,9 @@ fn locate(rel: &str) -> Result<PathBuf> {
     bail!("{rel}: the demo data is missing; run `bash scripts/setup.sh` (`make demo` does) to fetch it")
 }
 
-/// The shipped priors and the held-out slice each reconstructs (models/*.md name the slabs).
-const CT_PRIOR: &str = "ct_head_128";
+/// The held-out slice each case reconstructs with its task's default prior (models/*.md name the
+/// slabs held out from their training).
 const CT_SLICE: usize = 52;
-const MRI_PRIOR: &str = "mri_brain_128";
 const MRI_SLICE: usize = 95;
 
 /// What the demo is told.
@@ -62,7 +60,6 @@ pub fn run(args: &DemoOptions) -> Result<()> {
         spec.slices = vec![CT_SLICE];
         spec.views = vec![23];
         spec.baselines = vec![BaselineKind::Fbp, BaselineKind::FistaTv];
-        spec.model = Some(PriorRef::Shipped(CT_PRIOR.into()));
         spec.fit = Fit::Resample;
         spec.steps = args.steps;
         spec.device = args.device;
@@ -82,7 +79,6 @@ pub fn run(args: &DemoOptions) -> Result<()> {
         spec.slices = vec![MRI_SLICE];
         spec.acceleration = vec![4.0];
         spec.baselines = vec![BaselineKind::ZeroFilled, BaselineKind::Tv];
-        spec.model = Some(PriorRef::Shipped(MRI_PRIOR.into()));
         spec.fit = Fit::Resample;
         spec.steps = args.steps;
         spec.device = args.device;
@@ -96,7 +92,10 @@ pub fn run(args: &DemoOptions) -> Result<()> {
             r,
         ));
 
-        std::fs::write(dir.join("index.html"), crate::report::html::render_demo_index(&reports))?;
+        std::fs::write(
+            dir.join("index.html"),
+            crate::report::html::render_demo_index(&reports),
+        )?;
         Ok(())
     })?;
     println!(
@@ -106,4 +105,3 @@ pub fn run(args: &DemoOptions) -> Result<()> {
     );
     Ok(())
 }
-

@@ -92,6 +92,17 @@ impl Task {
         COMMON_KEYS.contains(&key) || self.own_keys().contains(&key)
     }
 
+    /// The shipped prior a job of this task uses unless told otherwise (models/*.md).
+    pub fn default_prior(self) -> PriorRef {
+        PriorRef::Shipped(
+            match self {
+                Task::Ct | Task::Mar => "ct_head_128",
+                Task::Mri => "mri_brain_128",
+            }
+            .into(),
+        )
+    }
+
     /// The baselines that make sense for the task's measurement.
     pub fn baselines(self) -> &'static [BaselineKind] {
         match self {
@@ -154,7 +165,8 @@ pub struct JobSpec {
     pub insert_metal: bool,
 
     // Prior and sampler
-    /// A shipped prior by name, a `.safetensors` or TorchScript file, or `knn:FOLDER`.
+    /// A shipped prior by name, a `.safetensors` or TorchScript file, or `knn:FOLDER`; the
+    /// task's default prior unless set.
     pub model: Option<PriorRef>,
     pub sampler: SamplerKind,
     pub steps: usize,
@@ -218,11 +230,12 @@ pub fn read_yaml_mapping(path: &Path, what: &str) -> Result<Mapping> {
 }
 
 impl JobSpec {
-    /// The paper's tuned values per task (method.md, "Tuned hyper-parameters") and the task's
-    /// baselines.
+    /// The paper's tuned values per task (method.md, "Tuned hyper-parameters"), the task's
+    /// baselines and its default prior.
     pub fn for_task(task: Task) -> Self {
         let mut s = JobSpec {
             task,
+            model: Some(task.default_prior()),
             ..Default::default()
         };
         match task {

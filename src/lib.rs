@@ -3,6 +3,7 @@
 //! (docs/architecture.md).
 
 pub mod batch;
+pub mod calibrate;
 pub mod classic;
 pub mod cli;
 pub mod commands;

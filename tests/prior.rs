@@ -236,6 +236,7 @@ y.double().numpy().astype('<f8').tofile(out)
         channels: 1,
         normalisation: Normalisation::Identity,
         training: None,
+        prior_fit: None,
     };
     meta.write(&PriorMetadata::sidecar_path(&pt), false)
         .unwrap();
@@ -453,6 +454,7 @@ fn bad_configs_and_names_give_clear_errors() {
         channels: 1,
         normalisation: Normalisation::mr_default(),
         training: None,
+        prior_fit: None,
     };
     let p = dir.path().join("m.json");
     std::fs::write(&p, serde_json::to_string(&meta).unwrap()).unwrap();

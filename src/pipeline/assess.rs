@@ -6,6 +6,7 @@ use super::input::Padding;
 use super::measure::Case;
 use super::reconstruct::Recon;
 use crate::metrics::{self, Roi};
+use crate::prior::fit::{dsm_residual, FitRange, PriorFit};
 use crate::prior::ScoreModel;
 use crate::report::{MethodMetrics, SweepPoint};
 use anyhow::Result;
@@ -24,6 +25,8 @@ pub struct MethodOut {
     pub residual: Vec<f64>,
     /// Nearest-neighbour priors: each slice's relative distance to its nearest reference image.
     pub nearest_reference: Vec<f64>,
+    /// Calibrated priors: each slice's prior-fit statistic (`prior::fit`).
+    pub prior_fit: Vec<f64>,
 }
 
 /// The methods of one measurement setting, keyed by their report name, with the references and
@@ -70,6 +73,9 @@ impl Assessed {
             if let Some(d) = model.nearest_reference_distance(&x)? {
                 m.nearest_reference.extend(d);
             }
+            if model.fit_range().is_some() {
+                m.prior_fit.extend(dsm_residual(model, &x)?);
+            }
             if let Some((reference, roi, range)) = &scoring {
                 let scores = metrics::assess(
                     &padding.crop(&x),
@@ -108,8 +114,9 @@ impl Assessed {
             .collect()
     }
 
-    /// The report's table: means over slices, and the per-slice values.
-    pub fn metrics(&self) -> BTreeMap<String, MethodMetrics> {
+    /// The report's table: means over slices, and the per-slice values; the prior fit against
+    /// `range` when the prior has one.
+    pub fn metrics(&self, range: Option<&FitRange>) -> BTreeMap<String, MethodMetrics> {
         self.methods
             .iter()
             .map(|(name, m)| {
@@ -124,6 +131,7 @@ impl Assessed {
                         psnr_per_slice: m.psnr.clone(),
                         ssim_per_slice: m.ssim.clone(),
                         nearest_reference_distance: mean(&m.nearest_reference),
+                        prior_fit: range.and_then(|r| PriorFit::new(&m.prior_fit, r)),
                     },
                 )
             })

@@ -37,6 +37,9 @@ pub fn run_to_dir(spec: &JobSpec, out: &Path, force: bool) -> Result<JobReport> 
 /// Where the results are, and the headline numbers, for the terminal.
 pub fn print_summary(report: &JobReport, out: &Path) {
     println!("{} ({}): {}", report.title, report.task, out.display());
+    if let Some(prior) = report.settings.get("model").and_then(|m| m.as_str()) {
+        println!("  prior: {prior}");
+    }
     for (name, m) in &report.methods {
         let f = |v: Option<f64>, d: usize| {
             v.map(|x| format!("{x:.d$}"))
@@ -137,7 +140,8 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                     image.ks
                 ),
             );
-            report.methods = assessed.metrics();
+            report.methods = assessed.metrics(model.fit_range());
+            report.flag_prior_mismatch();
             let grid = write::OutputGrid {
                 vol: &image.vol,
                 ks: &image.ks,
@@ -161,7 +165,8 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             let padding = measure::file_padding(&cases);
             let assessed =
                 reconstruct_and_assess(spec, model, &cases, None, &padding, &mut report.notes)?;
-            report.methods = assessed.metrics();
+            report.methods = assessed.metrics(model.fit_range());
+            report.flag_prior_mismatch();
             let ks: Vec<usize> = (0..vol.nz()).collect();
             let grid = write::OutputGrid {
                 vol: &vol,

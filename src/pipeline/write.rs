@@ -50,12 +50,7 @@ fn to_volume(grid: &OutputGrid, parts: &[Tensor], physical: bool) -> Volume {
     grid.vol.select_slices(grid.ks).with_data(tensor_to_vec(&x))
 }
 
-fn volumes(
-    spec: &JobSpec,
-    grid: &OutputGrid,
-    results: &Assessed,
-    dir: &Path,
-) -> Result<()> {
+fn volumes(spec: &JobSpec, grid: &OutputGrid, results: &Assessed, dir: &Path) -> Result<()> {
     let (methods, metal) = (&results.methods, results.metal.as_slice());
     let refs = (!results.references.is_empty()).then_some(results.references.as_slice());
     let model = spec

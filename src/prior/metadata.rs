@@ -52,6 +52,10 @@ pub struct PriorMetadata {
     pub normalisation: Normalisation,
     #[serde(default)]
     pub training: Option<TrainingSummary>,
+    /// The prior-fit statistic over the validation images (`prior::fit`); absent until the
+    /// model is calibrated (`scorerecon train` does it on its held-out images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_fit: Option<super::fit::FitRange>,
 }
 
 impl PriorMetadata {

@@ -9,6 +9,7 @@
 //!
 //! [`load_prior`] picks one from a name or path.
 
+pub mod fit;
 pub mod gaussian;
 pub mod layers;
 pub mod metadata;
@@ -57,6 +58,11 @@ pub trait ScoreModel: Send {
     /// reference `x_i`. None for trained models.
     fn nearest_reference_distance(&self, _x: &Tensor) -> Result<Option<Vec<f64>>> {
         Ok(None)
+    }
+    /// The prior-fit statistic's range over the model's validation images (`prior::fit`), when
+    /// the model was calibrated.
+    fn fit_range(&self) -> Option<&fit::FitRange> {
+        None
     }
 }
 
@@ -197,7 +203,7 @@ pub fn load_prior(name_or_path: &str, device: Device) -> Result<Box<dyn ScoreMod
 }
 
 /// The file of a shipped model: `NAME.safetensors` or `NAME.pt` in one of [`model_dirs`].
-fn find_shipped(name_or_path: &str) -> Result<PathBuf> {
+pub fn find_shipped(name_or_path: &str) -> Result<PathBuf> {
     let dirs = model_dirs();
     for d in &dirs {
         for ext in ["safetensors", "pt"] {

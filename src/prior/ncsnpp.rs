@@ -377,6 +377,7 @@ impl NcsnppPrior {
             channels: config.channels,
             normalisation,
             training: None,
+            prior_fit: None,
         };
         Ok(NcsnppPrior { vs, net, meta })
     }
@@ -446,6 +447,9 @@ impl ScoreModel for NcsnppPrior {
     }
     fn device(&self) -> Device {
         self.vs.device()
+    }
+    fn fit_range(&self) -> Option<&super::fit::FitRange> {
+        self.meta.prior_fit.as_ref()
     }
     fn describe(&self) -> String {
         let c = &self.net.config;

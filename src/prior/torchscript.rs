@@ -94,6 +94,9 @@ impl ScoreModel for TorchScriptPrior {
     fn device(&self) -> Device {
         self.device
     }
+    fn fit_range(&self) -> Option<&super::fit::FitRange> {
+        self.meta.prior_fit.as_ref()
+    }
     fn describe(&self) -> String {
         format!("TorchScript score model {}", self.source)
     }

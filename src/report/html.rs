@@ -10,7 +10,7 @@ use std::path::Path;
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:24px auto;padding:0 16px;color:#222}\
 table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}\
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.best{font-weight:bold}\
+th{background:#f3f3f3}.warning{background:#fdecea;border-left:6px solid #c62828;padding:8px 12px}td:first-child,th:first-child{text-align:left}.best{font-weight:bold}\
 figure{display:inline-block;margin:8px}figcaption{font-size:13px;color:#555;max-width:900px}\
 .note{background:#fff8e0;border-left:4px solid #e0b000;padding:6px 10px;margin:6px 0}\
 pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}";
@@ -31,6 +31,9 @@ pub fn render_job(r: &JobReport, dir: &Path) -> String {
         escape(&r.task),
         escape(&r.input)
     );
+    for w in &r.warnings {
+        let _ = write!(h, "<p class=\"warning\"><b>Warning:</b> {}</p>", escape(w));
+    }
     if !r.has_reference {
         h.push_str("<p class=\"note\">No reference image: the input was a measurement, so PSNR/SSIM/NRMSE are not defined; only the data-consistency residual is reported.</p>");
     }
@@ -112,7 +115,12 @@ fn methods_table(r: &JobReport) -> String {
         .values()
         .filter_map(|m| m.ssim)
         .fold(f64::NEG_INFINITY, f64::max);
-    let mut t = String::from("<table><tr><th>method</th><th>PSNR (dB)</th><th>SSIM</th><th>NRMSE</th><th>residual |Ax-y|/|y|</th><th>seconds</th></tr>");
+    let fit_col = r.methods.values().any(|m| m.prior_fit.is_some());
+    let mut t = String::from("<table><tr><th>method</th><th>PSNR (dB)</th><th>SSIM</th><th>NRMSE</th><th>residual |Ax-y|/|y|</th><th>seconds</th>");
+    if fit_col {
+        t.push_str("<th>prior fit (limit)</th>");
+    }
+    t.push_str("</tr>");
     for (name, m) in &r.methods {
         let cls = |v: Option<f64>, best: f64| {
             if v == Some(best) {
@@ -131,14 +139,29 @@ fn methods_table(r: &JobReport) -> String {
         };
         let _ = write!(
             t,
-            "<tr><td>{}</td><td{}>{ps}</td><td{}>{ss}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            "<tr><td>{}</td><td{}>{ps}</td><td{}>{ss}</td><td>{}</td><td>{}</td><td>{:.2}</td>",
             escape(name),
             cls(m.psnr, best_psnr),
             cls(m.ssim, best_ssim),
             fmt_opt(m.nrmse, 4),
-            m.residual.map(|x| format!("{x:.2e}")).unwrap_or_else(|| "n/a".into()),
+            m.residual
+                .map(|x| format!("{x:.2e}"))
+                .unwrap_or_else(|| "n/a".into()),
             m.seconds
         );
+        if fit_col {
+            let cell = match &m.prior_fit {
+                Some(f) => format!(
+                    "{:.3} ({:.3}){}",
+                    f.worst,
+                    f.limit,
+                    if f.in_range { "" } else { " out of range" }
+                ),
+                None => "n/a".into(),
+            };
+            let _ = write!(t, "<td>{cell}</td>");
+        }
+        t.push_str("</tr>");
     }
     t.push_str("</table>");
     t

@@ -36,6 +36,10 @@ pub struct MethodMetrics {
     /// distance to its nearest reference image (near 0: the reference was returned, memorised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nearest_reference_distance: Option<f64>,
+    /// Whether the reconstruction looks like the prior's validation images (`prior::fit`);
+    /// absent when the prior has no calibrated range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_fit: Option<crate::prior::fit::PriorFit>,
 }
 
 /// One point of a sweep (e.g. PSNR versus number of views).
@@ -78,6 +82,9 @@ pub struct JobReport {
     /// Anything the user should know (warnings, what decided a TV weight, ...).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Prior mismatch: methods whose reconstruction is unlike the prior's validation images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl JobReport {
@@ -90,6 +97,25 @@ impl JobReport {
             versions: versions(),
             metric_convention: METRIC_CONVENTION.into(),
             ..Default::default()
+        }
+    }
+
+    /// Flag a score-based reconstruction whose prior fit is out of range, in `warnings` and on
+    /// stderr. (The baselines' values are reported too, for comparison, but are not the prior's
+    /// doing: FBP streaks are unlike any training image.)
+    pub fn flag_prior_mismatch(&mut self) {
+        for (name, m) in self.methods.iter().filter(|(n, _)| n.as_str() == "score") {
+            if let Some(f) = m.prior_fit.as_ref().filter(|f| !f.in_range) {
+                let w = format!(
+                    "prior mismatch: the {name} reconstruction is unlike the prior's validation \
+                     images (prior-fit statistic {:.3} on its worst slice, validation limit {:.3}); \
+                     the prior may be inventing structure: compare with the classical baselines \
+                     and use a prior trained on scans like this one",
+                    f.worst, f.limit
+                );
+                eprintln!("warning: {} ({})", w, self.input);
+                self.warnings.push(w);
+            }
         }
     }
 

@@ -397,7 +397,11 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
         }
     };
     let padding = crate::tensor::Padding { h, w, mh, mw };
-    let x = padding.pad(&crate::tensor::slices_to_tensor(&slice, &[0], tch::Device::Cpu)?);
+    let x = padding.pad(&crate::tensor::slices_to_tensor(
+        &slice,
+        &[0],
+        tch::Device::Cpu,
+    )?);
     let (op, y) = measure_kspace(
         &MriSimulationSpec {
             mask: MaskSpec {

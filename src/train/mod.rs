@@ -497,6 +497,7 @@ fn write_model(
                 ),
             },
         }),
+        prior_fit: None,
     };
     meta.write(&paths.metadata(), force)?;
     let yaml = serde_yaml_ng::to_string(cfg)?;
