@@ -405,6 +405,7 @@ fn from_host(v: &[f32], shape: [i64; 4], device: Device, kind: Kind) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::ct::{limited_angle_rows, sparse_view_rows};
     use crate::ops::inner;
 
     #[test]
