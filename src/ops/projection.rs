@@ -9,21 +9,8 @@
 //! gradients in the measurement domain (per batch element, real inner product `Re <a, b>`, so
 //! complex k-space works unchanged).
 
-use super::MeasurementOperator;
+use super::{batch_inner, MeasurementOperator};
 use tch::{Kind, Tensor};
-
-/// Per batch element `Re <a, b>`, shaped `[B, 1, 1, 1]` for broadcasting.
-fn batch_inner(a: &Tensor, b: &Tensor) -> Tensor {
-    let p = if a.is_complex() || b.is_complex() {
-        (a.conj() * b).real()
-    } else {
-        a * b
-    };
-    let n = p.size()[0];
-    p.reshape([n, -1])
-        .sum_dim_intlist(1, false, Kind::Float)
-        .reshape([n, 1, 1, 1])
-}
 
 /// Options of the conjugate-gradient solve.
 #[derive(Debug, Clone, Copy)]
