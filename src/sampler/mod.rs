@@ -19,10 +19,9 @@ use crate::ops::MeasurementOperator;
 use crate::prior::ScoreModel;
 use crate::sde::VeSde;
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use noise::NoiseSource;
 use serde::{Deserialize, Serialize};
-use std::io::IsTerminal;
 use tch::{Kind, Tensor};
 
 pub use consistency::{final_consistency, tweedie_denoise};
@@ -323,21 +322,13 @@ pub fn reconstruct(
     let [h, w] = model.image_size();
     let nfe = sampler.nfe(opts) + usize::from(opts.final_denoise);
 
-    let progress = if opts.progress && std::io::stderr().is_terminal() {
-        let pb = ProgressBar::with_draw_target(
-            Some((nfe as u64) * ((total + chunk - 1) / chunk) as u64),
-            ProgressDrawTarget::stderr(),
-        );
-        pb.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} NFE ({eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        pb.set_message(sampler.name());
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = crate::progress::styled(
+        (nfe as u64) * ((total + chunk - 1) / chunk) as u64,
+        "{msg} [{bar:40}] {pos}/{len} NFE ({eta})",
+        Some("=> "),
+        !opts.progress,
+    );
+    progress.set_message(sampler.name());
 
     model.reseed(opts.seed);
     let mut ctx = Context {
