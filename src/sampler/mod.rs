@@ -10,17 +10,16 @@
 
 pub mod ald;
 pub mod consistency;
-pub mod noise;
 pub mod ode;
 pub mod pc;
 pub mod score_sde;
 
+use crate::ops::rng::NoiseSource;
 use crate::ops::MeasurementOperator;
 use crate::prior::ScoreModel;
 use crate::sde::VeSde;
 use anyhow::{bail, Result};
 use indicatif::ProgressBar;
-use noise::NoiseSource;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 

@@ -9,8 +9,8 @@
 //! expectation is estimated with `samples` independent paths (one in training, as the paper).
 //! As with the DSM loss, the squared norm is divided by the number of pixels.
 
-use super::dsm::standard_normal;
 use super::net::ScoreNet;
+use crate::ops::rng::standard_normal_from;
 use rand_chacha::ChaCha20Rng;
 use tch::{Kind, Tensor};
 
@@ -40,7 +40,7 @@ pub fn reverse_steps(
             let (s_i, s_next) = (level(k), level(k + 1));
             let var = (s_i.square() - s_next.square()).reshape([b, 1, 1, 1]);
             let score = net.forward_t(&x, &s_i, false).to_kind(Kind::Float);
-            let z = standard_normal(rng, &x.size(), x.device());
+            let z = standard_normal_from(rng, &x.size(), x.device());
             x = &x + &score * &var + z * var.sqrt();
         }
         x
@@ -89,7 +89,7 @@ mod tests {
         let sigma_tp = Tensor::from_slice(&[0.15f32, 0.5]);
         let shape = [2i64, 1, 16, 16];
         let std = (sigma_t.square() + s0 * s0).sqrt().reshape([2, 1, 1, 1]);
-        let x_t = standard_normal(&mut rng, &shape, Device::Cpu) * std + mu;
+        let x_t = standard_normal_from(&mut rng, &shape, Device::Cpu) * std + mu;
         let net = GaussianScore { mu, s0, gain };
         let l = consistency_loss(&net, &x_t, &sigma_t, &sigma_tp, 6, 2000, &mut rng, false);
         l.mean(Kind::Double).double_value(&[])
