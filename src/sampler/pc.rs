@@ -41,7 +41,7 @@ pub fn reverse_diffusion_step(
 ) -> Tensor {
     let d = sigma * sigma - next * next;
     let z = ctx.noise.normal_like(xp);
-    xp + s * d + z * d.sqrt()
+    crate::sde::reverse_diffusion(xp, s, &z, &d)
 }
 
 impl Sampler for PredictorCorrector {

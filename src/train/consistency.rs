@@ -11,13 +11,15 @@
 
 use super::net::ScoreNet;
 use crate::ops::rng::standard_normal_from;
+use crate::sde;
 use rand_chacha::ChaCha20Rng;
 use tch::{Kind, Tensor};
 
 /// Tweedie's denoiser `h(x, sigma) = x + sigma^2 s(x, sigma)`; `sigma`: `[B]`.
 pub fn tweedie(net: &dyn ScoreNet, x: &Tensor, sigma: &Tensor, train: bool) -> Tensor {
     let b = x.size()[0];
-    x + net.forward_t(x, sigma, train).to_kind(Kind::Float) * sigma.square().reshape([b, 1, 1, 1])
+    let score = net.forward_t(x, sigma, train).to_kind(Kind::Float);
+    sde::tweedie(x, &score, &sigma.square().reshape([b, 1, 1, 1]))
 }
 
 /// Reverse-diffusion steps of the model from noise level `sigma_from` down to `sigma_to`
@@ -41,7 +43,7 @@ pub fn reverse_steps(
             let var = (s_i.square() - s_next.square()).reshape([b, 1, 1, 1]);
             let score = net.forward_t(&x, &s_i, false).to_kind(Kind::Float);
             let z = standard_normal_from(rng, &x.size(), x.device());
-            x = &x + &score * &var + z * var.sqrt();
+            x = sde::reverse_diffusion(&x, &score, &z, &var);
         }
         x
     })
