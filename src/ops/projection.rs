@@ -10,7 +10,7 @@
 //! complex k-space works unchanged).
 
 use super::{batch_inner, MeasurementOperator};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Options of the conjugate-gradient solve.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,7 @@ pub fn project(
 mod tests {
     use super::*;
     use crate::ops::identity::Identity;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn real_image_mri_projection_stays_bounded_on_a_singular_system() {
