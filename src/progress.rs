@@ -16,12 +16,7 @@ pub fn bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
 
 /// A bar over `len` units drawn with indicatif's `template`, and `progress_chars` (filled,
 /// current, empty) where given; hidden when `quiet` or when stderr is not a terminal.
-pub fn styled(
-    len: u64,
-    template: &str,
-    progress_chars: Option<&str>,
-    quiet: bool,
-) -> ProgressBar {
+pub fn styled(len: u64, template: &str, progress_chars: Option<&str>, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     }

@@ -154,8 +154,8 @@ mod tests {
         let n = 100_000i64;
         for (k, &sigma) in sigmas.iter().enumerate() {
             let v = s0 * s0 + sigma * sigma;
-            let x = standard_normal(&[2, n], 10 + k as u64, Kind::Float, Device::Cpu) * v.sqrt()
-                + mu;
+            let x =
+                standard_normal(&[2, n], 10 + k as u64, Kind::Float, Device::Cpu) * v.sqrt() + mu;
             let score = (&x - mu).neg() / v;
             let per_image = Tensor::from_slice(&[(sigma * sigma) as f32; 2]).reshape([2, 1]);
             let want = (&x - mu) * (s0 * s0 / v) + mu;
@@ -178,7 +178,10 @@ mod tests {
                 let var = f64::try_from(next.var(true)).unwrap();
                 // 200k draws: standard errors about 0.0022 sqrt(var) and 0.0032 var.
                 assert!((m - mu).abs() < 0.01 * var_want.sqrt(), "mean {m} vs {mu}");
-                assert!((var / var_want - 1.0).abs() < 0.015, "variance {var} vs {var_want}");
+                assert!(
+                    (var / var_want - 1.0).abs() < 0.015,
+                    "variance {var} vs {var_want}"
+                );
             }
         }
     }

@@ -254,7 +254,8 @@ mod tests {
             let want: Vec<f64> = (0..3)
                 .map(|k| (k * per..(k + 1) * per).map(|i| px[i] * py[i]).sum())
                 .collect();
-            let got = Vec::<f64>::try_from(batch_inner(x, y).to_kind(Kind::Double).flatten(0, -1)).unwrap();
+            let got = Vec::<f64>::try_from(batch_inner(x, y).to_kind(Kind::Double).flatten(0, -1))
+                .unwrap();
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
             }
