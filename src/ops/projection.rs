@@ -59,11 +59,17 @@ pub fn project(
         // A A^T p, restricted to the measured entries.
         let mp = op.forward(&op.adjoint(&p));
         let alpha = &rr / batch_inner(&p, &mp).clamp_min(1e-30);
-        u = u + &alpha * &p;
-        r = r - &alpha * &mp;
+        // Not `+=` / `-=`: in place, they would write through the shallow clones that `best`,
+        // `r0` and `p` hold of `u` and `r`.
+        #[allow(clippy::assign_op_pattern)]
+        {
+            u = u + &alpha * &p;
+            r = r - &alpha * &mp;
+        }
         let rr_new = batch_inner(&r, &r);
         let worst = f64::try_from((&rr_new / rr0.clamp_min(1e-30)).max()).unwrap_or(f64::NAN);
-        if !(worst <= 100.0 * best.0) {
+        // A NaN residual stops the solve as well (`best.0` is never NaN).
+        if worst.is_nan() || worst > 100.0 * best.0 {
             break;
         }
         if worst < best.0 {

@@ -49,18 +49,26 @@ pub fn reverse_steps(
     })
 }
 
+/// How `E[h(x_t', t') | x_t]` is estimated: the mean over `samples` reverse paths of `steps`
+/// reverse-diffusion steps each.
+#[derive(Debug, Clone, Copy)]
+pub struct ReversePaths {
+    pub steps: usize,
+    pub samples: i64,
+}
+
 /// Per-image `L_cons`, `[B]`: `x_t` at levels `sigma_t`, regularised against `sigma_tp <= sigma_t`
-/// with `samples` reverse paths of `steps` steps each.
+/// along `paths`.
 pub fn consistency_loss(
     net: &dyn ScoreNet,
     x_t: &Tensor,
     sigma_t: &Tensor,
     sigma_tp: &Tensor,
-    steps: usize,
-    samples: i64,
+    paths: ReversePaths,
     rng: &mut ChaCha20Rng,
     train: bool,
 ) -> Tensor {
+    let ReversePaths { steps, samples } = paths;
     let size = x_t.size();
     let b = size[0];
     // Repeat each image `samples` times along the batch: [b * samples, 1, H, W].
@@ -93,7 +101,18 @@ mod tests {
         let std = (sigma_t.square() + s0 * s0).sqrt().reshape([2, 1, 1, 1]);
         let x_t = standard_normal_from(&mut rng, &shape, Device::Cpu) * std + mu;
         let net = GaussianScore { mu, s0, gain };
-        let l = consistency_loss(&net, &x_t, &sigma_t, &sigma_tp, 6, 2000, &mut rng, false);
+        let l = consistency_loss(
+            &net,
+            &x_t,
+            &sigma_t,
+            &sigma_tp,
+            ReversePaths {
+                steps: 6,
+                samples: 2000,
+            },
+            &mut rng,
+            false,
+        );
         l.mean(Kind::Double).double_value(&[])
     }
 
