@@ -9,13 +9,15 @@
 //! 4. the same architecture in PyTorch eager (scripts/ncsnpp_torch.py, `.venv`), same input
 //!    size, batch, device and number of repetitions, timed in the same run: tch / eager.
 //!
-//! Operators: inpainting (`T = I`) and the centred orthonormal 2-D FFT (MRI's `T`, defined
-//! here until the operators branch is merged). Run: `cargo bench --bench sampler`
-//! (`SAMPLER_BENCH_REPS=n` for more repetitions, `SAMPLER_BENCH_THREADS=n` for torch's intra-op
-//! threads (default 1), `SAMPLER_BENCH_DEVICE=cuda` on a GPU).
+//! Operators: inpainting (`T = I`) and the centred orthonormal 2-D FFT (MRI's `T`:
+//! `ops::mri::MriFft` on real images, the operator the MRI pipeline uses). Run:
+//! `cargo bench --bench sampler` (`SAMPLER_BENCH_REPS=n` for more repetitions,
+//! `SAMPLER_BENCH_THREADS=n` for torch's intra-op threads (default 1), `SAMPLER_BENCH_DEVICE=cuda`
+//! on a GPU).
 
 use scorerecon::ops::identity::Identity;
-use scorerecon::ops::{MeasurementOperator, Transform};
+use scorerecon::ops::mri::MriFft;
+use scorerecon::ops::MeasurementOperator;
 use scorerecon::prior::gaussian::GaussianPrior;
 use scorerecon::prior::ncsnpp::{ModelSpec, NcsnppPrior};
 use scorerecon::prior::ScoreModel;
@@ -23,38 +25,6 @@ use scorerecon::sampler::{reconstruct, SamplerKind, SamplerOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-
-/// Centred orthonormal 2-D FFT: `T x = fftshift(fft2(ifftshift(x), norm = "ortho"))`.
-struct CentredFft {
-    h: i64,
-    w: i64,
-}
-
-impl Transform for CentredFft {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.fft_ifftshift([-2i64, -1].as_slice())
-            .fft_fft2(None::<&[i64]>, [-2i64, -1], "ortho")
-            .fft_fftshift([-2i64, -1].as_slice())
-    }
-    fn adjoint(&self, y: &Tensor) -> Tensor {
-        y.fft_ifftshift([-2i64, -1].as_slice())
-            .fft_ifft2(None::<&[i64]>, [-2i64, -1], "ortho")
-            .fft_fftshift([-2i64, -1].as_slice())
-            .real()
-    }
-    fn inverse(&self, y: &Tensor) -> Tensor {
-        self.adjoint(y)
-    }
-    fn image_shape(&self) -> [i64; 2] {
-        [self.h, self.w]
-    }
-    fn measurement_shape(&self) -> [i64; 2] {
-        [self.h, self.w]
-    }
-    fn describe(&self) -> String {
-        "centred orthonormal FFT".into()
-    }
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -163,7 +133,10 @@ fn main() {
             ),
             (
                 "centred FFT",
-                MeasurementOperator::new(Box::new(CentredFft { h, w }), mask.shallow_clone()),
+                MeasurementOperator::new(
+                    Box::new(MriFft::real(h, w).expect("image size")),
+                    mask.shallow_clone(),
+                ),
             ),
         ];
         for (name, op) in ops {

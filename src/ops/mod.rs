@@ -147,12 +147,37 @@ impl MeasurementOperator {
 /// Real inner product `Re <a, b>` summed over all entries, in double precision; what the adjoint
 /// identity `<A x, y> = <x, A^T y>` is stated in.
 pub fn inner(a: &Tensor, b: &Tensor) -> f64 {
-    let p = if a.is_complex() || b.is_complex() {
-        (a.to_kind(Kind::ComplexDouble).conj() * b.to_kind(Kind::ComplexDouble)).real()
-    } else {
-        a.to_kind(Kind::Double) * b.to_kind(Kind::Double)
+    real_products(a, b, true)
+        .sum(Kind::Double)
+        .double_value(&[])
+}
+
+/// Per batch element `Re <a, b>`, shaped `[B, 1, 1, 1]` for broadcasting, in the inputs' own
+/// precision (summed as f32): what the conjugate-gradient solve of `projection` iterates with.
+pub fn batch_inner(a: &Tensor, b: &Tensor) -> Tensor {
+    let p = real_products(a, b, false);
+    let n = p.size()[0];
+    p.reshape([n, -1])
+        .sum_dim_intlist(1, false, Kind::Float)
+        .reshape([n, 1, 1, 1])
+}
+
+/// The terms `Re(conj(a) b)` of both inner products: in double precision (`double`, for
+/// [`inner`]) or in the inputs' own kind (for [`batch_inner`]), the precision each had before
+/// they shared this.
+fn real_products(a: &Tensor, b: &Tensor, double: bool) -> Tensor {
+    let complex = a.is_complex() || b.is_complex();
+    let cast = |t: &Tensor| match (double, complex) {
+        (true, true) => t.to_kind(Kind::ComplexDouble),
+        (true, false) => t.to_kind(Kind::Double),
+        (false, _) => t.shallow_clone(),
     };
-    p.sum(Kind::Double).double_value(&[])
+    let (a, b) = (cast(a), cast(b));
+    if complex {
+        (a.conj() * b).real()
+    } else {
+        a * b
+    }
 }
 
 #[cfg(test)]
@@ -203,5 +228,39 @@ mod tests {
         let lhs = inner(&a.forward(&x), &y);
         let rhs = inner(&x, &a.adjoint(&y));
         assert!((lhs - rhs).abs() / lhs.abs() < 1e-6, "{lhs} vs {rhs}");
+    }
+
+    /// Both inner products against `sum_k (Re a_k Re b_k + Im a_k Im b_k)` written out in f64,
+    /// per image and over the batch, for real and complex inputs.
+    #[test]
+    fn inner_products_match_the_written_out_sum() {
+        use crate::ops::rng::standard_normal;
+        let shape = [3i64, 1, 4, 5];
+        let re = |s| standard_normal(&shape, s, Kind::Float, Device::Cpu);
+        let a = Tensor::complex(&re(1), &re(2));
+        let b = Tensor::complex(&re(3), &re(4));
+        let real_b = re(5);
+        let parts = |t: &Tensor| -> Vec<f64> {
+            let t = if t.is_complex() {
+                t.view_as_real()
+            } else {
+                Tensor::stack(&[t.shallow_clone(), t.zeros_like()], -1)
+            };
+            Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+        };
+        for (x, y) in [(&a, &b), (&a, &real_b), (&real_b, &real_b)] {
+            let (px, py) = (parts(x), parts(y));
+            let per = px.len() / 3;
+            let want: Vec<f64> = (0..3)
+                .map(|k| (k * per..(k + 1) * per).map(|i| px[i] * py[i]).sum())
+                .collect();
+            let got = Vec::<f64>::try_from(batch_inner(x, y).to_kind(Kind::Double).flatten(0, -1))
+                .unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
+            }
+            let total: f64 = want.iter().sum();
+            assert!((inner(x, y) - total).abs() < 1e-12 * (1.0 + total.abs()));
+        }
     }
 }

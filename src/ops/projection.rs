@@ -9,21 +9,8 @@
 //! gradients in the measurement domain (per batch element, real inner product `Re <a, b>`, so
 //! complex k-space works unchanged).
 
-use super::MeasurementOperator;
-use tch::{Kind, Tensor};
-
-/// Per batch element `Re <a, b>`, shaped `[B, 1, 1, 1]` for broadcasting.
-fn batch_inner(a: &Tensor, b: &Tensor) -> Tensor {
-    let p = if a.is_complex() || b.is_complex() {
-        (a.conj() * b).real()
-    } else {
-        a * b
-    };
-    let n = p.size()[0];
-    p.reshape([n, -1])
-        .sum_dim_intlist(1, false, Kind::Float)
-        .reshape([n, 1, 1, 1])
-}
+use super::{batch_inner, MeasurementOperator};
+use tch::Tensor;
 
 /// Options of the conjugate-gradient solve.
 #[derive(Debug, Clone, Copy)]
@@ -72,11 +59,17 @@ pub fn project(
         // A A^T p, restricted to the measured entries.
         let mp = op.forward(&op.adjoint(&p));
         let alpha = &rr / batch_inner(&p, &mp).clamp_min(1e-30);
-        u = u + &alpha * &p;
-        r = r - &alpha * &mp;
+        // Not `+=` / `-=`: in place, they would write through the shallow clones that `best`,
+        // `r0` and `p` hold of `u` and `r`.
+        #[allow(clippy::assign_op_pattern)]
+        {
+            u = u + &alpha * &p;
+            r = r - &alpha * &mp;
+        }
         let rr_new = batch_inner(&r, &r);
         let worst = f64::try_from((&rr_new / rr0.clamp_min(1e-30)).max()).unwrap_or(f64::NAN);
-        if !(worst <= 100.0 * best.0) {
+        // A NaN residual stops the solve as well (`best.0` is never NaN).
+        if worst.is_nan() || worst > 100.0 * best.0 {
             break;
         }
         if worst < best.0 {
@@ -96,7 +89,7 @@ pub fn project(
 mod tests {
     use super::*;
     use crate::ops::identity::Identity;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn real_image_mri_projection_stays_bounded_on_a_singular_system() {

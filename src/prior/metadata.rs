@@ -4,7 +4,7 @@
 //! HU / MR intensity to model space. Written by the training code, read by [`super::load_prior`].
 //! The format is documented in docs/models.md; `format_version` guards future changes.
 
-use super::ncsnpp::NcsnppConfig;
+use super::ncsnpp_config::NcsnppConfig;
 use super::normalisation::Normalisation;
 use crate::sde::VeSde;
 use anyhow::{bail, Context, Result};

@@ -14,6 +14,7 @@ pub mod gaussian;
 pub mod layers;
 pub mod metadata;
 pub mod ncsnpp;
+pub mod ncsnpp_config;
 pub mod nearest;
 pub mod normalisation;
 pub mod torchscript;

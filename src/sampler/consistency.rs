@@ -53,7 +53,11 @@ impl Context<'_> {
 pub fn tweedie_denoise(model: &dyn ScoreModel, x: &Tensor, sigma: f64) -> Result<Tensor> {
     let b = x.size()[0];
     let s = Tensor::full([b], sigma, (tch::Kind::Float, x.device()));
-    Ok(x + model.score(x, &s)? * (sigma * sigma))
+    Ok(crate::sde::tweedie(
+        x,
+        &model.score(x, &s)?,
+        &(sigma * sigma),
+    ))
 }
 
 /// The last data-consistency step: the exact projection onto `A x = y` for a noise-free

@@ -10,19 +10,17 @@
 
 pub mod ald;
 pub mod consistency;
-pub mod noise;
 pub mod ode;
 pub mod pc;
 pub mod score_sde;
 
+use crate::ops::rng::NoiseSource;
 use crate::ops::MeasurementOperator;
 use crate::prior::ScoreModel;
 use crate::sde::VeSde;
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use noise::NoiseSource;
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use std::io::IsTerminal;
 use tch::{Kind, Tensor};
 
 pub use consistency::{final_consistency, tweedie_denoise};
@@ -323,21 +321,13 @@ pub fn reconstruct(
     let [h, w] = model.image_size();
     let nfe = sampler.nfe(opts) + usize::from(opts.final_denoise);
 
-    let progress = if opts.progress && std::io::stderr().is_terminal() {
-        let pb = ProgressBar::with_draw_target(
-            Some((nfe as u64) * ((total + chunk - 1) / chunk) as u64),
-            ProgressDrawTarget::stderr(),
-        );
-        pb.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} NFE ({eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        pb.set_message(sampler.name());
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = crate::progress::styled(
+        (nfe as u64) * ((total + chunk - 1) / chunk) as u64,
+        "{msg} [{bar:40}] {pos}/{len} NFE ({eta})",
+        Some("=> "),
+        !opts.progress,
+    );
+    progress.set_message(sampler.name());
 
     model.reseed(opts.seed);
     let mut ctx = Context {

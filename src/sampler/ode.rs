@@ -52,7 +52,8 @@ impl Sampler for EulerMaruyama {
             let g2 = ctx.sde.g2(t);
             let (xp, s) = ctx.proximal_and_score(&x, sigma)?;
             let z = ctx.noise.normal_like(&xp);
-            x = xp + s * (g2 * dt) + z * (g2 * dt).sqrt();
+            // The reverse-diffusion update with the variance `g(t)^2 dt` of the step.
+            x = crate::sde::reverse_diffusion(&xp, &s, &z, &(g2 * dt));
             ctx.check(&x, sigma)?;
         }
         Ok(x)

@@ -6,7 +6,7 @@
 //! a Gaussian likelihood of standard deviation `rate * sigma` around `A x` (the authors'
 //! `get_baseline_sampler`), and no proximal step.
 
-use super::pc::{langevin_step, reverse_diffusion_step};
+use super::pc::{self, predictor_corrector};
 use super::{Context, Sampler, SamplerOptions};
 use anyhow::Result;
 use tch::Tensor;
@@ -27,23 +27,13 @@ impl Sampler for ScoreSdeBaseline {
     }
 
     fn nfe(&self, opts: &SamplerOptions) -> usize {
-        opts.steps * opts.corrector_steps + opts.steps - 1
+        pc::nfe(opts)
     }
 
-    fn run(&self, ctx: &mut Context, mut x: Tensor) -> Result<Tensor> {
-        let levels = ctx.sde.levels(ctx.opts.steps);
-        for (i, &sigma) in levels.iter().enumerate() {
-            for _ in 0..ctx.opts.corrector_steps {
-                let g = Self::conditional_score(ctx, &x, sigma)?;
-                x = langevin_step(ctx, &x, &g);
-                ctx.check(&x, sigma)?;
-            }
-            if let Some(&next) = levels.get(i + 1) {
-                let g = Self::conditional_score(ctx, &x, sigma)?;
-                x = reverse_diffusion_step(ctx, &x, &g, sigma, next);
-                ctx.check(&x, sigma)?;
-            }
-        }
-        Ok(x)
+    /// The PC loop with no proximal step: every update moves from `x` with the conditional score.
+    fn run(&self, ctx: &mut Context, x: Tensor) -> Result<Tensor> {
+        predictor_corrector(ctx, x, |ctx, x, sigma| {
+            Ok((x.shallow_clone(), Self::conditional_score(ctx, x, sigma)?))
+        })
     }
 }

@@ -9,15 +9,17 @@
 //! expectation is estimated with `samples` independent paths (one in training, as the paper).
 //! As with the DSM loss, the squared norm is divided by the number of pixels.
 
-use super::dsm::standard_normal;
 use super::net::ScoreNet;
+use crate::ops::rng::standard_normal_from;
+use crate::sde;
 use rand_chacha::ChaCha20Rng;
 use tch::{Kind, Tensor};
 
 /// Tweedie's denoiser `h(x, sigma) = x + sigma^2 s(x, sigma)`; `sigma`: `[B]`.
 pub fn tweedie(net: &dyn ScoreNet, x: &Tensor, sigma: &Tensor, train: bool) -> Tensor {
     let b = x.size()[0];
-    x + net.forward_t(x, sigma, train).to_kind(Kind::Float) * sigma.square().reshape([b, 1, 1, 1])
+    let score = net.forward_t(x, sigma, train).to_kind(Kind::Float);
+    sde::tweedie(x, &score, &sigma.square().reshape([b, 1, 1, 1]))
 }
 
 /// Reverse-diffusion steps of the model from noise level `sigma_from` down to `sigma_to`
@@ -40,25 +42,33 @@ pub fn reverse_steps(
             let (s_i, s_next) = (level(k), level(k + 1));
             let var = (s_i.square() - s_next.square()).reshape([b, 1, 1, 1]);
             let score = net.forward_t(&x, &s_i, false).to_kind(Kind::Float);
-            let z = standard_normal(rng, &x.size(), x.device());
-            x = &x + &score * &var + z * var.sqrt();
+            let z = standard_normal_from(rng, &x.size(), x.device());
+            x = sde::reverse_diffusion(&x, &score, &z, &var);
         }
         x
     })
 }
 
+/// How `E[h(x_t', t') | x_t]` is estimated: the mean over `samples` reverse paths of `steps`
+/// reverse-diffusion steps each.
+#[derive(Debug, Clone, Copy)]
+pub struct ReversePaths {
+    pub steps: usize,
+    pub samples: i64,
+}
+
 /// Per-image `L_cons`, `[B]`: `x_t` at levels `sigma_t`, regularised against `sigma_tp <= sigma_t`
-/// with `samples` reverse paths of `steps` steps each.
+/// along `paths`.
 pub fn consistency_loss(
     net: &dyn ScoreNet,
     x_t: &Tensor,
     sigma_t: &Tensor,
     sigma_tp: &Tensor,
-    steps: usize,
-    samples: i64,
+    paths: ReversePaths,
     rng: &mut ChaCha20Rng,
     train: bool,
 ) -> Tensor {
+    let ReversePaths { steps, samples } = paths;
     let size = x_t.size();
     let b = size[0];
     // Repeat each image `samples` times along the batch: [b * samples, 1, H, W].
@@ -89,9 +99,20 @@ mod tests {
         let sigma_tp = Tensor::from_slice(&[0.15f32, 0.5]);
         let shape = [2i64, 1, 16, 16];
         let std = (sigma_t.square() + s0 * s0).sqrt().reshape([2, 1, 1, 1]);
-        let x_t = standard_normal(&mut rng, &shape, Device::Cpu) * std + mu;
+        let x_t = standard_normal_from(&mut rng, &shape, Device::Cpu) * std + mu;
         let net = GaussianScore { mu, s0, gain };
-        let l = consistency_loss(&net, &x_t, &sigma_t, &sigma_tp, 6, 2000, &mut rng, false);
+        let l = consistency_loss(
+            &net,
+            &x_t,
+            &sigma_t,
+            &sigma_tp,
+            ReversePaths {
+                steps: 6,
+                samples: 2000,
+            },
+            &mut rng,
+            false,
+        );
         l.mean(Kind::Double).double_value(&[])
     }
 

@@ -8,10 +8,10 @@
 //! constant factor, which Adam does not see).
 
 use super::net::ScoreNet;
+use crate::ops::rng::standard_normal_from;
 use crate::sde::VeSde;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
-use rand_distr::StandardNormal;
 use tch::{Device, Kind, Tensor};
 
 /// `sigma(t) = sigma_min (sigma_max / sigma_min)^t` of `sde` (`VeSde::sigma`), elementwise.
@@ -32,17 +32,8 @@ pub fn draw_noise(
     let t: Vec<f32> = (0..b)
         .map(|_| (t_eps + (1.0 - t_eps) * rng.random::<f64>()) as f32)
         .collect();
-    let z = standard_normal(rng, shape, device);
+    let z = standard_normal_from(rng, shape, device);
     (Tensor::from_slice(&t).to_device(device), z)
-}
-
-/// `N(0, I)` samples of `shape` from `rng`, as f32 on `device`.
-pub fn standard_normal(rng: &mut ChaCha20Rng, shape: &[i64], device: Device) -> Tensor {
-    let n: i64 = shape.iter().product();
-    let z: Vec<f32> = (0..n)
-        .map(|_| rng.sample::<f32, _>(StandardNormal))
-        .collect();
-    Tensor::from_slice(&z).reshape(shape).to_device(device)
 }
 
 /// Per-image DSM loss `|| sigma s(x0 + sigma z, sigma) + z ||^2 / n_pixels`, shape `[B]`.
@@ -92,8 +83,8 @@ pub(crate) mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let (mu, s0) = (0.4, 0.3);
         let shape = [4i64, 1, 64, 64];
-        let x0 = standard_normal(&mut rng, &shape, Device::Cpu) * s0 + mu;
-        let z = standard_normal(&mut rng, &shape, Device::Cpu);
+        let x0 = standard_normal_from(&mut rng, &shape, Device::Cpu) * s0 + mu;
+        let z = standard_normal_from(&mut rng, &shape, Device::Cpu);
         let sigmas = [0.05f32, 0.3, 2.0, 20.0];
         let sigma = Tensor::from_slice(&sigmas);
         let exact = GaussianScore { mu, s0, gain: 1.0 };

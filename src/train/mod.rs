@@ -186,7 +186,8 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
         (None, None) => {
             let mut rng = step_rng(cfg.seed, u64::MAX);
             let s = data.estimate_sigma_max(&mut rng, cfg.sigma_max_subsample, cfg.image_size);
-            if !(s > cfg.sigma_min) {
+            // NaN (an empty or degenerate data set) is refused too; sigma_min is validated.
+            if s.is_nan() || s <= cfg.sigma_min {
                 bail!(
                     "sigma_max estimated from the data is {s}: the training slices are (nearly) identical; \
                      give sigma_max explicitly"
@@ -253,15 +254,21 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
                     &x_t,
                     &sigma,
                     &sigma_p,
-                    cfg.consistency_steps,
-                    1,
+                    consistency::ReversePaths {
+                        steps: cfg.consistency_steps,
+                        samples: 1,
+                    },
                     &mut rng,
                     true,
                 )
             })
             .mean(Kind::Float);
             cons_value = cons.double_value(&[]);
-            total = total + cons * cfg.consistency;
+            // Not `+=`: in place, it would also change `loss`, which `total` is a shallow clone of.
+            #[allow(clippy::assign_op_pattern)]
+            {
+                total = total + cons * cfg.consistency;
+            }
         }
 
         Adam::zero_grad(&vs);
@@ -342,6 +349,8 @@ pub fn validate(
 ) -> f64 {
     ema.with_weights(vs, || {
         tch::no_grad(|| {
+            // The digits spell "seed of val" (the validation stream), hence the grouping.
+            #[allow(clippy::unusual_byte_groupings)]
             let mut rng = step_rng(cfg.seed ^ 0x5EED_0F_7A1, 0);
             let mut sum = 0.0;
             for i in 0..cfg.val_batches.max(1) {
