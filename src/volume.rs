@@ -208,10 +208,10 @@ impl Volume {
         let half = (k as f64 - 1.0) / 2.0;
         let shift: [f64; 3] =
             std::array::from_fn(|r| half * (self.affine[r][0] + self.affine[r][1]));
-        for r in 0..3 {
-            out.affine[r][0] *= k as f64;
-            out.affine[r][1] *= k as f64;
-            out.affine[r][3] += shift[r];
+        for (row, s) in out.affine.iter_mut().zip(shift) {
+            row[0] *= k as f64;
+            row[1] *= k as f64;
+            row[3] += s;
         }
         for p in &mut out.slice_positions {
             for r in 0..3 {

@@ -477,3 +477,78 @@ fn baselines_by_name_and_their_errors() {
         assert_eq!(Baseline::of(k).kind(), k);
     }
 }
+
+/// Axial slices of the InVesalius head CT averaged down 4x to 64x64 (cheap enough for FISTA runs
+/// in a test), on the attenuation scale (HU + 1000) / 2000, read with nibabel.
+fn head_ct_slices(zs: &[usize]) -> Vec<Tensor> {
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+out, path, zs = sys.argv[1], sys.argv[2], [int(z) for z in sys.argv[3:]]
+v = np.asarray(nib.load(path).dataobj, dtype=np.float64)
+s = []
+for z in zs:
+    a = v[:, :, z].T
+    a = a.reshape(a.shape[0] // 4, 4, a.shape[1] // 4, 4).mean(axis=(1, 3))
+    s.append(np.ascontiguousarray(np.clip((a + 1000.0) / 2000.0, 0.0, None)))
+np.concatenate([[s[0].shape[0], s[0].shape[1]]] + [a.ravel() for a in s]).astype("<f8").tofile(out)
+"#;
+    let path = common::data("cranium/head_ct.nii.gz");
+    let mut args = vec![path.to_str().unwrap().to_string()];
+    args.extend(zs.iter().map(|z| z.to_string()));
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let v = common::python_array(script, &args);
+    let (h, w) = (v[0] as i64, v[1] as i64);
+    let n = (h * w) as usize;
+    (0..zs.len())
+        .map(|i| {
+            Tensor::from_slice(&v[2 + i * n..2 + (i + 1) * n])
+                .reshape([1, 1, h, w])
+                .to_kind(Kind::Float)
+        })
+        .collect()
+}
+
+#[test]
+fn tuned_fista_tv_is_not_below_fbp_where_fbp_is_good() {
+    use scorerecon::classic::{tv_weight, TvWeightSource};
+    use scorerecon::ops::ct::{rows_mask, sparse_view_rows, Geometry, Radon};
+    // Validation slice 40, test slice 52 (>= 8 apart, as the pipeline picks them).
+    let slices = head_ct_slices(&[40, 52]);
+    let (validation, test) = (&slices[0], &slices[1]);
+    let n = test.size()[2] as usize;
+    for views in [23usize, 90] {
+        let g = Geometry::new(n, 180).unwrap();
+        let rows = sparse_view_rows(180, views).unwrap();
+        let mask = rows_mask(&rows, 180, g.n_det);
+        let op = MeasurementOperator::new(Box::new(Radon::new(g).unwrap()), mask);
+        let range = metrics::value_range(test);
+        // The pipeline's rule (classic::tv_weight) on a short stretch of its grid.
+        let t = tune_tv_weight(
+            &op,
+            &op.forward(validation),
+            validation,
+            metrics::value_range(validation),
+            &[1e-5, 1e-4, 1e-3],
+            &FistaTv::default(),
+        )
+        .unwrap();
+        let rel = t.weight / (t.lipschitz * metrics::value_range(validation));
+        let w = tv_weight(&op, range, TvWeightSource::Given(rel)).unwrap();
+        let y = op.forward(test);
+        let fbp = Baseline::Fbp.reconstruct(&op, &y).unwrap();
+        let tv = Baseline::FistaTv(FistaTv {
+            weight: Some(w.weight),
+            lipschitz: Some(w.lipschitz),
+            ..FistaTv::default()
+        })
+        .reconstruct(&op, &y)
+        .unwrap();
+        let s_fbp = metrics::assess(&fbp, test, range, None).unwrap()[0];
+        let s_tv = metrics::assess(&tv, test, range, None).unwrap()[0];
+        eprintln!("{views} views: fbp {s_fbp:?}, fista-tv {s_tv:?} (relative weight {rel:.1e})");
+        assert!(
+            s_tv.psnr >= s_fbp.psnr && s_tv.ssim >= s_fbp.ssim,
+            "{views} views: FISTA-TV {s_tv:?} below FBP {s_fbp:?}"
+        );
+    }
+}

@@ -355,7 +355,7 @@ fn fastmri_line_masks_match_the_formulas() {
                 seed,
             };
             let ours = line_mask(spec, n as i64);
-            let pad = (n - num_low + 1) / 2;
+            let pad = (n - num_low).div_ceil(2);
             assert!(
                 ours[pad..pad + num_low].iter().all(|b| *b),
                 "centre missing"
@@ -381,7 +381,7 @@ fn fastmri_line_masks_match_the_formulas() {
             ours.iter().filter(|b| **b).count(),
             (n as f64 / accel as f64).round() as usize
         );
-        let pad = (n - num_low + 1) / 2;
+        let pad = (n - num_low).div_ceil(2);
         assert!(ours[pad..pad + num_low].iter().all(|b| *b));
     }
 }
@@ -426,7 +426,7 @@ fn variable_density_masks() {
         num_low_frequencies(h as usize, 0.08),
         num_low_frequencies(w as usize, 0.08),
     );
-    let (py, px) = ((h as usize - ch + 1) / 2, (w as usize - cw + 1) / 2);
+    let (py, px) = ((h as usize - ch).div_ceil(2), (w as usize - cw).div_ceil(2));
     for i in py..py + ch {
         assert!(v[i * w as usize + px..i * w as usize + px + cw]
             .iter()

@@ -10,6 +10,7 @@ use scorerecon::prior::gaussian::GaussianPrior;
 use scorerecon::prior::metadata::{Architecture, PriorMetadata, FORMAT_VERSION};
 use scorerecon::prior::ncsnpp::{parameter_count, ModelSpec, NcsnppConfig, NcsnppPrior};
 use scorerecon::prior::nearest::{Estimator, NearestNeighbourPrior};
+use scorerecon::job::{Fit, JobSpec, Task};
 use scorerecon::prior::{load_prior, Normalisation, ScoreModel};
 use scorerecon::sde::VeSde;
 use std::io::Write;
@@ -583,4 +584,53 @@ fn knn_estimator_is_finite_at_small_sigma() {
         rel < 1e-4,
         "KNN vs exact at small sigma: relative error {rel}"
     );
+}
+
+/// The prior-fit statistic of slices read as a job reads them (`pipeline::input`).
+fn prior_fit_of(task: Task, input: &std::path::Path, slices: &[usize], model: &str) -> (Vec<f64>, f64) {
+    use scorerecon::pipeline::input::{self, Input};
+    let spec = JobSpec {
+        input: input.to_path_buf(),
+        slices: slices.to_vec(),
+        fit: Fit::Resample,
+        model: Some(model.parse().unwrap()),
+        ..JobSpec::for_task(task)
+    };
+    let prior = load_prior(model, Device::Cpu).unwrap();
+    let Input::Image(image) = input::read(&spec, prior.as_ref()).unwrap() else {
+        unreachable!("an image input")
+    };
+    let x = image
+        .padding
+        .pad(&image.scaling.to_model_tensor(&image.slices(&image.ks).unwrap()));
+    let r = scorerecon::prior::fit::dsm_residual(prior.as_ref(), &x).unwrap();
+    let limit = prior.fit_range().expect("the shipped priors are calibrated").limit();
+    (r, limit)
+}
+
+#[test]
+fn the_prior_fit_flags_the_other_modality_and_passes_held_out_slices() {
+    let ct = common::data("cranium/head_ct.nii.gz");
+    let mni = common::data(
+        "nilearn/nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    );
+    // Held-out slices of each prior (not the calibration slab's ends only: 50, 54, 58 and 88, 95, 102).
+    let (r, limit) = prior_fit_of(Task::Ct, &ct, &[50, 54, 58], "ct_head_128");
+    assert!(r.iter().all(|&v| v <= limit), "CT held out {r:?} vs {limit}");
+    let (r, limit) = prior_fit_of(Task::Mri, &mni, &[88, 95, 102], "mri_brain_128");
+    assert!(r.iter().all(|&v| v <= limit), "MRI held out {r:?} vs {limit}");
+    // A CT prior on MRI slices (a NIfTI does not say its modality).
+    let (r, limit) = prior_fit_of(Task::Ct, &mni, &[95], "ct_head_128");
+    assert!(r[0] > 2.0 * limit, "CT prior on MRI {r:?} vs {limit}");
+    // An MRI prior on CT slices: the head CT written again by nibabel without any CT marker.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("ct_as_nifti.nii.gz");
+    common::run_python(
+        "import sys, numpy as np, nibabel as nib\n\
+         src = nib.load(sys.argv[1]); d = np.asarray(src.dataobj, dtype=np.float32)\n\
+         nib.save(nib.Nifti1Image(d, src.affine), sys.argv[2])\n",
+        &[ct.to_str().unwrap(), plain.to_str().unwrap()],
+    );
+    let (r, limit) = prior_fit_of(Task::Mri, &plain, &[52], "mri_brain_128");
+    assert!(r[0] > 2.0 * limit, "MRI prior on CT {r:?} vs {limit}");
 }

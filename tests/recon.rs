@@ -817,3 +817,75 @@ print(np.abs(a - b).max() / np.abs(b).max(), nib.load(sys.argv[1]).header.get_zo
     );
     assert!(!bad.exists(), "a refused job must write nothing");
 }
+
+#[test]
+fn bad_settings_exit_2_before_any_work_and_leave_nothing() {
+    let ct = setup("CT");
+    let scan = ct.root.join("scan.nii.gz");
+    let refs = format!("empirical:{}", ct.root.join("refs").display());
+    let out = ct.root.join("never");
+    for (flags, says) in [
+        (&["ct", "--sampler", "nonsense"][..], "nonsense"),
+        (&["ct", "--steps", "1"][..], "steps"),
+        (&["ct", "--lambda", "2"][..], "--lambda 2"),
+        (&["ct", "--acceleration", "4"][..], "--acceleration"),
+        (&["mri", "--views", "23"][..], "--views"),
+        (&["ct", "--baselines", "tv"][..], "not a ct baseline"),
+        (&["mri", "--center-fraction", "0.3"][..], "center fraction"),
+    ] {
+        let mut args = flags.to_vec();
+        args.extend([
+            "--input",
+            scan.to_str().unwrap(),
+            "--model",
+            &refs,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let o = bin().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{flags:?}: one line: {stderr}");
+        assert!(!out.exists(), "{flags:?} left {}", out.display());
+    }
+}
+
+#[test]
+fn a_prior_unlike_the_input_is_flagged_in_the_outputs() {
+    // The shipped (calibrated) head-CT prior on an MRI slice of the MNI template.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ct_on_mri");
+    let mni = common::data(
+        "nilearn/nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    );
+    let (ok, _, stderr) = run(&[
+        "ct",
+        "--input",
+        mni.to_str().unwrap(),
+        "--slice",
+        "95",
+        "--fit",
+        "resample",
+        "--steps",
+        "20",
+        "--baselines",
+        "fbp",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("prior mismatch"), "{stderr}");
+    let m = metrics(&out);
+    assert_eq!(m["settings"]["model"], "ct_head_128", "the default CT prior");
+    let fit = &m["methods"]["score"]["prior_fit"];
+    assert_eq!(fit["in_range"], false, "{fit}");
+    assert!(fit["worst"].as_f64().unwrap() > fit["limit"].as_f64().unwrap());
+    assert!(m["methods"]["fbp"]["prior_fit"]["value"].is_number());
+    assert!(m["warnings"][0].as_str().unwrap().contains("prior mismatch"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("class=\"warning\""));
+}

@@ -99,7 +99,11 @@ pub fn fista_tv(op: &MeasurementOperator, y: &Tensor, opts: &FistaTv) -> Result<
         opts.tol
     );
     let y = y * &op.mask;
-    let start = op.transform.inverse(&y);
+    // Start at the direct inverse of the measured data (FBP over the measured angles, the
+    // zero-filled image): `T^-1` of the zero-filled sinogram would start sparse-view CT at
+    // (measured / full) of the right intensity, and a fixed iteration budget from there can end
+    // below FBP when many views are measured.
+    let start = op.transform.inverse_masked(&y, &op.mask);
     if start.is_complex() {
         bail!(
             "FISTA-TV reconstructs real images but {} returns complex ones: build the MRI \

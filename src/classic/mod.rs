@@ -120,6 +120,13 @@ pub enum TvWeightSource<'a> {
         y: &'a Tensor,
         reference: &'a Tensor,
     },
+    /// Tuned on the very measurement it reconstructs (when there is no other slice): favours
+    /// the baseline.
+    Oracle {
+        op: &'a MeasurementOperator,
+        y: &'a Tensor,
+        reference: &'a Tensor,
+    },
     Default,
 }
 
@@ -137,26 +144,32 @@ pub struct TvWeight {
 /// Relative TV weight when nothing else decides it (the middle of [`RELATIVE_TV_GRID`]).
 pub const DEFAULT_RELATIVE_TV: f64 = 1e-3;
 
-/// The TV weight for `op`: `relative * ||A||^2 * range`, the relative weight either given,
-/// tuned on the validation measurement by maximising SSIM ([`tune_tv_weight`], the rule that
-/// tuned the sampler's lambda and snr), or [`DEFAULT_RELATIVE_TV`].
-pub fn tv_weight(op: &MeasurementOperator, range: f64, source: TvWeightSource) -> Result<TvWeight> {
-    let lipschitz = 1.01 * crate::ops::norm::lipschitz(op);
-    let (rel, note) = match source {
-        TvWeightSource::Given(rel) => (rel, None),
-        TvWeightSource::Tuned {
-            op: vop,
-            y,
-            reference,
-        } => {
+/// The TV weight for the operator `target`: `relative * ||A||^2 * range`, the relative weight
+/// either given, tuned on a measurement with its reference by maximising SSIM
+/// ([`tune_tv_weight`], the rule that tuned the sampler's lambda and snr), or
+/// [`DEFAULT_RELATIVE_TV`].
+pub fn tv_weight(
+    target: &MeasurementOperator,
+    range: f64,
+    source: TvWeightSource,
+) -> Result<TvWeight> {
+    let lipschitz = 1.01 * crate::ops::norm::lipschitz(target);
+    let (rel, note) = match &source {
+        TvWeightSource::Given(rel) => (*rel, None),
+        TvWeightSource::Tuned { op, y, reference } | TvWeightSource::Oracle { op, y, reference } => {
             let vr = metrics::value_range(reference);
             let base = FistaTv {
                 lipschitz: Some(lipschitz),
                 ..Default::default()
             };
-            let t = tune_tv_weight(vop, y, reference, vr, &RELATIVE_TV_GRID, &base)?;
+            let t = tune_tv_weight(op, y, reference, vr, &RELATIVE_TV_GRID, &base)?;
             let rel = t.weight / (lipschitz * vr);
-            (rel, Some(format!("TV weight tuned on a validation slice (not reconstructed here) by maximising SSIM: relative weight {rel:.2e}.")))
+            let note = if matches!(source, TvWeightSource::Oracle { .. }) {
+                format!("TV weight tuned on the reconstructed slice itself by maximising SSIM (no other slice of the input to tune on): an oracle choice that favours the baseline; relative weight {rel:.2e}.")
+            } else {
+                format!("TV weight tuned on a validation slice (not reconstructed here) by maximising SSIM: relative weight {rel:.2e}.")
+            };
+            (rel, Some(note))
         }
         TvWeightSource::Default => {
             let rel = DEFAULT_RELATIVE_TV;

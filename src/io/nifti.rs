@@ -303,11 +303,9 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
     let [nx, ny, nz, nt] = vol.dims;
     let mut h = NiftiHeader::default();
     let a = &vol.affine;
-    for c in 0..4 {
-        h.srow_x[c] = a[0][c] as f32;
-        h.srow_y[c] = a[1][c] as f32;
-        h.srow_z[c] = a[2][c] as f32;
-    }
+    h.srow_x = a[0].map(|v| v as f32);
+    h.srow_y = a[1].map(|v| v as f32);
+    h.srow_z = a[2].map(|v| v as f32);
     let ([qb, qc, qd], qfac) = affine_to_quaternion(a);
     h.quatern_b = qb as f32;
     h.quatern_c = qc as f32;
@@ -378,12 +376,14 @@ mod tests {
         a[3][3] = 1.0;
         let ([b, cq, d], qfac) = affine_to_quaternion(&a);
         assert_eq!(qfac, -1.0);
-        let mut h = NiftiHeader::default();
-        h.quatern_b = b as f32;
-        h.quatern_c = cq as f32;
-        h.quatern_d = d as f32;
-        h.quatern_x = 10.0;
-        h.pixdim = [qfac as f32, 0.9, 1.1, 2.5, 1.0, 1.0, 1.0, 1.0];
+        let h = NiftiHeader {
+            quatern_b: b as f32,
+            quatern_c: cq as f32,
+            quatern_d: d as f32,
+            quatern_x: 10.0,
+            pixdim: [qfac as f32, 0.9, 1.1, 2.5, 1.0, 1.0, 1.0, 1.0],
+            ..Default::default()
+        };
         let back = qform_affine(&h);
         for i in 0..4 {
             for j in 0..4 {

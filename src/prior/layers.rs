@@ -86,7 +86,7 @@ impl GaussianFourierProjection {
         let w = p.zeros_no_train("W", &[embedding_size]);
         tch::no_grad(|| {
             let mut w = w.shallow_clone();
-            let _ = w.copy_(&(Tensor::randn([embedding_size], (w.kind(), w.device())) * scale));
+            w.copy_(&(Tensor::randn([embedding_size], (w.kind(), w.device())) * scale));
         });
         GaussianFourierProjection { w }
     }

@@ -12,8 +12,10 @@ use tch::Tensor;
 /// How a model's training data was scaled (stored in the metadata sidecar).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Default)]
 pub enum Normalisation {
     /// Model space is the voxel value itself.
+    #[default]
     Identity,
     /// CT: `model = (HU - hu_min) / (hu_max - hu_min)`. With `hu_min = -1000` (air) this is
     /// the linear attenuation coefficient divided by its value at `hu_max`,
@@ -32,11 +34,6 @@ pub enum Normalisation {
     MrPerVolume { percentile: f64 },
 }
 
-impl Default for Normalisation {
-    fn default() -> Self {
-        Normalisation::Identity
-    }
-}
 
 impl Normalisation {
     /// The default CT scale, the one `ops::ct::hu` and the CT simulation use: air 0, water 0.5,
@@ -66,7 +63,7 @@ impl Normalisation {
                 if !(mu_water > 0.0 && mu_water.is_finite()) {
                     bail!("normalisation: mu_water must be positive (got {mu_water})");
                 }
-                if !(hu_max > hu_min) || !hu_min.is_finite() || !hu_max.is_finite() {
+                if !(hu_min.is_finite() && hu_max.is_finite() && hu_max > hu_min) {
                     bail!("normalisation: hu_max ({hu_max}) must exceed hu_min ({hu_min})");
                 }
                 Ok(())

@@ -173,7 +173,9 @@ pub fn render_summary(title: &str, rows: &[(String, Result<JobReport, String>)])
     let _ = write!(h, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1>", escape(title), escape(title));
     let ok = rows.iter().filter(|r| r.1.is_ok()).count();
     let _ = write!(h, "<p>{ok} of {} jobs finished.</p>", rows.len());
-    let mut per: BTreeMap<String, (Vec<f64>, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    // Per method: PSNR, SSIM and seconds over the finished jobs.
+    type Columns = (Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut per: BTreeMap<String, Columns> = BTreeMap::new();
     for (_, r) in rows {
         if let Ok(r) = r {
             for (m, v) in &r.methods {

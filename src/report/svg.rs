@@ -72,7 +72,7 @@ pub fn line_plot(
         let ylab = if log_y {
             format!("{:.1e}", 10f64.powf(fy))
         } else {
-            format!("{}", round_sig(fy))
+            round_sig(fy).to_string()
         };
         let _ = write!(
             svg,

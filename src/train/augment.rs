@@ -184,7 +184,7 @@ pub fn deform(x: &Tensor, deformations: &[Option<Deformation>]) -> Tensor {
             .to_device(device);
         let dense =
             (field.upsample_bicubic2d([h, w], true, None, None) * to_norm).permute([0, 2, 3, 1]);
-        grid = grid + dense;
+        grid += dense;
     }
     // interpolation 0 = bilinear, padding 0 = zeros.
     x.to_kind(Kind::Float).grid_sampler(&grid, 0, 0, false)

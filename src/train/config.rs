@@ -297,13 +297,13 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.val_fraction) {
             bail!("val_fraction {}: must lie in [0, 1)", self.val_fraction);
         }
-        if !(self.grad_clip >= 0.0) {
+        if self.grad_clip.is_nan() || self.grad_clip < 0.0 {
             bail!(
                 "grad_clip {}: must be >= 0 (0 turns clipping off)",
                 self.grad_clip
             );
         }
-        if !(self.consistency >= 0.0) {
+        if self.consistency.is_nan() || self.consistency < 0.0 {
             bail!(
                 "consistency {}: must be >= 0 (0 turns the regulariser off)",
                 self.consistency
@@ -332,7 +332,7 @@ impl TrainConfig {
         if self.downsample < 1 {
             bail!("downsample {}: must be at least 1", self.downsample);
         }
-        if !(self.hu_max > self.hu_min) {
+        if !(self.hu_min.is_finite() && self.hu_max.is_finite() && self.hu_max > self.hu_min) {
             bail!("hu_max {} must exceed hu_min {}", self.hu_max, self.hu_min);
         }
         if !(self.mr_percentile > 0.0 && self.mr_percentile <= 100.0) {
@@ -497,9 +497,11 @@ mod tests {
         assert!(format!("{e:#}").contains("lrate"), "{e:#}");
         let e = TrainConfig::from_yaml(&yaml("model:\n  width: 3\n"), "cfg.yaml").unwrap_err();
         assert!(format!("{e:#}").contains("model.width"), "{e:#}");
-        let mut c = TrainConfig::default();
-        c.data = vec!["x".into()];
-        c.device = "cpu".into();
+        let mut c = TrainConfig {
+            data: vec!["x".into()],
+            device: "cpu".into(),
+            ..Default::default()
+        };
         assert!(c.validate().is_ok());
         c.lr = -1e-4;
         let e = c.validate().unwrap_err();

@@ -550,7 +550,7 @@ mod tests {
         // 8 x 6 slices whose voxels hold the slice index plus `value` HU.
         let mut data = Vec::new();
         for k in 0..nz {
-            data.extend(std::iter::repeat(value + k as f32).take(48));
+            data.extend(std::iter::repeat_n(value + k as f32, 48));
         }
         Volume::new(data, [8, 6, nz, 1], [1.0, 1.0, 1.0], Modality::Ct)
     }

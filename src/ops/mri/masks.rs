@@ -229,7 +229,7 @@ pub fn num_low_frequencies(n: usize, center_fraction: f64) -> usize {
 /// The fully sampled centre: `N_low` lines from `pad = (N - N_low + 1) // 2` (fastMRI
 /// `calculate_center_mask`).
 pub fn center_lines(n: usize, n_low: usize) -> Vec<bool> {
-    let pad = (n - n_low + 1) / 2;
+    let pad = (n - n_low).div_ceil(2);
     (0..n).map(|j| j >= pad && j < pad + n_low).collect()
 }
 
