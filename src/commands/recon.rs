@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ReconArgs {
-    /// Image/volume (DICOM file or series folder, NIfTI) to simulate a measurement from, or a
+    /// Image/volume (DICOM file or series folder, NIfTI, NRRD) to simulate a measurement from, or a
     /// measurement file written by `scorerecon simulate`.
     #[arg(long)]
     pub input: Option<PathBuf>,

@@ -265,6 +265,9 @@ fn read_raw_header(path: &Path) -> Result<RawHeader> {
             .read_until(b'\n', &mut line)
             .map_err(|e| err(path, format!("cannot read the header: {e}")))?;
         if got == 0 {
+            if n == 0 {
+                bail!("{}: the file is empty: not a NRRD file", path.display());
+            }
             if consumed >= MAX_HEADER_BYTES {
                 return Err(err(
                     path,
@@ -275,6 +278,17 @@ fn read_raw_header(path: &Path) -> Result<RawHeader> {
         }
         consumed += got as u64;
         n += 1;
+        // A last line without its newline: the file ended inside the header.
+        let cut = line.last() != Some(&b'\n');
+        let truncated = || {
+            anyhow!(
+                "{}: the file ends inside header line {n}: it is truncated",
+                path.display()
+            )
+        };
+        if cut && std::str::from_utf8(&line).is_err() {
+            return Err(truncated());
+        }
         let text = std::str::from_utf8(&line).map_err(|_| {
             err(
                 path,
@@ -339,6 +353,7 @@ fn read_raw_header(path: &Path) -> Result<RawHeader> {
                 }
                 out.fields.push((name, value, n));
             }
+            _ if cut => return Err(truncated()),
             _ => bail!(
                 "{}: header line {n} is neither `field: value` nor `key:=value`: '{}'; the header is damaged (or its blank line is missing)",
                 path.display(),
@@ -870,7 +885,7 @@ fn geometry(path: &Path, h: &Header) -> Result<([usize; 4], [f64; 4], [[f64; 4];
                     "{}: axis {} has no space direction but axis {} after it has one; only the last axis may be non-spatial (time or a list): reorder the axes (teem: `unu permute`)",
                     path.display(),
                     ns,
-                    ns + 1 + a
+                    ns + a
                 );
             }
             if ns + 1 < d {
