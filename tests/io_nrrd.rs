@@ -118,9 +118,11 @@ fn pyradiomics_volumes_match_pynrrd() {
     let brain = assert_matches_pynrrd(&pyradiomics("brain1_image.nrrd"));
     assert_eq!(brain.dims, [256, 256, 25, 1]);
     // LPS (0.78125, 0, 0) -> RAS (-0.78125, 0, 0); origin x and y change sign.
-    assert_eq!(brain.affine[0][0], -0.78124999999999989);
-    assert_eq!(brain.affine[1][1], 0.78124999999999989);
-    assert_eq!(brain.affine[0][3], 99.609374999999986);
+    // The header's own decimals, sign-flipped: nothing is rounded on the way.
+    let num = |s: &str| s.parse::<f64>().unwrap();
+    assert_eq!(brain.affine[0][0], -num("0.78124999999999989"));
+    assert_eq!(brain.affine[1][1], num("0.78124999999999989"));
+    assert_eq!(brain.affine[0][3], num("99.609374999999986"));
     let lung = assert_matches_pynrrd(&pyradiomics("lung1_image.nrrd"));
     assert_eq!(lung.dims, [512, 512, 48, 1]);
     assert_eq!(lung.spacing[..3], [0.5703125, 0.5703125, 5.0]);

@@ -861,9 +861,18 @@ fn is_spatial_kind(k: &str) -> bool {
     )
 }
 
+/// Where the voxels are: the Volume's geometry fields.
+struct Geometry {
+    dims: [usize; 4],
+    spacing: [f64; 4],
+    affine: [[f64; 4]; 4],
+    /// For the history: what the file left unsaid (no origin, no directions).
+    notes: Vec<String>,
+}
+
 /// Dims, spacing and RAS+ affine from the geometry fields, plus a note for the history when the
 /// file does not place the volume in the patient.
-fn geometry(path: &Path, h: &Header) -> Result<([usize; 4], [f64; 4], [[f64; 4]; 4], Vec<String>)> {
+fn geometry(path: &Path, h: &Header) -> Result<Geometry> {
     let d = h.sizes.len();
     let mut notes = Vec::new();
     // Which axes are spatial: all, or all but the last.
@@ -1030,7 +1039,12 @@ fn geometry(path: &Path, h: &Header) -> Result<([usize; 4], [f64; 4], [[f64; 4];
             .filter(|s| s.is_finite() && *s > 0.0);
         spacing[3] = dt.unwrap_or(1.0);
     }
-    Ok((dims, spacing, affine, notes))
+    Ok(Geometry {
+        dims,
+        spacing,
+        affine,
+        notes,
+    })
 }
 
 /// One data file's share: where its bytes start after `line skip`.
@@ -1200,7 +1214,12 @@ fn decode_ascii(path: &Path, h: &Header, text: &[u8], n: usize) -> Result<Vec<f3
 /// cast to f32, in the file's axis order (first axis fastest, as `i`).
 pub fn read(path: &Path) -> Result<Volume> {
     let h = parse_header(path)?;
-    let (dims, spacing, affine, notes) = geometry(path, &h)?;
+    let Geometry {
+        dims,
+        spacing,
+        affine,
+        notes,
+    } = geometry(path, &h)?;
     let n: usize = h.sizes.iter().product();
     let files: Vec<(PathBuf, u64)> = match &h.data {
         DataSource::Attached(off) => vec![(path.to_path_buf(), *off)],
