@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: the project-local Python environment that carries
 # libtorch (PyPI torch==2.11.0) and the independent reference software the tests call
-# (numpy, scikit-image, pydicom, nibabel), and the real scans the tests and the demo read.
+# (numpy, scikit-image, pydicom, nibabel, pynrrd), and the real scans the tests and the demo read.
 # A second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,13 +9,13 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 CACHE="$ROOT/data/cache"
 
-PY_PKGS=(torch==2.11.0 numpy scikit-image pydicom==3.0.2 nibabel==5.4.2 safetensors)
+PY_PKGS=(torch==2.11.0 numpy scikit-image pydicom==3.0.2 nibabel==5.4.2 safetensors pynrrd==1.1.3)
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import torch, numpy, skimage, pydicom, nibabel, safetensors; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import torch, numpy, skimage, pydicom, nibabel, safetensors, nrrd; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
   echo "setup: installing ${PY_PKGS[*]} into $VENV (first time: a few minutes, about 5 GB)"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi
@@ -67,6 +67,38 @@ if [ ! -e "$CACHE/cranium/.done-v2" ]; then
     && "$VENV/bin/python" scripts/inv3_to_nifti.py "$tmp/inv3" "$CACHE/cranium/head_ct.nii.gz" \
     && touch "$CACHE/cranium/.done-v2" \
     || { echo "setup: error: could not fetch the head CT (Debian package invesalius-examples)" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$tmp"
+fi
+
+# A whole-head T1 average (face and skull kept), MIT.
+fetch_wheel pydeface==2.1.0 'pydeface/data/mean_reg2mean.nii.gz' "$CACHE/pydeface"
+
+# pyradiomics' test volumes (two chest CTs, two T1 head MRIs with skull, NRRD) ship only in its
+# source tarball. pip runs the tarball's setup.py to read its metadata, which imports numpy and
+# versioneer, so a small build venv of its own provides them (the 3.1.0 tarball declares a wrong
+# version and pip refuses it; the wheels carry no data).
+if [ ! -e "$CACHE/pyradiomics/.done" ]; then
+  tmp=$(mktemp -d)
+  { python3 -m venv "$tmp/venv" \
+    && "$tmp/venv/bin/pip" install -q --disable-pip-version-check numpy versioneer setuptools wheel \
+    && "$tmp/venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: --no-build-isolation -d "$tmp" pyradiomics==3.0.1 \
+    && mkdir -p "$CACHE/pyradiomics" \
+    && tar -xzf "$tmp/pyradiomics-3.0.1.tar.gz" -C "$CACHE/pyradiomics" pyradiomics-3.0.1/data pyradiomics-3.0.1/LICENSE.txt \
+    && touch "$CACHE/pyradiomics/.done"; } \
+    || { echo "setup: error: could not fetch pyradiomics 3.0.1's source tarball (its data/ folder)" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$tmp"
+fi
+
+# ITK's example T1 head (one real subject, 8-bit, Apache-2.0), from the Debian examples package.
+if [ ! -e "$CACHE/itk/.done" ]; then
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && { apt-get download insighttoolkit5-examples >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get download insighttoolkit5-examples >/dev/null; }; } ) \
+    && dpkg-deb -x "$tmp"/insighttoolkit5-examples_*.deb "$tmp/x" \
+    && mkdir -p "$CACHE/itk" \
+    && cp "$tmp/x/usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz" \
+          "$tmp/x/usr/share/doc/insighttoolkit5-examples/copyright" "$CACHE/itk/" \
+    && touch "$CACHE/itk/.done" \
+    || { echo "setup: error: could not fetch KmeansTest_T1UCharRaw.nii.gz (Debian package insighttoolkit5-examples)" >&2; rm -rf "$tmp"; exit 1; }
   rm -rf "$tmp"
 fi
 echo "setup: ready ($VENV, $CACHE)"

@@ -109,6 +109,14 @@ fn mni_template_and_head_ct_match_nibabel() {
 }
 
 #[test]
+fn pydeface_average_and_itk_t1_match_nibabel() {
+    let avg = assert_matches_nibabel(&data("pydeface/pydeface/data/mean_reg2mean.nii.gz"));
+    assert_eq!(avg.dims, [176, 256, 256, 1]);
+    let t1 = assert_matches_nibabel(&data("itk/KmeansTest_T1UCharRaw.nii.gz"));
+    assert_eq!(t1.dims, [128, 128, 62, 1]);
+}
+
+#[test]
 fn nifti_round_trip_is_exact_for_us_and_nibabel() {
     let dir = tempfile::tempdir().unwrap();
     for (src, name) in [

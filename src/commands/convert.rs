@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
-    /// A DICOM file, a folder of DICOM files (not its subfolders), or a NIfTI-1 file.
+    /// A DICOM file, a folder of DICOM files (not its subfolders), a NIfTI-1 file, or a NRRD
+    /// file (.nrrd, .nhdr).
     pub input: PathBuf,
-    /// `.nii` / `.nii.gz` (NIfTI), `.png` (one slice), `.dcm` (one slice), or a folder with
+    /// `.nii` / `.nii.gz` (NIfTI), `.nrrd` (NRRD), `.png` (one slice), `.dcm` (one slice), or a folder with
     /// `--format dicom|png`.
     pub output: PathBuf,
     /// Output format (default: from OUT's extension).
@@ -24,7 +25,7 @@ pub struct ConvertArgs {
     /// PNG: write only slice K (0-based; default for a .png name: the middle slice).
     #[arg(long, value_name = "K")]
     pub slice: Option<usize>,
-    /// Treat the input as CT (values in HU): for NIfTI, which does not record the modality.
+    /// Treat the input as CT (values in HU): for NIfTI and NRRD, which do not record the modality.
     #[arg(long)]
     pub ct: bool,
     /// Series description (DICOM SeriesDescription, NIfTI descrip).
@@ -40,7 +41,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     crate::io::atomic::check_overwrite(&args.output, args.force)?;
     if args.format.is_none() && Format::from_path(&args.output).is_none() {
         anyhow::bail!(
-            "{}: cannot tell the output format from the name; use .nii, .nii.gz or .png, or pass --format nifti|dicom|png",
+            "{}: cannot tell the output format from the name; use .nii, .nii.gz, .nrrd or .png, or pass --format nifti|nrrd|dicom|png",
             args.output.display()
         );
     }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// A DICOM file, a folder of DICOM files (not its subfolders), or a NIfTI-1 file (.nii,
-    /// .nii.gz, .hdr with its .img).
+    /// A DICOM file, a folder of DICOM files (not its subfolders), a NIfTI-1 file (.nii,
+    /// .nii.gz, .hdr with its .img), or a NRRD file (.nrrd, .nhdr).
     pub path: PathBuf,
     /// The series to describe when the folder holds several (a SeriesInstanceUID).
     #[arg(long)]
@@ -97,6 +97,7 @@ fn print_text(i: &VolumeInfo) {
         InputKind::DicomFolder => "DICOM series (folder)",
         InputKind::DicomFile => "DICOM file",
         InputKind::Nifti => "NIfTI-1",
+        InputKind::Nrrd => "NRRD",
     };
     println!("path:        {}", i.path);
     println!("format:      {kind}, {} file(s)", i.files);

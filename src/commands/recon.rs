@@ -20,7 +20,7 @@ use std::path::PathBuf;
 /// Options of every reconstruction task.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CommonArgs {
-    /// Image/volume (DICOM file or series folder, NIfTI) to simulate a measurement from, or a
+    /// Image/volume (DICOM file or series folder, NIfTI, NRRD) to simulate a measurement from, or a
     /// measurement file written by `scorerecon simulate`.
     #[arg(long)]
     pub input: Option<PathBuf>,

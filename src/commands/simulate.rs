@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// CT volume in HU: a DICOM file, a DICOM series folder, or a NIfTI file.
+    /// CT volume in HU: a DICOM file, a DICOM series folder, a NIfTI or a NRRD file.
     #[arg(long, required_unless_present = "phantom", conflicts_with = "phantom")]
     pub input: Option<PathBuf>,
     /// An analytic phantom instead of an input.

@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod dicom;
 pub mod measurement;
 pub mod nifti;
+pub mod nrrd;
 pub mod png;
 pub mod yaml;
 
@@ -23,17 +24,21 @@ pub enum Format {
     Nifti,
     Dicom,
     Png,
+    Nrrd,
 }
 
 crate::names::named!(Format, "--format", { Nifti => "nifti", Dicom => "dicom", Png => "png" });
 
 impl Format {
-    /// From the output's name: `.nii`/`.nii.gz` -> NIfTI, `.png` -> PNG, `.dcm` -> DICOM (a folder
-    /// of that name); None when the name does not say (a folder needs `--format`).
+    /// From the output's name: `.nii`/`.nii.gz` -> NIfTI, `.nrrd` (or `.nhdr`, which the NRRD
+    /// writer refuses with the fix) -> NRRD, `.png` -> PNG, `.dcm` -> DICOM (a folder of that
+    /// name); None when the name does not say (a folder needs `--format`).
     pub fn from_path(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
         if name.ends_with(".nii") || name.ends_with(".nii.gz") {
             Some(Format::Nifti)
+        } else if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
+            Some(Format::Nrrd)
         } else if name.ends_with(".png") {
             Some(Format::Png)
         } else if name.ends_with(".dcm") {
@@ -51,6 +56,8 @@ pub enum InputKind {
     DicomFolder,
     DicomFile,
     Nifti,
+    /// `.nrrd` (attached header) or `.nhdr` (detached).
+    Nrrd,
 }
 
 impl InputKind {
@@ -68,6 +75,9 @@ impl InputKind {
         {
             return Ok(InputKind::Nifti);
         }
+        if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
+            return Ok(InputKind::Nrrd);
+        }
         if name.ends_with(".img") || name.ends_with(".img.gz") {
             bail!(
                 "{}: give the .hdr of a NIfTI/ANALYZE pair, not its .img",
@@ -84,8 +94,8 @@ pub struct ReadOptions {
     pub series_uid: Option<String>,
 }
 
-/// Read a DICOM file, a DICOM series folder (its files, not subfolders), or a NIfTI-1 file
-/// (`.nii`, `.nii.gz`, `.hdr` + `.img`) into a `Volume`.
+/// Read a DICOM file, a DICOM series folder (its files, not subfolders), a NIfTI-1 file
+/// (`.nii`, `.nii.gz`, `.hdr` + `.img`) or a NRRD file (`.nrrd`, `.nhdr`) into a `Volume`.
 pub fn read_volume(path: &Path, opts: &ReadOptions) -> Result<Volume> {
     match InputKind::detect(path)? {
         InputKind::Nifti if opts.series_uid.is_some() => bail!(
@@ -93,6 +103,11 @@ pub fn read_volume(path: &Path, opts: &ReadOptions) -> Result<Volume> {
             path.display()
         ),
         InputKind::Nifti => nifti::read(path),
+        InputKind::Nrrd if opts.series_uid.is_some() => bail!(
+            "{}: --series picks a series in a DICOM folder; this is a NRRD file",
+            path.display()
+        ),
+        InputKind::Nrrd => nrrd::read(path),
         InputKind::DicomFolder | InputKind::DicomFile => {
             dicom::read(path, opts.series_uid.as_deref())
         }
@@ -135,7 +150,7 @@ pub fn write_volume_with(vol: &Volume, path: &Path, opts: &WriteOptions) -> Resu
     let format = match opts.format.or_else(|| Format::from_path(path)) {
         Some(f) => f,
         None => bail!(
-            "{}: cannot tell the output format from the name; use .nii, .nii.gz or .png, or pass --format nifti|dicom|png",
+            "{}: cannot tell the output format from the name; use .nii, .nii.gz, .nrrd or .png, or pass --format nifti|nrrd|dicom|png",
             path.display()
         ),
     };
@@ -143,6 +158,7 @@ pub fn write_volume_with(vol: &Volume, path: &Path, opts: &WriteOptions) -> Resu
         Format::Nifti => nifti::write(vol, path, opts),
         Format::Dicom => dicom::write(vol, path, opts),
         Format::Png => png::write(vol, path, opts),
+        Format::Nrrd => nrrd::write(vol, path, opts),
     }
 }
 
