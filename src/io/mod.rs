@@ -27,7 +27,12 @@ pub enum Format {
     Nrrd,
 }
 
-crate::names::named!(Format, "--format", { Nifti => "nifti", Dicom => "dicom", Png => "png" });
+crate::names::named!(Format, "--format", {
+    Nifti => "nifti",
+    Nrrd => "nrrd",
+    Dicom => "dicom",
+    Png => "png",
+});
 
 impl Format {
     /// From the output's name: `.nii`/`.nii.gz` -> NIfTI, `.nrrd` (or `.nhdr`, which the NRRD
