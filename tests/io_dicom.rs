@@ -64,7 +64,11 @@ fn ct_small_matches_pydicom_values_and_nibabel_geometry() {
     let vol = read(&f);
     assert_eq!(vol.modality, Modality::Ct);
     assert_eq!(vol.dims, [128, 128, 1, 1]);
-    assert_values(&vol.data, &pydicom_values(std::slice::from_ref(&f)), "CT_small");
+    assert_values(
+        &vol.data,
+        &pydicom_values(std::slice::from_ref(&f)),
+        "CT_small",
+    );
     // nibabel's wrapper affine maps (row, column, slice) to LPS; ours maps (column, row, slice)
     // to RAS: swap the first two columns and negate x and y.
     let nib = python_array(
@@ -115,7 +119,11 @@ fn every_lossless_encoding_of_mr_small_gives_identical_pixels() {
 #[test]
 fn deflated_transfer_syntax_matches_pydicom() {
     let f = pydicom_file("image_dfl.dcm");
-    assert_values(&read(&f).data, &pydicom_values(std::slice::from_ref(&f)), "image_dfl");
+    assert_values(
+        &read(&f).data,
+        &pydicom_values(std::slice::from_ref(&f)),
+        "image_dfl",
+    );
 }
 
 #[test]
@@ -194,7 +202,11 @@ fn siemens_slices_read_alone_and_as_a_series() {
     let a = data("nibabel/nibabel/nicom/tests/data/0.dcm");
     let b = data("nibabel/nibabel/nicom/tests/data/1.dcm");
     for f in [&a, &b] {
-        assert_values(&read(f).data, &pydicom_values(std::slice::from_ref(f)), "siemens");
+        assert_values(
+            &read(f).data,
+            &pydicom_values(std::slice::from_ref(f)),
+            "siemens",
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(&b, dir.path().join("x.dcm")).unwrap();

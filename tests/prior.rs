@@ -6,11 +6,11 @@
 mod common;
 
 use common::{python_array, root};
+use scorerecon::job::{Fit, JobSpec, Task};
 use scorerecon::prior::gaussian::GaussianPrior;
 use scorerecon::prior::metadata::{Architecture, PriorMetadata, FORMAT_VERSION};
 use scorerecon::prior::ncsnpp::{parameter_count, ModelSpec, NcsnppConfig, NcsnppPrior};
 use scorerecon::prior::nearest::{Estimator, NearestNeighbourPrior};
-use scorerecon::job::{Fit, JobSpec, Task};
 use scorerecon::prior::{load_prior, Normalisation, ScoreModel};
 use scorerecon::sde::VeSde;
 use std::io::Write;
@@ -587,7 +587,12 @@ fn knn_estimator_is_finite_at_small_sigma() {
 }
 
 /// The prior-fit statistic of slices read as a job reads them (`pipeline::input`).
-fn prior_fit_of(task: Task, input: &std::path::Path, slices: &[usize], model: &str) -> (Vec<f64>, f64) {
+fn prior_fit_of(
+    task: Task,
+    input: &std::path::Path,
+    slices: &[usize],
+    model: &str,
+) -> (Vec<f64>, f64) {
     use scorerecon::pipeline::input::{self, Input};
     let spec = JobSpec {
         input: input.to_path_buf(),
@@ -600,11 +605,16 @@ fn prior_fit_of(task: Task, input: &std::path::Path, slices: &[usize], model: &s
     let Input::Image(image) = input::read(&spec, prior.as_ref()).unwrap() else {
         unreachable!("an image input")
     };
-    let x = image
-        .padding
-        .pad(&image.scaling.to_model_tensor(&image.slices(&image.ks).unwrap()));
+    let x = image.padding.pad(
+        &image
+            .scaling
+            .to_model_tensor(&image.slices(&image.ks).unwrap()),
+    );
     let r = scorerecon::prior::fit::dsm_residual(prior.as_ref(), &x).unwrap();
-    let limit = prior.fit_range().expect("the shipped priors are calibrated").limit();
+    let limit = prior
+        .fit_range()
+        .expect("the shipped priors are calibrated")
+        .limit();
     (r, limit)
 }
 
@@ -616,9 +626,15 @@ fn the_prior_fit_flags_the_other_modality_and_passes_held_out_slices() {
     );
     // Held-out slices of each prior (not the calibration slab's ends only: 50, 54, 58 and 88, 95, 102).
     let (r, limit) = prior_fit_of(Task::Ct, &ct, &[50, 54, 58], "ct_head_128");
-    assert!(r.iter().all(|&v| v <= limit), "CT held out {r:?} vs {limit}");
+    assert!(
+        r.iter().all(|&v| v <= limit),
+        "CT held out {r:?} vs {limit}"
+    );
     let (r, limit) = prior_fit_of(Task::Mri, &mni, &[88, 95, 102], "mri_brain_128");
-    assert!(r.iter().all(|&v| v <= limit), "MRI held out {r:?} vs {limit}");
+    assert!(
+        r.iter().all(|&v| v <= limit),
+        "MRI held out {r:?} vs {limit}"
+    );
     // A CT prior on MRI slices (a NIfTI does not say its modality).
     let (r, limit) = prior_fit_of(Task::Ct, &mni, &[95], "ct_head_128");
     assert!(r[0] > 2.0 * limit, "CT prior on MRI {r:?} vs {limit}");

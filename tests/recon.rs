@@ -846,7 +846,11 @@ fn bad_settings_exit_2_before_any_work_and_leave_nothing() {
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{flags:?}: {stderr}");
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{flags:?}: one line: {stderr}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{flags:?}: one line: {stderr}"
+        );
         assert!(!out.exists(), "{flags:?} left {}", out.display());
     }
 }
@@ -880,12 +884,18 @@ fn a_prior_unlike_the_input_is_flagged_in_the_outputs() {
     assert!(ok, "{stderr}");
     assert!(stderr.contains("prior mismatch"), "{stderr}");
     let m = metrics(&out);
-    assert_eq!(m["settings"]["model"], "ct_head_128", "the default CT prior");
+    assert_eq!(
+        m["settings"]["model"], "ct_head_128",
+        "the default CT prior"
+    );
     let fit = &m["methods"]["score"]["prior_fit"];
     assert_eq!(fit["in_range"], false, "{fit}");
     assert!(fit["worst"].as_f64().unwrap() > fit["limit"].as_f64().unwrap());
     assert!(m["methods"]["fbp"]["prior_fit"]["value"].is_number());
-    assert!(m["warnings"][0].as_str().unwrap().contains("prior mismatch"));
+    assert!(m["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("prior mismatch"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("class=\"warning\""));
 }

@@ -156,7 +156,8 @@ pub fn tv_weight(
     let lipschitz = 1.01 * crate::ops::norm::lipschitz(target);
     let (rel, note) = match &source {
         TvWeightSource::Given(rel) => (*rel, None),
-        TvWeightSource::Tuned { op, y, reference } | TvWeightSource::Oracle { op, y, reference } => {
+        TvWeightSource::Tuned { op, y, reference }
+        | TvWeightSource::Oracle { op, y, reference } => {
             let vr = metrics::value_range(reference);
             let base = FistaTv {
                 lipschitz: Some(lipschitz),

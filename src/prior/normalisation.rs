@@ -34,7 +34,6 @@ pub enum Normalisation {
     MrPerVolume { percentile: f64 },
 }
 
-
 impl Normalisation {
     /// The default CT scale, the one `ops::ct::hu` and the CT simulation use: air 0, water 0.5,
     /// +1000 HU (dense bone) 1, i.e. `mu / (2 mu_water)` (one definition of the HU <-> model map).
