@@ -8,6 +8,9 @@
 use scorerecon::report::svg::{line_plot, Series};
 use std::collections::BTreeMap;
 
+/// PSNR and SSIM of one run (None: it stopped with an error).
+type Scores = (Option<f64>, Option<f64>);
+
 struct Row {
     task: String,
     sampler: String,
@@ -43,7 +46,7 @@ fn main() {
     tasks.dedup();
     for task in tasks {
         // sampler -> NFE -> (psnr, ssim); a repeated run keeps the first.
-        let mut by: BTreeMap<&str, BTreeMap<usize, (Option<f64>, Option<f64>)>> = BTreeMap::new();
+        let mut by: BTreeMap<&str, BTreeMap<usize, Scores>> = BTreeMap::new();
         for r in rows.iter().filter(|r| r.task == task) {
             by.entry(&r.sampler)
                 .or_default()

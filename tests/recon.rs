@@ -735,6 +735,7 @@ print(np.abs(data - mask * k).max() / np.abs(k).max(), mask.mean(),
     assert_eq!(v[3], "True", "k-space must be stored complex");
 
     let prior = format!("empirical:{}", s.root.join("refs").display());
+    let steps = min_pc();
     let recon = |input: &Path, out: &Path, extra: &[&str]| {
         let mut a = vec![
             "mri",
@@ -743,7 +744,7 @@ print(np.abs(data - mask * k).max() / np.abs(k).max(), mask.mean(),
             "--model",
             &prior,
             "--steps",
-            &min_pc(),
+            &steps,
             "--baselines",
             "zero_filled",
             "--device",
