@@ -6,6 +6,12 @@
 mod common;
 
 use common::{bin, run_python};
+
+/// The fewest PC levels a job may ask for (`SamplerKind::min_steps`); the end-to-end tests
+/// below use it, their checks do not depend on the number of steps.
+fn min_pc() -> String {
+    scorerecon::sampler::SamplerKind::Pc.min_steps().to_string()
+}
 use std::path::{Path, PathBuf};
 
 /// Write `count` random-ellipse phantoms (n x n, HU) as one NIfTI volume tagged with `modality`.
@@ -102,7 +108,7 @@ fn ct_end_to_end_outputs_metrics_and_dicom() {
         "--model",
         &model,
         "--steps",
-        "30",
+        &min_pc(),
         "--baselines",
         "fbp,fista-tv",
         "--tv-weight",
@@ -162,7 +168,7 @@ print(ds.Modality, np.abs(hu - nii).max(), float(ds.RescaleSlope))
         "--model",
         &model,
         "--steps",
-        "5",
+        &min_pc(),
         "--out",
         out.to_str().unwrap(),
         "--quiet",
@@ -187,7 +193,7 @@ fn ct_fbp_baseline_keeps_the_intensity_scale() {
         "--model",
         &format!("empirical:{}", s.root.join("refs").display()),
         "--steps",
-        "5",
+        &min_pc(),
         "--baselines",
         "fbp",
         "--device",
@@ -231,7 +237,7 @@ fn mri_and_mar_end_to_end() {
         "--model",
         &format!("empirical:{}", s.root.join("refs").display()),
         "--steps",
-        "30",
+        &min_pc(),
         "--baselines",
         "zero-filled,tv",
         "--tv-weight",
@@ -266,7 +272,7 @@ fn mri_and_mar_end_to_end() {
         "--model",
         &format!("empirical:{}", c.root.join("refs").display()),
         "--steps",
-        "20",
+        &min_pc(),
         "--quiet",
         "--device",
         "cpu",
@@ -380,7 +386,8 @@ fn batch_survives_kill_and_resumes_without_redoing_finished_jobs() {
     std::fs::write(
         &manifest,
         format!(
-            "defaults: {{task: ct, model: '{model}', steps: 40, views: 12, baselines: [fbp], device: cpu}}\njobs:\n  - {{name: a, input: scan.nii.gz, slices: [2]}}\n  - {{name: b, input: scan.nii.gz, slices: [9]}}\n  - {{name: missing, input: nowhere.nii.gz}}\n  - {{name: c, input: scan.nii.gz, slices: [15]}}\n"
+            "defaults: {{task: ct, model: '{model}', steps: {}, views: 12, baselines: [fbp], device: cpu}}\njobs:\n  - {{name: a, input: scan.nii.gz, slices: [2]}}\n  - {{name: b, input: scan.nii.gz, slices: [9]}}\n  - {{name: missing, input: nowhere.nii.gz}}\n  - {{name: c, input: scan.nii.gz, slices: [15]}}\n",
+            min_pc().parse::<usize>().unwrap().max(40)
         ),
     )
     .unwrap();
@@ -486,7 +493,7 @@ fn ct_from_a_measurement_file_reports_no_reference_and_refuses_contradictions() 
         "--model",
         &prior,
         "--steps",
-        "10",
+        &min_pc(),
         "--baselines",
         "fbp,fista_tv",
         "--tv-weight",
@@ -584,10 +591,13 @@ print(np.abs(a - b).max(), np.abs(b).max())
     let manifest = s.root.join("measured.yaml");
     std::fs::write(
         &manifest,
-        "defaults: {task: ct, model: \"empirical:refs\", steps: 5, baselines: [fbp], device: cpu}\n\
-         jobs:\n\
-         \x20 - {name: as_measured, input: sim/measurement.json}\n\
-         \x20 - {name: wrong_views, input: sim/measurement.json, views: 45}\n",
+        format!(
+            "defaults: {{task: ct, model: \"empirical:refs\", steps: {}, baselines: [fbp], device: cpu}}\n\
+             jobs:\n\
+             \x20 - {{name: as_measured, input: sim/measurement.json}}\n\
+             \x20 - {{name: wrong_views, input: sim/measurement.json, views: 45}}\n",
+            min_pc()
+        ),
     )
     .unwrap();
     let batch_out = s.root.join("batch_out");
@@ -627,7 +637,7 @@ fn fit_resample_averages_down_to_the_prior_grid() {
         "--fit",
         "resample",
         "--steps",
-        "5",
+        &min_pc(),
         "--baselines",
         "fbp",
         "--device",
@@ -725,6 +735,7 @@ print(np.abs(data - mask * k).max() / np.abs(k).max(), mask.mean(),
     assert_eq!(v[3], "True", "k-space must be stored complex");
 
     let prior = format!("empirical:{}", s.root.join("refs").display());
+    let steps = min_pc();
     let recon = |input: &Path, out: &Path, extra: &[&str]| {
         let mut a = vec![
             "mri",
@@ -733,7 +744,7 @@ print(np.abs(data - mask * k).max() / np.abs(k).max(), mask.mean(),
             "--model",
             &prior,
             "--steps",
-            "5",
+            &steps,
             "--baselines",
             "zero_filled",
             "--device",
@@ -872,7 +883,7 @@ fn a_prior_unlike_the_input_is_flagged_in_the_outputs() {
         "--fit",
         "resample",
         "--steps",
-        "20",
+        "40",
         "--baselines",
         "fbp",
         "--device",
@@ -898,4 +909,78 @@ fn a_prior_unlike_the_input_is_flagged_in_the_outputs() {
         .contains("prior mismatch"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("class=\"warning\""));
+}
+
+/// Exit status, stdout and stderr of one CLI run.
+fn run_status(args: &[&str]) -> (Option<i32>, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// No silent divergence: a run built to diverge (a Langevin corrector with snr 50 moves the
+/// sample 5000 times past the score's target) stops with exit 1, a message that names the
+/// update, sigma and the likely cause, and no output folder; a step count too small for the
+/// sampler (`ct --steps 10` with PC, which returned -155,681..133,828 HU before) is refused
+/// before any work with exit 2 and the smallest count that works.
+#[test]
+fn divergence_is_an_error_and_too_few_steps_are_refused() {
+    let s = setup("CT");
+    let model = format!("empirical:{}", s.root.join("refs").display());
+    let scan = s.root.join("scan.nii.gz");
+    let out = s.root.join("diverged");
+    let min_pc = scorerecon::sampler::SamplerKind::Pc.min_steps().to_string();
+    let (code, stderr) = run_status(&[
+        "ct",
+        "--input",
+        scan.to_str().unwrap(),
+        "--model",
+        &model,
+        "--steps",
+        &min_pc,
+        "--snr",
+        "50",
+        "--baselines",
+        "none",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    for part in [
+        "sampling diverged",
+        "update",
+        "sigma = ",
+        "try --sampler dds or more steps",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing: {stderr}");
+    }
+    assert!(!out.exists(), "a diverged run must leave no output folder");
+    assert!(std::fs::read_dir(&s.root).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".scorerecon-")));
+    let (code, stderr) = run_status(&[
+        "ct",
+        "--input",
+        scan.to_str().unwrap(),
+        "--model",
+        &model,
+        "--steps",
+        "10",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("too few") && stderr.contains(&format!("at least {min_pc} steps")),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }

@@ -274,10 +274,14 @@ fn lambda_one_noise_free_is_data_consistent_for_every_sampler() {
         SamplerKind::ScoreSde,
         SamplerKind::Ode,
         SamplerKind::EulerMaruyama,
+        SamplerKind::Dds,
     ] {
         let o = quiet(SamplerOptions {
             sampler: kind,
-            steps: 30,
+            // 100 levels: with 30, ALD's small steps (ald_step 1e-5) do not forget the start
+            // before the low levels and the divergence guard stops it (sample 16 sigma off at
+            // sigma 0.47), rightly: its unmeasured pixels would not be posterior samples.
+            steps: kind.min_steps().max(100),
             corrector_steps: 2,
             lambda: 1.0,
             samples: 3,
@@ -313,7 +317,7 @@ fn same_seed_is_bit_identical_and_different_seeds_differ() {
     let prior = gaussian(h, w);
     let y = op.forward(&Tensor::ones([1, 1, h, w], (Kind::Float, Device::Cpu)));
     let mut o = pc_options(2);
-    o.steps = 20;
+    o.steps = SamplerKind::Pc.min_steps().max(20);
     o.lambda = 0.7;
     let a = reconstruct(&prior, &op, &y, &o).unwrap().samples;
     // Disturb libtorch's global generator in between: the sampler must not depend on it.
@@ -378,7 +382,7 @@ fn nan_guard_names_the_step_and_sigma() {
     };
     let y = op.forward(&Tensor::ones([1, 1, h, w], (Kind::Float, Device::Cpu)));
     let mut o = pc_options(1);
-    o.steps = 20;
+    o.steps = SamplerKind::Pc.min_steps().max(20);
     let msg = format!("{:#}", reconstruct(&model, &op, &y, &o).err().unwrap());
     assert!(
         msg.contains("NaN") && msg.contains("sigma = ") && msg.contains("update"),
@@ -455,6 +459,124 @@ fn empirical_score_sampler_ends_near_the_measured_reference_image() {
         assert!(
             d < 0.05 * typical,
             "unconditional sample {d} from every reference"
+        );
+    }
+}
+
+/// The operators of the DDS checks: the MRI transform (real images, centred orthonormal FFT)
+/// under a random line mask, and sparse-view parallel-beam CT (Joseph projector, 6 of 60 views:
+/// fewer measurements than pixels, so the data leave a null space for the prior to fill).
+fn dds_operators(n: i64) -> Vec<(&'static str, MeasurementOperator)> {
+    use scorerecon::ops::ct::{self, Geometry, Radon};
+    use scorerecon::ops::mri::MriFft;
+    tch::manual_seed(21);
+    let lines = Tensor::rand([1, 1, 1, n], (Kind::Float, Device::Cpu))
+        .gt(0.6)
+        .to_kind(Kind::Float)
+        .expand([1, 1, n, n], false)
+        .contiguous();
+    let g = Geometry::new(n as usize, 60).unwrap();
+    let rows = ct::sparse_view_rows(60, 6).unwrap();
+    vec![
+        (
+            "MRI",
+            MeasurementOperator::new(Box::new(MriFft::real(n, n).unwrap()), lines),
+        ),
+        (
+            "CT",
+            MeasurementOperator::new(
+                Box::new(Radon::new(g.clone()).unwrap()),
+                ct::rows_mask(&rows, 60, g.n_det),
+            ),
+        ),
+    ]
+}
+
+fn dds_options(samples: usize) -> SamplerOptions {
+    quiet(SamplerOptions {
+        sampler: SamplerKind::Dds,
+        steps: 25,
+        lambda: 1.0,
+        seed: 5,
+        samples,
+        noise_free_measurement: true,
+        ..Default::default()
+    })
+}
+
+/// Gaussian prior `N(mu, s^2 I)`, noise-free `y = A x`, lambda = 1: the posterior mean is the
+/// L2 projection of `mu` onto `{A x = y}` (for any `A`), `mu + A^T (A A^T)^-1 (y - A mu)`. DDS's
+/// mean over 200 samples must reproduce `y` (`|A x - y| / |y| <= 1e-4`) and lie within 5
+/// standard errors (`s / sqrt(S)`, per pixel) of the projection, plus the bias of the start:
+/// `x_T ~ N(0, sigma_max^2)` instead of `N(mu, s^2 + sigma_max^2)` leaves about
+/// `mu s / sigma_max` (0.002 here) in the unmeasured part, as for the ODE above.
+/// `mu + pinv(A) (y - A mu)` in double precision, from `A` written out column by column
+/// (complex measurements as their real and imaginary parts: the real least-squares problem).
+fn closed_form_mean(op: &MeasurementOperator, y: &Tensor, n: i64) -> Tensor {
+    let basis = Tensor::eye(n * n, (Kind::Float, Device::Cpu)).reshape([n * n, 1, n, n]);
+    let real_rows = |t: Tensor| {
+        if t.is_complex() {
+            Tensor::cat(&[t.real(), t.imag()], 1)
+        } else {
+            t
+        }
+        .to_kind(Kind::Double)
+    };
+    let a = real_rows(op.keep(&op.forward(&basis))).tr(); // [m, n^2]
+    let yv = real_rows(op.keep(y)).reshape([-1, 1]);
+    let mu = Tensor::full([n * n, 1], MU, (Kind::Double, Device::Cpu));
+    let x = &mu + a.linalg_pinv(1e-10, false).matmul(&(yv - a.matmul(&mu)));
+    x.reshape([1, 1, n, n]).to_kind(Kind::Float)
+}
+
+#[test]
+fn dds_posterior_mean_matches_the_closed_form_for_mri_and_ct() {
+    let n = 16;
+    let sde = VeSde::new(0.01, 50.0).unwrap();
+    let prior = GaussianPrior::constant(MU, S, 1, n, n, sde, Device::Cpu).unwrap();
+    let samples = 200;
+    for (name, op) in dds_operators(n) {
+        tch::manual_seed(22);
+        let y = op.forward(&Tensor::rand([1, 1, n, n], (Kind::Float, Device::Cpu)));
+        // The 6-view Radon system is ill-conditioned: the final projection's CG needs more than
+        // its default 50 iterations to reach 1e-4 (as does the closed form above, hence pinv).
+        let mut o = dds_options(samples);
+        o.projection_iterations = 500;
+        let post = reconstruct(&prior, &op, &y, &o).unwrap();
+        let res = op.residual(&post.mean, &y)[0];
+        let exact = closed_form_mean(&op, &y, n);
+        let dev = f(&(&post.mean - &exact).abs().max());
+        let tol = 5.0 * S / (samples as f64).sqrt() + MU * S / sde.sigma_max;
+        eprintln!("DDS {name}: |Ax - y| / |y| = {res:.2e}, mean off the closed form by {dev:.4} (tolerance {tol:.4})");
+        assert!(res <= 1e-4, "{name}: |A x - y| / |y| = {res}");
+        assert!(dev < tol, "{name}: posterior mean off by {dev}");
+    }
+}
+
+#[test]
+fn dds_same_seed_same_output() {
+    let n = 16;
+    let prior = gaussian(n, n);
+    for (name, op) in dds_operators(n) {
+        let y = op.forward(&Tensor::ones([1, 1, n, n], (Kind::Float, Device::Cpu)));
+        let o = dds_options(2);
+        let a = reconstruct(&prior, &op, &y, &o).unwrap();
+        assert_eq!(
+            a.nfe, o.steps,
+            "DDS: one score evaluation per level, no extra denoise"
+        );
+        let _ = Tensor::randn([100], (Kind::Float, Device::Cpu));
+        let b = reconstruct(&prior, &op, &y, &o).unwrap();
+        assert!(
+            a.samples.equal(&b.samples),
+            "{name}: same seed, different output"
+        );
+        let mut o2 = o.clone();
+        o2.seed += 1;
+        let c = reconstruct(&prior, &op, &y, &o2).unwrap();
+        assert!(
+            f(&(&a.samples - &c.samples).abs().max()) > 1e-4,
+            "{name}: different seeds gave the same sample"
         );
     }
 }

@@ -91,7 +91,7 @@ fn loss_decreases_and_the_weights_written_are_the_ema_and_load_as_a_prior() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mr_tiny");
     let mut args = tiny_args(&out, 60);
-    args.extend(["--preview", "4", "--preview-steps", "10"].map(String::from));
+    args.extend(["--preview", "4", "--preview-steps", "40"].map(String::from));
     let stdout = run_ok(&args);
     assert!(stdout.contains("held out: slices"), "{stdout}");
     let l = losses(&dir.path().join("mr_tiny.loss.csv"));

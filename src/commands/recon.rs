@@ -300,14 +300,14 @@ mod tests {
             common: CommonArgs {
                 input: Some(dir.path().to_path_buf()),
                 config: Some(cfg),
-                steps: Some(7),
+                steps: Some(SamplerKind::Ode.min_steps() + 7),
                 sampler: Some(SamplerKind::Ode),
                 ..Default::default()
             },
             ..Default::default()
         };
         let s = to_spec(&args).unwrap();
-        assert_eq!(s.steps, 7);
+        assert_eq!(s.steps, SamplerKind::Ode.min_steps() + 7);
         assert_eq!(s.snr, 0.3);
         assert_eq!(s.views, vec![10, 23]);
         assert_eq!(s.lambda, 0.841);

@@ -100,11 +100,14 @@ pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = resolve_config(&args)?;
-    if args.preview > 0 && args.preview_steps < 2 {
-        anyhow::bail!(
-            "--preview-steps {}: at least 2 noise levels",
+    // The preview is a PC run: the same smallest step count as a reconstruction's.
+    let min = crate::sampler::SamplerKind::Pc.min_steps();
+    if args.preview > 0 && args.preview_steps < min {
+        return Err(crate::job::InvalidSettings(format!(
+            "--preview-steps {}: the PC sampler of the preview needs at least {min} noise levels",
             args.preview_steps
-        );
+        ))
+        .into());
     }
     let opts = TrainOptions {
         out: args.out.clone(),

@@ -35,6 +35,15 @@ pub trait Transform: Send + Sync {
     fn inverse_masked(&self, y: &Tensor, mask: &Tensor) -> Tensor {
         self.inverse(&(y * mask))
     }
+    /// `mask * T x`, what `A x` is zero-filled. The default computes all of `T x`; CT projects
+    /// only the angles the mask keeps (23 of 180 for sparse-view CT).
+    fn forward_masked(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+        self.forward(x) * mask
+    }
+    /// `T^T (mask * y)`, i.e. `A^T y`; CT back projects only the angles the mask keeps.
+    fn adjoint_masked(&self, y: &Tensor, mask: &Tensor) -> Tensor {
+        self.adjoint(&(y * mask))
+    }
     /// `[H, W]` of the image domain.
     fn image_shape(&self) -> [i64; 2];
     /// Shape of the transformed domain without the batch and channel axes.
@@ -99,12 +108,12 @@ impl MeasurementOperator {
 
     /// `A x = P(Lambda) T x`, zero-filled.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.transform.forward(x) * &self.mask
+        self.transform.forward_masked(x, &self.mask)
     }
 
     /// `A^T y = T^T P^-1(Lambda) y`.
     pub fn adjoint(&self, y: &Tensor) -> Tensor {
-        self.transform.adjoint(&(y * &self.mask))
+        self.transform.adjoint_masked(y, &self.mask)
     }
 
     /// The proximal data-consistency step `k(x, y, lambda)` of Theorem 8.1:

@@ -110,6 +110,13 @@ impl Normalisation {
         }
     }
 
+    /// The interval the training images fill in model space: [0, 1] for every map (CT: the HU
+    /// window `hu_min..hu_max`; MR: zero to the volume's percentile; identity: images scaled to
+    /// [0, 1], method.md). The samplers' divergence guard is built around it.
+    pub fn model_range(&self) -> (f64, f64) {
+        (0.0, 1.0)
+    }
+
     /// Linear attenuation at `hu_max` (1/mm): divide a physical CT sinogram by it to get the
     /// sinogram of the model-space image (valid when `hu_min = -1000`).
     pub fn attenuation_scale(&self) -> Option<f64> {

@@ -10,6 +10,7 @@
 
 pub mod ald;
 pub mod consistency;
+pub mod dds;
 pub mod ode;
 pub mod pc;
 pub mod score_sde;
@@ -26,7 +27,7 @@ use tch::{Kind, Tensor};
 pub use consistency::{final_consistency, tweedie_denoise};
 
 /// Which sampler runs (docs/sampling.md). Names: `pc`, `ald`, `langevin`, `score-sde`, `ode`,
-/// `euler-maruyama` (`_` for `-` is accepted too).
+/// `euler-maruyama`, `dds` (`_` for `-` is accepted too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
@@ -44,6 +45,9 @@ pub enum SamplerKind {
     /// Euler-Maruyama on the reverse SDE in continuous time.
     #[serde(alias = "euler-maruyama")]
     EulerMaruyama,
+    /// Decomposed diffusion sampling: Tweedie denoise, conjugate-gradient data step, DDIM
+    /// re-noise (few steps; `dds.rs`).
+    Dds,
 }
 
 crate::names::named!(SamplerKind, "--sampler", {
@@ -53,7 +57,30 @@ crate::names::named!(SamplerKind, "--sampler", {
     ScoreSde => "score-sde",
     Ode => "ode",
     EulerMaruyama => "euler-maruyama",
+    Dds => "dds",
 });
+
+impl SamplerKind {
+    /// The fewest noise levels this sampler is allowed (`SamplerOptions::validate` refuses
+    /// fewer, so `JobSpec::validate` does before any work). Measured with the shipped priors on
+    /// held-out subjects (`scripts/nfe_sweep_docs.sh`, docs/sampling.md "Too few steps"): the
+    /// smallest probed count whose run on CT_small.dcm (23 views, `ct_head_128`) reached at least
+    /// FBP's PSNR and whose run on MR_small.dcm (4x, `mri_brain_128`) passed the divergence
+    /// guard. Below it, PC with 30 levels and the ODE with 50 returned images of 6.3 and 3.1 dB
+    /// that stay inside the guard's range. ALD, Langevin, Score SDE and Euler-Maruyama were not
+    /// measured: they keep the structural minimum of 2 and rely on the guard alone.
+    pub fn min_steps(self) -> usize {
+        match self {
+            SamplerKind::Pc => 40,
+            SamplerKind::Ode => 200,
+            SamplerKind::Dds => 5,
+            SamplerKind::Ald
+            | SamplerKind::Langevin
+            | SamplerKind::ScoreSde
+            | SamplerKind::EulerMaruyama => 2,
+        }
+    }
+}
 
 /// Everything a run can be told; serde so YAML configs can set it (unknown keys are errors).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +116,13 @@ pub struct SamplerOptions {
     pub likelihood_sigma_rate: f64,
     /// Conjugate-gradient iterations of the final exact projection.
     pub projection_iterations: usize,
+    /// DDS: DDIM stochasticity of the re-noise, 0 (deterministic) to 1 (ancestral).
+    pub dds_eta: f64,
+    /// DDS: conjugate-gradient iterations K of the data step at each level.
+    pub dds_cg_iterations: usize,
+    /// DDS: weight gamma of `|x - x0|^2` in the data step, on top of
+    /// `(measurement_sigma / sigma)^2`; 0 for a noise-free measurement.
+    pub dds_gamma: f64,
     /// Draw a progress bar on a terminal.
     pub progress: bool,
 }
@@ -112,6 +146,9 @@ impl Default for SamplerOptions {
             ald_step: 2e-5,
             likelihood_sigma_rate: 1.586,
             projection_iterations: 50,
+            dds_eta: 0.85,
+            dds_cg_iterations: 5,
+            dds_gamma: 0.0,
             progress: true,
         }
     }
@@ -125,6 +162,8 @@ impl SamplerOptions {
             ("measurement_sigma", self.measurement_sigma),
             ("ald_step", self.ald_step),
             ("likelihood_sigma_rate", self.likelihood_sigma_rate),
+            ("dds_eta", self.dds_eta),
+            ("dds_gamma", self.dds_gamma),
         ];
         for (name, v) in finite {
             if !v.is_finite() {
@@ -135,6 +174,23 @@ impl SamplerOptions {
             bail!(
                 "sampler option steps must be at least 2 (got {})",
                 self.steps
+            );
+        }
+        let min = self.sampler.min_steps();
+        if self.steps < min {
+            bail!(
+                "sampler option steps: {} is too few for the {} sampler, whose runs diverge or \
+                 leave the data range below {min} levels; use at least {min} steps, or \
+                 --sampler dds for a fast run (docs/sampling.md)",
+                self.steps,
+                self.sampler.name()
+            );
+        }
+        if !(0.0..=1.0).contains(&self.dds_eta) || self.dds_gamma < 0.0 {
+            bail!(
+                "sampler options dds_eta in [0, 1] and dds_gamma >= 0 are required (got {} and {})",
+                self.dds_eta,
+                self.dds_gamma
             );
         }
         if !(0.0..=1.0).contains(&self.lambda) {
@@ -171,6 +227,11 @@ pub trait Sampler {
     /// Score evaluations of one `run` (for progress and reports; the final denoise adds one).
     fn nfe(&self, opts: &SamplerOptions) -> usize;
     fn run(&self, ctx: &mut Context, x: Tensor) -> Result<Tensor>;
+    /// `run` already ends with a Tweedie denoise at `sigma_min` (DDS), so [`reconstruct`]
+    /// adds none.
+    fn denoises_last(&self) -> bool {
+        false
+    }
 }
 
 /// Pick the implementation for a kind.
@@ -182,6 +243,7 @@ pub fn sampler_for(kind: SamplerKind) -> Box<dyn Sampler> {
         SamplerKind::ScoreSde => Box::new(score_sde::ScoreSdeBaseline),
         SamplerKind::Ode => Box::new(ode::ProbabilityFlow),
         SamplerKind::EulerMaruyama => Box::new(ode::EulerMaruyama),
+        SamplerKind::Dds => Box::new(dds::Decomposed),
     }
 }
 
@@ -195,8 +257,42 @@ pub struct Context<'a> {
     pub opts: &'a SamplerOptions,
     pub sde: VeSde,
     pub noise: NoiseSource,
+    /// The prior's data range in model space (`Normalisation::model_range`), for the guard.
+    pub range: (f64, f64),
     progress: ProgressBar,
     step: usize,
+}
+
+/// The divergence guard's interval around the data range `[lo, hi]` at noise level `sigma`:
+/// `[lo - m, hi + m]`, `m = RANGE_WIDTHS (hi - lo) + RANGE_SIGMAS sigma`. A healthy sample at
+/// level sigma is an image of the data range plus noise of about sigma per pixel (a Langevin
+/// step adds up to `2 snr sigma` more): 10 sigma is twice the largest of 128x128x8 normal draws
+/// times that factor at the paper's largest snr, and 2 range widths leave room for images that
+/// exceed their window (bright bone, MR hyperintensities) after the last step. At `sigma_max`
+/// that is about 10 sigma_max around the data range; at the end, [-2, 3] for a [0, 1] range.
+pub const RANGE_WIDTHS: f64 = 2.0;
+pub const RANGE_SIGMAS: f64 = 10.0;
+
+/// Largest `|A x - y| / |y|` a finished reconstruction may have: the final projection brings a
+/// noise-free one to about 1e-5 (1e-2 leaves room for CT's 50 CG iterations on a poor start);
+/// with a noisy measurement the final proximal step leaves a fraction of the noise and of
+/// `(1 - lambda)` of the misfit, far below 1/2 unless the sample is not an image.
+pub fn residual_limit(noise_free: bool) -> f64 {
+    if noise_free {
+        1e-2
+    } else {
+        0.5
+    }
+}
+
+/// The likely cause a divergence message names.
+fn divergence_hint(opts: &SamplerOptions) -> String {
+    format!(
+        "likely cause: too few steps for this sampler ({}, {} levels); try --sampler dds or more \
+         steps (or a smaller snr / ald_step), and check the input's normalisation",
+        opts.sampler.name(),
+        opts.steps
+    )
 }
 
 impl Context<'_> {
@@ -209,17 +305,56 @@ impl Context<'_> {
         Ok(out)
     }
 
-    /// The NaN guard, called after every update: stop with the step and sigma rather than
-    /// carry on to a black image.
+    /// The divergence guard, called after every update with the level the sample is at: stop
+    /// with the step, sigma and the likely cause when the sample holds NaN/Inf or leaves the
+    /// interval [`RANGE_WIDTHS`] / [`RANGE_SIGMAS`] around the prior's data range, rather than
+    /// carry on to a garbage image.
     pub fn check(&mut self, x: &Tensor, sigma: f64) -> Result<()> {
         self.step += 1;
-        // One reduction: NaN and Inf propagate through a (double precision) sum, and it costs
-        // a fraction of `isfinite().all()`.
-        if !f64::try_from(x.sum(Kind::Double))?.is_finite() {
+        // One reduction for both ends; NaN propagates through min and max.
+        let (mn, mx) = x.aminmax(None, false);
+        let (mn, mx) = (f64::try_from(mn)?, f64::try_from(mx)?);
+        if !(mn.is_finite() && mx.is_finite()) {
             bail!(
-                "sampling diverged: the sample holds NaN or Inf after update {} (sigma = {sigma:.4e}); \
-                 try a smaller snr / ald_step or more steps, and check the input's normalisation",
-                self.step
+                "sampling diverged: the sample holds NaN or Inf after update {} (sigma = {sigma:.4e}); {}",
+                self.step,
+                divergence_hint(self.opts)
+            );
+        }
+        let (lo, hi) = self.range;
+        let m = RANGE_WIDTHS * (hi - lo) + RANGE_SIGMAS * sigma;
+        if mn < lo - m || mx > hi + m {
+            bail!(
+                "sampling diverged: after update {} (sigma = {sigma:.4e}) the sample spans \
+                 [{mn:.4}, {mx:.4}] in model space, outside [{:.4}, {:.4}] (the prior's data range \
+                 [{lo}, {hi}] widened by {RANGE_WIDTHS} ranges and {RANGE_SIGMAS} sigma); {}",
+                self.step,
+                lo - m,
+                hi + m,
+                divergence_hint(self.opts)
+            );
+        }
+        Ok(())
+    }
+
+    /// The guard on the finished reconstruction: `|A x - y| / |y|` within [`residual_limit`].
+    pub fn check_residual(&self, x: &Tensor, y: &Tensor) -> Result<()> {
+        if !self.opts.noise_free_measurement && self.opts.lambda == 0.0 {
+            return Ok(());
+        }
+        let limit = residual_limit(self.opts.noise_free_measurement);
+        let worst = self.op.residual(x, y).into_iter().fold(0.0f64, |a, r| {
+            if r.is_nan() {
+                f64::NAN
+            } else {
+                a.max(r)
+            }
+        });
+        if worst.is_nan() || worst > limit {
+            bail!(
+                "sampling diverged: the reconstruction does not fit the measurement \
+                 (|A x - y| / |y| = {worst:.3e}, more than {limit:e}); {}",
+                divergence_hint(self.opts)
             );
         }
         Ok(())
@@ -319,7 +454,8 @@ pub fn reconstruct(
         opts.batch as i64
     };
     let [h, w] = model.image_size();
-    let nfe = sampler.nfe(opts) + usize::from(opts.final_denoise);
+    let final_denoise = opts.final_denoise && !sampler.denoises_last();
+    let nfe = sampler.nfe(opts) + usize::from(final_denoise);
 
     let progress = crate::progress::styled(
         (nfe as u64) * ((total + chunk - 1) / chunk) as u64,
@@ -337,6 +473,7 @@ pub fn reconstruct(
         opts,
         sde,
         noise: NoiseSource::for_device(opts.seed, y.device()),
+        range: model.normalisation().model_range(),
         progress,
         step: 0,
     };
@@ -348,13 +485,14 @@ pub fn reconstruct(
         ctx.y = y_chunk.shallow_clone();
         let x0 = ctx.noise.normal(&[len, 1, h, w], y.device()) * sde.sigma_max;
         let mut x = sampler.run(&mut ctx, x0)?;
-        if opts.final_denoise {
+        if final_denoise {
             x = tweedie_denoise(model, &x, sde.sigma_min)?;
             ctx.progress.inc(1);
             ctx.check(&x, sde.sigma_min)?;
         }
         x = final_consistency(op, &x, &y_chunk, opts);
         ctx.check(&x, 0.0)?;
+        ctx.check_residual(&x, &y_chunk)?;
         outputs.push(x);
         start += len;
     }

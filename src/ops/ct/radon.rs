@@ -173,6 +173,18 @@ impl Radon {
         slot.as_ref().map(|(_, m)| f(m))
     }
 
+    /// Per angle: whether `mask` (`[.., n_angles, n_det]`, broadcast over the batch) keeps any
+    /// of its bins.
+    fn measured_angles(&self, mask: &Tensor) -> Vec<bool> {
+        let n_ang = self.geometry.n_angles() as i64;
+        let per_angle = mask
+            .reshape([-1, n_ang, self.geometry.n_det as i64])
+            .ne(0.0)
+            .any_dim(2, false)
+            .any_dim(0, false);
+        Vec::<bool>::try_from(per_angle.to_device(Device::Cpu)).unwrap_or_default()
+    }
+
     pub fn geometry(&self) -> &Geometry {
         &self.geometry
     }
@@ -204,11 +216,18 @@ impl Radon {
 
     /// Forward projection of host images (`b` images of `n * n`, row major) into sinograms.
     pub fn project(&self, images: &[f32], b: usize) -> Vec<f32> {
-        self.project_with(images, b, super::fbp::avx2_available())
+        self.project_with(images, b, super::fbp::avx2_available(), None)
     }
 
-    /// [`Radon::project`] with the vector kernel on or off (tests compare the two).
-    fn project_with(&self, images: &[f32], b: usize, simd: bool) -> Vec<f32> {
+    /// [`Radon::project`] with the vector kernel on or off (tests compare the two), computing
+    /// only the angles `active` marks (all when None; the others stay zero).
+    fn project_with(
+        &self,
+        images: &[f32],
+        b: usize,
+        simd: bool,
+        active: Option<&[bool]>,
+    ) -> Vec<f32> {
         let n = self.geometry.image_size;
         let n_det = self.geometry.n_det;
         let n_ang = self.params.len();
@@ -227,6 +246,9 @@ impl Radon {
             .enumerate()
             .for_each(|(row, sino)| {
                 let (bi, a) = (row / n_ang, row % n_ang);
+                if active.is_some_and(|m| !m[a]) {
+                    return;
+                }
                 let p = &self.params[a];
                 let plane = if p.transposed {
                     &planes[bi].1
@@ -242,6 +264,13 @@ impl Radon {
     /// ray with the same weights. Angles are split between threads, each with its own image
     /// accumulator (one for row-stepping angles, one transposed for column-stepping angles).
     pub fn backproject(&self, sinograms: &[f32], b: usize) -> Vec<f32> {
+        let all: Vec<usize> = (0..self.params.len()).collect();
+        self.backproject_angles(sinograms, b, &all)
+    }
+
+    /// [`Radon::backproject`] of the angles `angles` only (the rest of the sinogram is taken
+    /// as zero).
+    fn backproject_angles(&self, sinograms: &[f32], b: usize, angles: &[usize]) -> Vec<f32> {
         let n = self.geometry.image_size;
         let n_det = self.geometry.n_det;
         let n_ang = self.params.len();
@@ -250,16 +279,19 @@ impl Radon {
             b * n_ang * n_det,
             "backproject: sinogram buffer size"
         );
-        let chunk = n_ang.div_ceil(2 * rayon::current_num_threads()).max(1);
+        let chunk = angles
+            .len()
+            .div_ceil(2 * rayon::current_num_threads())
+            .max(1);
         let mut out = vec![0f32; b * n * n];
         for (bi, image) in out.chunks_mut(n * n).enumerate() {
             let sino = &sinograms[bi * n_ang * n_det..(bi + 1) * n_ang * n_det];
-            let (rows, cols) = (0..n_ang)
-                .into_par_iter()
+            let (rows, cols) = angles
+                .par_iter()
                 .with_min_len(chunk)
                 .fold(
                     || (vec![0f32; n * (n + 2)], vec![0f32; n * (n + 2)]),
-                    |(mut rows, mut cols), a| {
+                    |(mut rows, mut cols), &a| {
                         let p = &self.params[a];
                         let plane = if p.transposed { &mut cols } else { &mut rows };
                         let y: Vec<f32> = sino[a * n_det..(a + 1) * n_det]
@@ -331,6 +363,39 @@ impl Transform for Radon {
         }
         let (host, b, device, kind) = to_host(y);
         let img = self.backproject(&host, b);
+        let n = self.geometry.image_size as i64;
+        from_host(&img, [b as i64, 1, n, n], device, kind)
+    }
+
+    /// Only the angles with a measured bin are projected (sparse-view CT: 23 of 180), then
+    /// the mask is applied; on CUDA the full product.
+    fn forward_masked(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+        if x.device() != Device::Cpu {
+            return self.forward(x) * mask;
+        }
+        if let Err(e) = self.check_image(x) {
+            panic!("{e}");
+        }
+        let active = self.measured_angles(mask);
+        let (host, b, device, kind) = to_host(x);
+        let sino = self.project_with(&host, b, super::fbp::avx2_available(), Some(&active));
+        let (a, d) = (self.geometry.n_angles() as i64, self.geometry.n_det as i64);
+        from_host(&sino, [b as i64, 1, a, d], device, kind) * mask
+    }
+
+    /// Only the angles with a measured bin are back projected.
+    fn adjoint_masked(&self, y: &Tensor, mask: &Tensor) -> Tensor {
+        if y.device() != Device::Cpu {
+            return self.adjoint(&(y * mask));
+        }
+        let y = y * mask;
+        if let Err(e) = self.check_sinogram(&y) {
+            panic!("{e}");
+        }
+        let active = self.measured_angles(mask);
+        let angles: Vec<usize> = (0..active.len()).filter(|&a| active[a]).collect();
+        let (host, b, device, kind) = to_host(&y);
+        let img = self.backproject_angles(&host, b, &angles);
         let n = self.geometry.image_size as i64;
         from_host(&img, [b as i64, 1, n, n], device, kind)
     }
@@ -438,8 +503,8 @@ mod tests {
         let img: Vec<f32> = (0..37 * 37)
             .map(|k| ((k * 7919) % 101) as f32 / 101.0)
             .collect();
-        let a = r.project_with(&img, 1, true);
-        let b = r.project_with(&img, 1, false);
+        let a = r.project_with(&img, 1, true, None);
+        let b = r.project_with(&img, 1, false, None);
         for (k, (x, y)) in a.iter().zip(&b).enumerate() {
             assert!(
                 (x - y).abs() <= 1e-5 * y.abs().max(1.0),
@@ -520,5 +585,31 @@ mod tests {
         let r = Radon::new(Geometry::new(8, 4).unwrap()).unwrap();
         let e = r.check_image(&Tensor::zeros([1, 1, 8, 9], (Kind::Float, Device::Cpu)));
         assert!(e.unwrap_err().to_string().contains("square"));
+    }
+
+    /// The masked paths skip unmeasured angles: they must equal `T x * mask` and
+    /// `T^T (mask y)` for a sparse-view mask and for a partial one (a metal trace inside rows).
+    #[test]
+    fn masked_forward_and_adjoint_equal_the_full_ones_masked() {
+        use crate::ops::ct::rows_mask;
+        let g = Geometry::new(40, 60).unwrap();
+        let r = Radon::new(g.clone()).unwrap();
+        let rows = sparse_view_rows(60, 9).unwrap();
+        let sparse = rows_mask(&rows, 60, g.n_det);
+        let m = sparse.size();
+        tch::manual_seed(3);
+        let partial = Tensor::rand(m.as_slice(), (Kind::Float, Device::Cpu))
+            .gt(0.3)
+            .to_kind(Kind::Float)
+            * &sparse;
+        let x = Tensor::rand([2, 1, 40, 40], (Kind::Float, Device::Cpu));
+        let y = Tensor::rand([2, 1, 60, g.n_det as i64], (Kind::Float, Device::Cpu));
+        for mask in [&sparse, &partial] {
+            let mask = mask.reshape([1, 1, 60, g.n_det as i64]);
+            let f = r.forward_masked(&x, &mask) - r.forward(&x) * &mask;
+            let a = r.adjoint_masked(&y, &mask) - r.adjoint(&(&y * &mask));
+            assert!(f64::try_from(f.abs().max()).unwrap() < 1e-5);
+            assert!(f64::try_from(a.abs().max()).unwrap() < 1e-4);
+        }
     }
 }
