@@ -125,6 +125,10 @@ pub struct SamplerOptions {
     pub dds_gamma: f64,
     /// Draw a progress bar on a terminal.
     pub progress: bool,
+    /// Stop when the sample leaves the interval around the prior's data range (`Context::check`);
+    /// off only for unconditional previews of a model in training, whose wild samples are what
+    /// the preview is there to show (NaN/Inf still stop them).
+    pub range_guard: bool,
 }
 
 impl Default for SamplerOptions {
@@ -150,6 +154,7 @@ impl Default for SamplerOptions {
             dds_cg_iterations: 5,
             dds_gamma: 0.0,
             progress: true,
+            range_guard: true,
         }
     }
 }
@@ -323,7 +328,7 @@ impl Context<'_> {
         }
         let (lo, hi) = self.range;
         let m = RANGE_WIDTHS * (hi - lo) + RANGE_SIGMAS * sigma;
-        if mn < lo - m || mx > hi + m {
+        if self.opts.range_guard && (mn < lo - m || mx > hi + m) {
             bail!(
                 "sampling diverged: after update {} (sigma = {sigma:.4e}) the sample spans \
                  [{mn:.4}, {mx:.4}] in model space, outside [{:.4}, {:.4}] (the prior's data range \
