@@ -146,6 +146,18 @@ fn loss_decreases_and_the_weights_written_are_the_ema_and_load_as_a_prior() {
         .unwrap();
     assert_eq!(s.size(), vec![2, 1, 16, 16]);
     assert!(bool::try_from(s.isfinite().all()).unwrap());
+    // Training calibrated the prior-fit range on its held-out slices (the count printed above).
+    let fit = prior
+        .fit_range()
+        .expect("training writes the prior-fit range");
+    let held: usize = stdout
+        .split(" held out")
+        .next()
+        .and_then(|s| s.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect("the held-out count in the summary");
+    assert_eq!(fit.n_images, held, "{stdout}");
+    assert!(fit.min > 0.0 && fit.min <= fit.mean && fit.mean <= fit.max);
 }
 
 #[test]

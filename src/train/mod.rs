@@ -321,6 +321,7 @@ pub fn run(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainReport> {
     let elapsed = t0.elapsed().as_secs_f64();
 
     write_model(&paths, &ema, cfg, &data, sde, opts.force || opts.resume)?;
+    calibrate_prior_fit(&paths, cfg, &data, device)?;
     let tail = (history.len() / 10).max(1);
     let final_loss = history.iter().rev().take(tail).map(|r| r.loss).sum::<f64>() / tail as f64;
     Ok(TrainReport {
@@ -456,6 +457,38 @@ pub fn read_log(path: &std::path::Path, step: u64) -> Result<Vec<LogRow>> {
         );
     }
     Ok(rows)
+}
+
+/// The prior-fit range (`prior::fit`) of the model just written, over every held-out slice (the
+/// centre crops validation uses), into its sidecar: reconstructions with the model can then say
+/// when an image is unlike its validation images. Nothing to do without held-out slices.
+fn calibrate_prior_fit(
+    paths: &OutputPaths,
+    cfg: &TrainConfig,
+    data: &DataSet,
+    device: Device,
+) -> Result<()> {
+    if data.val.is_empty() {
+        return Ok(());
+    }
+    let model = crate::prior::PriorRef::File(paths.weights()).load(device)?;
+    let b = cfg.batch_size.max(1);
+    let mut values = Vec::with_capacity(data.val.len());
+    for i in 0..data.val.len().div_ceil(b as usize) {
+        let x = data
+            .val_batch(i, b, cfg.image_size, device)
+            .expect("validation slices exist");
+        values.extend(crate::prior::fit::dsm_residual(model.as_ref(), &x)?);
+    }
+    // `val_batch` wraps around: keep each slice once.
+    values.truncate(data.val.len());
+    let sidecar = paths.metadata();
+    let mut meta = PriorMetadata::read(&sidecar)?;
+    meta.prior_fit = Some(crate::prior::fit::FitRange::of(
+        &values,
+        &format!("held out in training: {}", data.holdout),
+    )?);
+    meta.write(&sidecar, true)
 }
 
 /// Write the EMA weights (for sampling), their metadata sidecar (`prior::metadata`, so
