@@ -125,6 +125,10 @@ pub struct SamplerOptions {
     pub dds_gamma: f64,
     /// Draw a progress bar on a terminal.
     pub progress: bool,
+    /// Stop a run whose sample leaves the prior's data range or whose result does not fit the
+    /// measurement (`Context::check`); NaN/Inf stop it always. Off only where a poor sample is
+    /// the thing to show (training previews of a barely trained model).
+    pub divergence_guard: bool,
 }
 
 impl Default for SamplerOptions {
@@ -150,6 +154,7 @@ impl Default for SamplerOptions {
             dds_cg_iterations: 5,
             dds_gamma: 0.0,
             progress: true,
+            divergence_guard: true,
         }
     }
 }
@@ -323,7 +328,7 @@ impl Context<'_> {
         }
         let (lo, hi) = self.range;
         let m = RANGE_WIDTHS * (hi - lo) + RANGE_SIGMAS * sigma;
-        if mn < lo - m || mx > hi + m {
+        if self.opts.divergence_guard && (mn < lo - m || mx > hi + m) {
             bail!(
                 "sampling diverged: after update {} (sigma = {sigma:.4e}) the sample spans \
                  [{mn:.4}, {mx:.4}] in model space, outside [{:.4}, {:.4}] (the prior's data range \
@@ -339,7 +344,9 @@ impl Context<'_> {
 
     /// The guard on the finished reconstruction: `|A x - y| / |y|` within [`residual_limit`].
     pub fn check_residual(&self, x: &Tensor, y: &Tensor) -> Result<()> {
-        if !self.opts.noise_free_measurement && self.opts.lambda == 0.0 {
+        if !self.opts.divergence_guard
+            || (!self.opts.noise_free_measurement && self.opts.lambda == 0.0)
+        {
             return Ok(());
         }
         let limit = residual_limit(self.opts.noise_free_measurement);
