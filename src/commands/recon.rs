@@ -48,7 +48,8 @@ pub struct CommonArgs {
     /// Posterior sampler (docs/sampling.md).
     #[arg(long, value_parser = crate::cli::named::<SamplerKind>())]
     pub sampler: Option<SamplerKind>,
-    /// Noise levels N of the sampler (each a predictor step; score evaluations add corrector steps).
+    /// Noise levels N of the sampler (each a predictor step; score evaluations add corrector
+    /// steps); at least 40 for pc, 200 for ode, 5 for dds (SamplerKind::min_steps).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Langevin corrector steps per noise level (pc, ald, langevin, score-sde).
