@@ -61,6 +61,12 @@ pub struct CommonArgs {
     /// Weight of the measurement in the proximal step (0 = ignore, 1 = enforce).
     #[arg(long)]
     pub lambda: Option<f64>,
+    /// DDS: DDIM stochasticity of the re-noise, 0 (deterministic) to 1 (ancestral).
+    #[arg(long)]
+    pub dds_eta: Option<f64>,
+    /// DDS: conjugate-gradient iterations K of the data step per level.
+    #[arg(long)]
+    pub dds_cg_iterations: Option<usize>,
     /// Posterior samples per slice (>1 adds a mean and a per-pixel std map).
     #[arg(long)]
     pub samples: Option<usize>,
@@ -182,6 +188,8 @@ impl CommonArgs {
         g.opt("corrector_steps", &self.corrector_steps);
         g.opt("snr", &self.snr);
         g.opt("lambda", &self.lambda);
+        g.opt("dds_eta", &self.dds_eta);
+        g.opt("dds_cg_iterations", &self.dds_cg_iterations);
         g.opt("samples", &self.samples);
         g.opt("seed", &self.seed);
         g.opt("device", &self.device);
