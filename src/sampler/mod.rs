@@ -274,8 +274,9 @@ pub struct Context<'a> {
 /// The divergence guard's interval around the data range `[lo, hi]` at noise level `sigma`:
 /// `[lo - m, hi + m]`, `m = RANGE_WIDTHS (hi - lo) + RANGE_SIGMAS sigma`. A healthy sample at
 /// level sigma is an image of the data range plus noise of about sigma per pixel (a Langevin
-/// step adds up to `2 snr sigma` more): 10 sigma is twice the largest of 128x128x8 normal draws
-/// times that factor at the paper's largest snr, and 2 range widths leave room for images that
+/// step adds up to `2 snr sigma` more, a factor 1.5 in all at the paper's largest snr): 10 sigma
+/// is 1.5 times the largest of 128x128x8 normal draws (4.5) times that factor, and 2 range
+/// widths leave room for images that
 /// exceed their window (bright bone, MR hyperintensities) after the last step. At `sigma_max`
 /// that is about 10 sigma_max around the data range; at the end, [-2, 3] for a [0, 1] range.
 pub const RANGE_WIDTHS: f64 = 2.0;
@@ -353,8 +354,9 @@ impl Context<'_> {
             return Ok(());
         }
         let limit = residual_limit(self.opts.noise_free_measurement);
+        // `f64::max` would drop a NaN, so it is carried explicitly.
         let worst = self.op.residual(x, y).into_iter().fold(0.0f64, |a, r| {
-            if r.is_nan() {
+            if a.is_nan() || r.is_nan() {
                 f64::NAN
             } else {
                 a.max(r)
