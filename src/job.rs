@@ -54,7 +54,7 @@ pub enum Task {
 }
 
 /// Settings every task has (`config` names a task config inside a manifest entry).
-const COMMON_KEYS: [&str; 20] = [
+const COMMON_KEYS: [&str; 22] = [
     "task",
     "config",
     "input",
@@ -67,6 +67,8 @@ const COMMON_KEYS: [&str; 20] = [
     "corrector_steps",
     "snr",
     "lambda",
+    "dds_eta",
+    "dds_cg_iterations",
     "samples",
     "seed",
     "device",
@@ -173,6 +175,10 @@ pub struct JobSpec {
     pub corrector_steps: usize,
     pub snr: f64,
     pub lambda: f64,
+    /// DDS: DDIM stochasticity of the re-noise, 0 (deterministic) to 1 (ancestral).
+    pub dds_eta: f64,
+    /// DDS: conjugate-gradient iterations of the data step per level.
+    pub dds_cg_iterations: usize,
     /// Posterior samples per slice; more than one gives a mean and a per-pixel std map.
     pub samples: usize,
     pub seed: u64,
@@ -212,6 +218,8 @@ impl Default for JobSpec {
             corrector_steps: 1,
             snr: 0.246,
             lambda: 0.841,
+            dds_eta: SamplerOptions::default().dds_eta,
+            dds_cg_iterations: SamplerOptions::default().dds_cg_iterations,
             samples: 1,
             seed: 0,
             device: DeviceChoice::Auto,
@@ -345,6 +353,8 @@ impl JobSpec {
             corrector_steps: self.corrector_steps,
             snr: self.snr,
             lambda: self.lambda,
+            dds_eta: self.dds_eta,
+            dds_cg_iterations: self.dds_cg_iterations,
             seed: self.seed,
             samples: self.samples,
             batch: self.batch_size,

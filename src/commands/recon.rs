@@ -48,7 +48,8 @@ pub struct CommonArgs {
     /// Posterior sampler (docs/sampling.md).
     #[arg(long, value_parser = crate::cli::named::<SamplerKind>())]
     pub sampler: Option<SamplerKind>,
-    /// Noise levels N of the sampler (each a predictor step; score evaluations add corrector steps).
+    /// Noise levels N of the sampler (each a predictor step; score evaluations add corrector
+    /// steps); at least 40 for pc, 200 for ode, 5 for dds (SamplerKind::min_steps).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Langevin corrector steps per noise level (pc, ald, langevin, score-sde).
@@ -60,6 +61,12 @@ pub struct CommonArgs {
     /// Weight of the measurement in the proximal step (0 = ignore, 1 = enforce).
     #[arg(long)]
     pub lambda: Option<f64>,
+    /// DDS: DDIM stochasticity of the re-noise, 0 (deterministic) to 1 (ancestral).
+    #[arg(long)]
+    pub dds_eta: Option<f64>,
+    /// DDS: conjugate-gradient iterations K of the data step per level.
+    #[arg(long)]
+    pub dds_cg_iterations: Option<usize>,
     /// Posterior samples per slice (>1 adds a mean and a per-pixel std map).
     #[arg(long)]
     pub samples: Option<usize>,
@@ -181,6 +188,8 @@ impl CommonArgs {
         g.opt("corrector_steps", &self.corrector_steps);
         g.opt("snr", &self.snr);
         g.opt("lambda", &self.lambda);
+        g.opt("dds_eta", &self.dds_eta);
+        g.opt("dds_cg_iterations", &self.dds_cg_iterations);
         g.opt("samples", &self.samples);
         g.opt("seed", &self.seed);
         g.opt("device", &self.device);

@@ -36,8 +36,9 @@ pub fn unconditional_samples(
         samples: n,
         noise_free_measurement: false,
         progress: false,
-        // A preview shows what the model generates, however wild (a model early in training).
-        range_guard: false,
+        // A preview shows what the model draws, however far from its data range (NaN/Inf
+        // still stop it).
+        divergence_guard: false,
         ..Default::default()
     };
     let post = reconstruct(model, &op, &y, &opts)?;
