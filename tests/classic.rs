@@ -338,6 +338,12 @@ np.concatenate([[s[0].shape[0], s[0].shape[1]]] + [a.ravel() for a in s]).astype
     let path = common::data(
         "nilearn/nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
     );
+    python_slices(script, &path, zs)
+}
+
+/// Run `script` (which writes `[h, w]` then the slices, as float64) on `path` and the slice
+/// indices `zs`; the slices as `[1, 1, h, w]` f32 tensors.
+fn python_slices(script: &str, path: &std::path::Path, zs: &[usize]) -> Vec<Tensor> {
     let mut args = vec![path.to_str().unwrap().to_string()];
     args.extend(zs.iter().map(|z| z.to_string()));
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
@@ -492,20 +498,7 @@ for z in zs:
     s.append(np.ascontiguousarray(np.clip((a + 1000.0) / 2000.0, 0.0, None)))
 np.concatenate([[s[0].shape[0], s[0].shape[1]]] + [a.ravel() for a in s]).astype("<f8").tofile(out)
 "#;
-    let path = common::data("cranium/head_ct.nii.gz");
-    let mut args = vec![path.to_str().unwrap().to_string()];
-    args.extend(zs.iter().map(|z| z.to_string()));
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let v = common::python_array(script, &args);
-    let (h, w) = (v[0] as i64, v[1] as i64);
-    let n = (h * w) as usize;
-    (0..zs.len())
-        .map(|i| {
-            Tensor::from_slice(&v[2 + i * n..2 + (i + 1) * n])
-                .reshape([1, 1, h, w])
-                .to_kind(Kind::Float)
-        })
-        .collect()
+    python_slices(script, &common::data("cranium/head_ct.nii.gz"), zs)
 }
 
 #[test]
