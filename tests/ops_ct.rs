@@ -375,6 +375,42 @@ fn poisson_noise_has_the_variance_of_its_closed_form() {
 }
 
 #[test]
+fn the_noise_level_the_samplers_get_is_the_poisson_noise_measured() {
+    // Line integrals that vary across the detector (0.2 .. 3 in dimensionless units), the
+    // pipeline's estimate of their noise sd against the sd of the noise actually drawn.
+    use scorerecon::simulate::{poisson_noise, poisson_sigma};
+    let (n_det, rows, d, i0) = (400usize, 60usize, 0.5f64, 2e4);
+    let sino: Vec<f32> = (0..rows * n_det)
+        .map(|k| ((0.4 + 5.6 * (k % n_det) as f64 / n_det as f64) as f32))
+        .collect();
+    let noisy = poisson_noise(&sino, n_det, d, i0, 7).unwrap();
+    let empirical = (noisy
+        .iter()
+        .zip(&sino)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum::<f64>()
+        / sino.len() as f64)
+        .sqrt();
+    let all = vec![1.0f32; sino.len()];
+    let from_clean = poisson_sigma(&sino, &all, d, i0);
+    let from_noisy = poisson_sigma(&noisy, &all, d, i0);
+    println!("noise sd: drawn {empirical:.4e}, estimated {from_clean:.4e} (clean), {from_noisy:.4e} (noisy)");
+    assert!(
+        (from_clean / empirical - 1.0).abs() < 0.03,
+        "{from_clean} vs {empirical}"
+    );
+    assert!(
+        (from_noisy / empirical - 1.0).abs() < 0.05,
+        "{from_noisy} vs {empirical}"
+    );
+    // Only the bins the mask keeps count: the low-attenuation half alone has less noise.
+    let half: Vec<f32> = (0..sino.len())
+        .map(|k| if k % n_det < n_det / 2 { 1.0 } else { 0.0 })
+        .collect();
+    assert!(poisson_sigma(&sino, &half, d, i0) < from_clean);
+}
+
+#[test]
 fn shepp_logan_matches_scikit_image() {
     // scikit-image ships the modified Shepp-Logan phantom as a 400x400 image.
     let script = r#"

@@ -78,6 +78,9 @@ pub struct Case {
     pub metal: Option<Tensor>,
     /// Whether `y` is exact (then the sampler ends with an exact projection onto `A x = y`).
     pub noise_free: bool,
+    /// The standard deviation of the measurement noise in model units, when known (simulated
+    /// noise): the samplers' likelihood and DDS's data weight use it.
+    pub noise_sigma: Option<f64>,
 }
 
 impl Case {
@@ -111,7 +114,7 @@ pub fn simulate_cases(
                 unreachable!("MRI settings are accelerations")
             };
             let reference = fit.pad(&scaling.to_model_tensor(hu)).to_device(device);
-            let (op, y) = measure_kspace(
+            let (op, y, sigma) = measure_kspace(
                 &MriSimulationSpec {
                     mask: spec.mask_spec(r),
                     snr_db: spec.snr_db,
@@ -126,6 +129,7 @@ pub fn simulate_cases(
                 fbp_full: None,
                 metal: None,
                 noise_free: spec.snr_db.is_none(),
+                noise_sigma: spec.snr_db.map(|_| sigma),
             }])
         }
         Task::Ct | Task::Mar => {
@@ -194,9 +198,17 @@ pub fn simulate_cases(
                 let (a, d) = (g.n_angles() as i64, g.n_det as i64);
                 let op = MeasurementOperator::new(
                     Box::new(Radon::new(g)?),
-                    Tensor::from_slice(&mask.expect("at least one slice")).reshape([1, 1, a, d]),
+                    Tensor::from_slice(mask.as_ref().expect("at least one slice"))
+                        .reshape([1, 1, a, d]),
                 )
                 .to_device(device);
+                // The noise of the measured bins, in model units.
+                let noise_sigma = spec.photons.map(|i0| {
+                    let mask = mask.as_ref().expect("at least one slice");
+                    let masks = mask.repeat(b as usize);
+                    let to_dimensionless = 2.0 * crate::ops::ct::hu::MU_WATER_PER_MM * pixel_mm;
+                    simulate::poisson_sigma(&ys, &masks, to_dimensionless, i0) * to_model
+                });
                 let y =
                     (Tensor::from_slice(&ys).reshape([b, 1, a, d]) * to_model).to_device(device);
                 cases.push(Case {
@@ -206,6 +218,7 @@ pub fn simulate_cases(
                     fbp_full: None,
                     metal: None,
                     noise_free: spec.photons.is_none(),
+                    noise_sigma,
                 });
             } else {
                 // MAR: the metal trace, hence the operator, differs from slice to slice.
@@ -249,6 +262,8 @@ pub fn simulate_cases(
                         fbp_full: Some(image_tensor(&sim.fbp, 1)),
                         metal: metal_mask,
                         noise_free: false,
+                        // The polychromatic scan's error is systematic, not a known noise level.
+                        noise_sigma: None,
                     });
                 }
             }
@@ -321,6 +336,7 @@ fn ct_file_cases(
             fbp_full: None,
             metal: None,
             noise_free: ct.photons.is_none() && !matches!(ct.task, CtTask::Mar { .. }),
+            noise_sigma: None,
         });
     }
     // Image geometry: the pixel spacing the sidecar records, isotropic, identity direction.
@@ -421,6 +437,7 @@ fn mri_file_cases(
             fbp_full: None,
             metal: None,
             noise_free,
+            noise_sigma: None,
         });
     }
     let [dy, dx] = mri.pixel_spacing_mm.unwrap_or([1.0, 1.0]);

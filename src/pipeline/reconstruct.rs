@@ -86,12 +86,11 @@ pub fn reconstruct_case(
         ));
     }
     let t0 = Instant::now();
-    let posterior = sampler::reconstruct(
-        model,
-        &case.op,
-        &case.y,
-        &spec.sampler_options(case.noise_free),
-    )?;
+    let opts = sampler::SamplerOptions {
+        measurement_sigma: case.noise_sigma.unwrap_or(0.0),
+        ..spec.sampler_options(case.noise_free)
+    };
+    let posterior = sampler::reconstruct(model, &case.op, &case.y, &opts)?;
     recons.push((
         "score",
         Recon {

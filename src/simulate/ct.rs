@@ -53,6 +53,22 @@ pub fn poisson_noise(
     Ok(out)
 }
 
+/// The root-mean-square standard deviation, over the bins `mask` keeps, of line integrals
+/// (attenuation scale, pixel units) measured with `photons` per bin: a count `~ Poisson(I0
+/// e^-q)` of `q = to_dimensionless p` gives `ln(I0 / count)` a variance of about `e^q / I0`
+/// (delta method), i.e. `sd(p) = sqrt(e^q / I0) / to_dimensionless`. `sinogram` may be the
+/// measured (noisy) one: the estimate is what a reconstruction can know of its noise.
+pub fn poisson_sigma(sinogram: &[f32], mask: &[f32], to_dimensionless: f64, photons: f64) -> f64 {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for (&p, &m) in sinogram.iter().zip(mask) {
+        if m > 0.5 {
+            sum += (f64::from(p) * to_dimensionless).exp() / photons;
+            n += 1;
+        }
+    }
+    (sum / n.max(1) as f64).sqrt() / to_dimensionless
+}
+
 /// A Poisson count clipped below at 1 (photon starvation).
 pub(super) fn draw_counts(expected: f64, rng: &mut ChaCha8Rng) -> f64 {
     let c = if expected > 1e-9 {

@@ -402,7 +402,7 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
         &[0],
         tch::Device::Cpu,
     )?);
-    let (op, y) = measure_kspace(
+    let (op, y, _) = measure_kspace(
         &MriSimulationSpec {
             mask: MaskSpec {
                 kind: args.mask,

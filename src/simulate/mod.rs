@@ -11,7 +11,7 @@ pub mod files;
 pub mod metal;
 pub mod mri;
 
-pub use ct::{poisson_noise, simulate_ct, CtSimulation, CtSimulationSpec, CtTask};
+pub use ct::{poisson_noise, poisson_sigma, simulate_ct, CtSimulation, CtSimulationSpec, CtTask};
 pub use metal::{
     default_metal, insert_metal, metal_discs, polychromatic_sinogram, Material, MetalObject,
     Spectrum,

@@ -20,12 +20,14 @@ pub struct MriSimulationSpec {
     pub seed: u64,
 }
 
-/// The operator `A = P(Lambda) T` on the `H x W` grid of `x` (`[B, 1, H, W]`, real) and the
-/// measurement `y = A x (+ noise)`, zero-filled, on `x`'s device.
+/// The operator `A = P(Lambda) T` on the `H x W` grid of `x` (`[B, 1, H, W]`, real), the
+/// measurement `y = A x (+ noise)`, zero-filled, on `x`'s device, and the noise's standard
+/// deviation per complex entry in `x`'s units (the root mean square over the batch; 0 when
+/// noise-free).
 pub fn measure_kspace(
     spec: &MriSimulationSpec,
     x: &Tensor,
-) -> Result<(MeasurementOperator, Tensor)> {
+) -> Result<(MeasurementOperator, Tensor, f64)> {
     let size = x.size();
     ensure!(
         size.len() == 4,
@@ -35,10 +37,14 @@ pub fn measure_kspace(
     let mask = spec.mask.build(h, w)?;
     let op = MeasurementOperator::new(Box::new(MriFft::real(h, w)?), mask).to_device(x.device());
     let mut y = op.forward(x);
+    let mut sigma = 0.0;
     if let Some(snr_db) = spec.snr_db {
-        y = kspace_noise(&y, Some(&op.mask), NoiseLevel::SnrDb(snr_db), spec.seed)?.0;
+        let (noisy, sigmas) =
+            kspace_noise(&y, Some(&op.mask), NoiseLevel::SnrDb(snr_db), spec.seed)?;
+        y = noisy;
+        sigma = (sigmas.iter().map(|s| s * s).sum::<f64>() / sigmas.len().max(1) as f64).sqrt();
     }
-    Ok((op, y))
+    Ok((op, y, sigma))
 }
 
 /// How much k-space noise to add.
