@@ -381,7 +381,7 @@ fn the_noise_level_the_samplers_get_is_the_poisson_noise_measured() {
     use scorerecon::simulate::{poisson_noise, poisson_sigma};
     let (n_det, rows, d, i0) = (400usize, 60usize, 0.5f64, 2e4);
     let sino: Vec<f32> = (0..rows * n_det)
-        .map(|k| ((0.4 + 5.6 * (k % n_det) as f64 / n_det as f64) as f32))
+        .map(|k| (0.4 + 5.6 * (k % n_det) as f64 / n_det as f64) as f32)
         .collect();
     let noisy = poisson_noise(&sino, n_det, d, i0, 7).unwrap();
     let empirical = (noisy
