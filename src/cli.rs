@@ -37,7 +37,7 @@ pub enum Command {
     Demo(commands::demo::DemoArgs),
     /// Simulate a measurement (sparse-view, limited-angle or metal CT, or MRI k-space).
     Simulate(commands::simulate::SimulateArgs),
-    /// Train a score model on your own scans (DICOM series / NIfTI volumes).
+    /// Train a score model on your own scans (DICOM series, NIfTI or NRRD volumes).
     Train(commands::train::TrainArgs),
     /// Record a model's prior-fit range over validation scans, for the mismatch warning.
     Calibrate(commands::calibrate::CalibrateArgs),

@@ -93,6 +93,28 @@ impl InputKind {
     }
 }
 
+/// Whether `path` names a single-file volume by its name (NIfTI `.nii`/`.nii.gz`, NRRD
+/// `.nrrd`/`.nhdr`), as opposed to a DICOM file or a detached data file: what folder scans
+/// (training data, nearest-neighbour references) take one volume per file.
+pub fn is_volume_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    [".nii", ".nii.gz", ".nrrd", ".nhdr"]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+/// A detached NRRD header's data file (`.raw`, `.raw.gz`), read through its `.nhdr`.
+pub fn is_detached_data(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    name.ends_with(".raw") || name.ends_with(".raw.gz")
+}
+
 /// Options for reading: which series to take when a folder holds several.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {

@@ -129,7 +129,7 @@ impl NearestNeighbourPrior {
                 .file_name()
                 .map(|n| n.to_string_lossy().to_lowercase())
                 .unwrap_or_default();
-            if p.is_dir() || name.ends_with(".nii") || name.ends_with(".nii.gz") {
+            if p.is_dir() || crate::io::is_volume_file(&p) {
                 sources.push(p);
             } else if name.ends_with(".dcm") || (!name.contains('.') && !name.is_empty()) {
                 // DICOM files often have no extension (e.g. DICOMDIR layouts).

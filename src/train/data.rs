@@ -383,27 +383,18 @@ pub fn discover(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .with_context(|| format!("{}: cannot list the folder", root.display()))?;
         if n_files == 0 {
             bail!(
-                "{}: the data folder is empty (put DICOM series or NIfTI volumes in it)",
+                "{}: the data folder is empty (put DICOM series, NIfTI or NRRD volumes in it)",
                 root.display()
             );
         }
         if out.len() == before {
             bail!(
-                "{}: no DICOM series or NIfTI volume found in the folder",
+                "{}: no DICOM series, NIfTI or NRRD volume found in the folder",
                 root.display()
             );
         }
     }
     Ok(out)
-}
-
-fn is_nifti(p: &Path) -> bool {
-    let name = p
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    name.ends_with(".nii") || name.ends_with(".nii.gz")
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, n_files: &mut usize) -> Result<()> {
@@ -423,9 +414,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, n_files: &mut usize) -> Result<()> {
             walk(p, out, n_files)?;
         } else if p.is_file() {
             *n_files += 1;
-            if is_nifti(p) {
+            if crate::io::is_volume_file(p) {
                 out.push(p.clone());
-            } else {
+            } else if !crate::io::is_detached_data(p) {
                 other_files = true;
             }
         }
@@ -534,6 +525,30 @@ fn crop(s: &Slice, size: usize, oy: usize, ox: usize, flip_lr: bool, flip_ud: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folders_give_one_entry_per_volume_file_and_one_per_dicom_folder() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "a.nii.gz",
+            "b.nrrd",
+            "c.nhdr",
+            "c.raw.gz",
+            "sub/x.dcm",
+            "sub/y.dcm",
+        ] {
+            let p = d.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"").unwrap();
+        }
+        let found = discover(&[d.path().to_path_buf()]).unwrap();
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(d.path()).unwrap().display().to_string())
+            .collect();
+        // The detached NRRD's data file is read through its header, not as a DICOM folder.
+        assert_eq!(names, vec!["a.nii.gz", "b.nrrd", "c.nhdr", "sub"]);
+    }
     use rand::SeedableRng;
 
     fn cfg() -> TrainConfig {
