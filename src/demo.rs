@@ -6,7 +6,6 @@
 //! reconstructed (head CT 52, MNI152 95) lie in the slabs held out from their training (model
 //! cards). The scans are averaged down 2x to the priors' 128x128 grid (`--fit resample`).
 
-use crate::classic::BaselineKind;
 use crate::io::atomic;
 use crate::job::{Fit, JobSpec, Task};
 use crate::report::JobReport;
@@ -54,43 +53,39 @@ pub fn run(args: &DemoOptions) -> Result<()> {
     atomic::check_overwrite(&args.out, args.force)?;
     let mut reports: Vec<(String, String, JobReport)> = Vec::new();
     atomic::write_dir(&args.out, args.force, |dir| {
-        // Sparse-view CT: head CT slice 52 (ventricles), 23 of 180 views.
-        let mut spec = JobSpec::for_task(Task::Ct);
-        spec.input = head.clone();
-        spec.slices = vec![CT_SLICE];
-        spec.views = vec![23];
-        spec.baselines = vec![BaselineKind::Fbp, BaselineKind::FistaTv];
-        spec.fit = Fit::Resample;
-        spec.steps = args.steps;
-        spec.device = args.device;
-        spec.quiet = args.quiet;
-        let r =
-            crate::pipeline::run_to_dir(&spec, &dir.join("ct"), true).context("demo, CT case")?;
-        crate::pipeline::print_summary(&r, &args.out.join("ct"));
-        reports.push((
-            "ct".into(),
-            format!("Sparse-view CT, 23 of 180 views, head CT slice {CT_SLICE}"),
-            r,
-        ));
-
-        // Undersampled MRI: MNI152 T1 axial slice 95, 4x equispaced with an 8% centre.
-        let mut spec = JobSpec::for_task(Task::Mri);
-        spec.input = mni.clone();
-        spec.slices = vec![MRI_SLICE];
-        spec.acceleration = vec![4.0];
-        spec.baselines = vec![BaselineKind::ZeroFilled, BaselineKind::Tv];
-        spec.fit = Fit::Resample;
-        spec.steps = args.steps;
-        spec.device = args.device;
-        spec.quiet = args.quiet;
-        let r =
-            crate::pipeline::run_to_dir(&spec, &dir.join("mri"), true).context("demo, MRI case")?;
-        crate::pipeline::print_summary(&r, &args.out.join("mri"));
-        reports.push((
-            "mri".into(),
-            format!("Undersampled MRI, 4x, MNI152 T1 slice {MRI_SLICE}"),
-            r,
-        ));
+        // Sparse-view CT: head CT slice 52 (ventricles), 23 of 180 views; undersampled MRI: MNI152
+        // T1 axial slice 95, 4x equispaced with an 8% centre (the tasks' defaults, their default
+        // priors and baselines).
+        let cases = [
+            (
+                Task::Ct,
+                &head,
+                CT_SLICE,
+                format!("Sparse-view CT, 23 of 180 views, head CT slice {CT_SLICE}"),
+            ),
+            (
+                Task::Mri,
+                &mni,
+                MRI_SLICE,
+                format!("Undersampled MRI, 4x, MNI152 T1 slice {MRI_SLICE}"),
+            ),
+        ];
+        for (task, input, slice, title) in cases {
+            let spec = JobSpec {
+                input: input.clone(),
+                slices: vec![slice],
+                fit: Fit::Resample,
+                steps: args.steps,
+                device: args.device,
+                quiet: args.quiet,
+                ..JobSpec::for_task(task)
+            };
+            let name = task.name();
+            let r = crate::pipeline::run_to_dir(&spec, &dir.join(name), true)
+                .with_context(|| format!("demo, {name} case"))?;
+            crate::pipeline::print_summary(&r, &args.out.join(name));
+            reports.push((name.to_string(), title, r));
+        }
 
         std::fs::write(
             dir.join("index.html"),

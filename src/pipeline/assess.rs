@@ -101,6 +101,11 @@ impl Assessed {
         Ok(())
     }
 
+    /// The references of the cases, None for a measurement file (which has none).
+    pub fn references(&self) -> Option<&[Tensor]> {
+        (!self.references.is_empty()).then_some(self.references.as_slice())
+    }
+
     /// The sweep's points of this setting: mean PSNR and SSIM per method.
     pub fn sweep_points(&self, x: f64) -> Vec<SweepPoint> {
         self.methods

@@ -51,8 +51,7 @@ fn to_volume(grid: &OutputGrid, parts: &[Tensor], physical: bool) -> Volume {
 }
 
 fn volumes(spec: &JobSpec, grid: &OutputGrid, results: &Assessed, dir: &Path) -> Result<()> {
-    let (methods, metal) = (&results.methods, results.metal.as_slice());
-    let refs = (!results.references.is_empty()).then_some(results.references.as_slice());
+    let (methods, refs, metal) = (&results.methods, results.references(), &results.metal);
     let model = spec
         .model
         .as_ref()
@@ -128,8 +127,7 @@ fn panels(
     dir: &Path,
     report: &mut JobReport,
 ) -> Result<()> {
-    let (methods, metal) = (&results.methods, results.metal.as_slice());
-    let refs = (!results.references.is_empty()).then_some(results.references.as_slice());
+    let (methods, refs, metal) = (&results.methods, results.references(), &results.metal);
     let window = match (spec.task, refs) {
         (Task::Mri, Some(r)) => {
             WindowPreset::Auto.resolve(&to_volume(grid, r, true).data, Modality::Mr)
