@@ -17,6 +17,7 @@ pub mod phantom;
 pub mod pipeline;
 pub mod prior;
 pub mod progress;
+pub mod regrid;
 pub mod report;
 pub mod sampler;
 pub mod sde;

@@ -238,6 +238,7 @@ y.double().numpy().astype('<f8').tofile(out)
         normalisation: Normalisation::Identity,
         training: None,
         prior_fit: None,
+        pixel_mm: None,
     };
     meta.write(&PriorMetadata::sidecar_path(&pt), false)
         .unwrap();
@@ -456,6 +457,7 @@ fn bad_configs_and_names_give_clear_errors() {
         normalisation: Normalisation::mr_default(),
         training: None,
         prior_fit: None,
+        pixel_mm: None,
     };
     let p = dir.path().join("m.json");
     std::fs::write(&p, serde_json::to_string(&meta).unwrap()).unwrap();

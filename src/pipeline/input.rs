@@ -61,15 +61,15 @@ fn fit_padding(h: usize, w: usize, model: [i64; 2], mode: Fit, input: &Path) -> 
 
 /// An image input, read and fitted to the prior.
 pub struct ImageInput {
-    /// The volume, averaged down when `--fit resample` asked for it.
+    /// The volume, on the prior's grid when `--fit resample` asked for it.
     pub vol: Volume,
     /// The slices reconstructed.
     pub ks: Vec<usize>,
     /// Model space <-> scanner values, fitted on the whole volume at full resolution.
     pub scaling: Scaling,
     pub padding: Padding,
-    /// The in-plane averaging factor of `--fit resample` (1: none).
-    pub averaged: usize,
+    /// What `--fit resample` did to the scan, in words for the report (None: nothing).
+    pub resampled: Option<String>,
     /// A slice for tuning the TV weight, away from the reconstructed ones.
     pub validation_slice: Option<usize>,
 }
@@ -120,18 +120,17 @@ pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
             vol.nt()
         );
     }
-    let ks = choose_slices(spec, &vol)?;
-    // Scaled before any averaging down, as the training data were (MR: the volume's percentile).
+    // Scaled before any resampling, as the training data were (MR: the volume's percentile).
     let scaling = model.normalisation().fit(&vol.data).with_context(|| {
         format!(
             "{}: scaling to the prior's model space",
             spec.input.display()
         )
     })?;
-    let averaged = resample_factor(spec.fit, &vol, model.image_size());
-    if averaged > 1 {
-        vol = vol.average_down(averaged);
-    }
+    let (vol, resampled) = fit_grid(spec.fit, vol, model)
+        .with_context(|| format!("{}: resampling to the prior's grid", spec.input.display()))?;
+    // Slice numbers count along the grid the prior sees (RAS+ k for a prior with a pixel size).
+    let ks = choose_slices(spec, &vol)?;
     let padding = fit_padding(
         vol.ny(),
         vol.nx(),
@@ -145,7 +144,7 @@ pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
         ks,
         scaling,
         padding,
-        averaged,
+        resampled,
         validation_slice,
     }))
 }
@@ -186,14 +185,41 @@ fn choose_slices(spec: &JobSpec, vol: &Volume) -> Result<Vec<usize>> {
     Ok(ks)
 }
 
-/// `--fit resample`: the smallest integer factor that brings the slices within the model's size
-/// (1 when they already fit or another mode is chosen).
-fn resample_factor(fit: Fit, vol: &Volume, model: [i64; 2]) -> usize {
+/// `--fit resample`: a prior that records its pixel size gets the scan in RAS+ axis order at
+/// that pixel size (`regrid.rs`, as its training slices were made); any other prior gets the
+/// slices averaged down by the smallest integer factor that brings them within its grid.
+/// Returns the volume and a sentence for the report (None when nothing was done).
+fn fit_grid(fit: Fit, vol: Volume, model: &dyn ScoreModel) -> Result<(Volume, Option<String>)> {
     if fit != Fit::Resample {
-        return 1;
+        return Ok((vol, None));
     }
-    let (mh, mw) = (model[0] as usize, model[1] as usize);
-    vol.ny().div_ceil(mh).max(vol.nx().div_ceil(mw)).max(1)
+    let [mh, mw] = model.image_size().map(|s| s as usize);
+    let (nx, ny) = (vol.nx(), vol.ny());
+    if let Some(p) = model.pixel_mm() {
+        let out = vol.to_canonical().resample_in_plane(p)?;
+        let note = format!(
+            "--fit resample: the scan ({nx}x{ny}, {:.3}x{:.3} mm) was put in RAS+ axis order and \
+             resampled in-plane to the prior's {p} mm pixels ({}x{}), as its training slices were; \
+             the reference and every output are on that grid.",
+            vol.spacing[0],
+            vol.spacing[1],
+            out.nx(),
+            out.ny()
+        );
+        return Ok((out, Some(note)));
+    }
+    let k = ny.div_ceil(mh).max(nx.div_ceil(mw)).max(1);
+    if k == 1 {
+        return Ok((vol, None));
+    }
+    let out = vol.average_down(k);
+    let note = format!(
+        "--fit resample: slices were averaged down {k}x in-plane to {}x{} (as the prior's \
+         training data were); the reference and every output are on that grid.",
+        out.nx(),
+        out.ny()
+    );
+    Ok((out, Some(note)))
 }
 
 /// A slice for tuning, away from the reconstructed ones (>= 8 slices from each), the nearest to

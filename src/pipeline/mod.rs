@@ -79,12 +79,8 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 report.notes.push("The nearest-neighbour prior can memorise its reference images; nearest_reference_distance in metrics.json gives each method's relative L2 distance to the nearest reference image (near 0: a reference was returned).".into());
             }
             let p = &image.padding;
-            if image.averaged > 1 {
-                report.notes.push(format!(
-                    "--fit resample: slices were averaged down {}x in-plane to {}x{} (as the \
-                     prior's training data were); the reference and every output are on that grid.",
-                    image.averaged, p.w, p.h
-                ));
+            if let Some(note) = &image.resampled {
+                report.notes.push(note.clone());
             }
             if !p.is_identity() {
                 report.notes.push(format!(

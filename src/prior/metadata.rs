@@ -50,6 +50,10 @@ pub struct PriorMetadata {
     pub image_size: [i64; 2],
     pub channels: i64,
     pub normalisation: Normalisation,
+    /// In-plane pixel size (mm) of the training slices, which were put in RAS+ axis order
+    /// (`regrid.rs`); `--fit resample` brings a scan to it. Absent: slices as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_mm: Option<f64>,
     #[serde(default)]
     pub training: Option<TrainingSummary>,
     /// The prior-fit statistic over the validation images (`prior::fit`); absent until the
@@ -80,6 +84,11 @@ impl PriorMetadata {
             );
         }
         self.normalisation.validate()?;
+        if let Some(p) = self.pixel_mm {
+            if !(p > 0.0 && p.is_finite()) {
+                bail!("metadata: pixel_mm {p} must be a positive number");
+            }
+        }
         if let Architecture::Ncsnpp(cfg) = &self.architecture {
             if cfg.image_size != self.image_size[0] || self.image_size[0] != self.image_size[1] {
                 bail!(

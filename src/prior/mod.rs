@@ -65,6 +65,11 @@ pub trait ScoreModel: Send {
     fn fit_range(&self) -> Option<&fit::FitRange> {
         None
     }
+    /// In-plane pixel size (mm) of the grid the model learnt, with slices in RAS+ axis order,
+    /// when its training recorded one (`regrid.rs`).
+    fn pixel_mm(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Folders searched for a shipped model name, in order: `$SCORERECON_MODELS`, `./models`,

@@ -293,6 +293,7 @@ impl NcsnppPrior {
             normalisation,
             training: None,
             prior_fit: None,
+            pixel_mm: None,
         };
         Ok(NcsnppPrior { vs, net, meta })
     }
@@ -365,6 +366,9 @@ impl ScoreModel for NcsnppPrior {
     }
     fn fit_range(&self) -> Option<&super::fit::FitRange> {
         self.meta.prior_fit.as_ref()
+    }
+    fn pixel_mm(&self) -> Option<f64> {
+        self.meta.pixel_mm
     }
     fn describe(&self) -> String {
         let c = &self.net.config;

@@ -97,6 +97,9 @@ impl ScoreModel for TorchScriptPrior {
     fn fit_range(&self) -> Option<&super::fit::FitRange> {
         self.meta.prior_fit.as_ref()
     }
+    fn pixel_mm(&self) -> Option<f64> {
+        self.meta.pixel_mm
+    }
     fn describe(&self) -> String {
         format!("TorchScript score model {}", self.source)
     }

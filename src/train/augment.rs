@@ -1,5 +1,6 @@
-//! Geometric augmentation of training batches: a random affine map (rotation, isotropic scale,
-//! shift) composed with a smooth random ("elastic") displacement, resampled bilinearly.
+//! Augmentation of training batches: a random affine map (rotation, isotropic scale, shift)
+//! composed with a smooth random ("elastic") displacement, resampled bilinearly; then, for MR,
+//! random intensity changes (gamma, contrast, a smooth multiplicative bias field).
 //!
 //! Why: with one volume to learn from (the MNI152 template) a score model learns the training
 //! slices themselves and fills the missing k-space of an unseen slice with anatomy it memorised.
@@ -7,6 +8,11 @@
 //! deformed training slices are plausible unseen slices; the prior then spreads its mass over
 //! shapes instead of a few remembered ones. Every parameter comes from the step's ChaCha20
 //! stream, so a resumed run draws the same deformations as an uninterrupted one.
+//!
+//! MR intensities vary between scanners, sequences and coils in ways the per-volume percentile
+//! scaling does not remove: the contrast between tissues (gamma), the overall gain, and a slow
+//! receive-coil shading (bias field). A prior trained on a handful of subjects sees only their
+//! few contrasts; the intensity draws widen that. CT is in HU, an absolute scale: leave them off.
 
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
@@ -31,6 +37,13 @@ pub struct AugmentConfig {
     /// Control points per side of the elastic displacement (bicubically interpolated between
     /// them; fewer points: smoother deformation).
     pub elastic_points: i64,
+    /// Gamma ~ exp(U(-ln(1 + gamma), ln(1 + gamma))): `x -> x^gamma` (model space, x >= 0).
+    pub gamma: f64,
+    /// Gain ~ exp(U(-ln(1 + contrast), ln(1 + contrast))), multiplying the image.
+    pub contrast: f64,
+    /// Standard deviation of a smooth log bias field (3x3 control points, bicubic), so the
+    /// image is multiplied by `exp(field)`: 0.2 gives shading of about +-20 %.
+    pub bias_field: f64,
 }
 
 impl Default for AugmentConfig {
@@ -42,6 +55,9 @@ impl Default for AugmentConfig {
             shift_px: 0.0,
             elastic_px: 0.0,
             elastic_points: 5,
+            gamma: 0.0,
+            contrast: 0.0,
+            bias_field: 0.0,
         }
     }
 }
@@ -55,6 +71,12 @@ impl AugmentConfig {
                 || self.elastic_px > 0.0)
     }
 
+    /// Whether any intensity change is asked for (drawn only then, so configs without them
+    /// keep their random streams).
+    pub fn intensity_enabled(&self) -> bool {
+        self.probability > 0.0 && (self.gamma > 0.0 || self.contrast > 0.0 || self.bias_field > 0.0)
+    }
+
     /// Impossible values, refused before training starts.
     pub fn validate(&self) -> anyhow::Result<()> {
         let non_negative = [
@@ -62,6 +84,9 @@ impl AugmentConfig {
             ("augment.scale", self.scale),
             ("augment.shift_px", self.shift_px),
             ("augment.elastic_px", self.elastic_px),
+            ("augment.gamma", self.gamma),
+            ("augment.contrast", self.contrast),
+            ("augment.bias_field", self.bias_field),
         ];
         for (name, v) in non_negative {
             if !(v >= 0.0 && v.is_finite()) {
@@ -190,14 +215,72 @@ pub fn deform(x: &Tensor, deformations: &[Option<Deformation>]) -> Tensor {
     x.to_kind(Kind::Float).grid_sampler(&grid, 0, 0, false)
 }
 
-/// Draw a deformation per image of `x` and apply them (a no-op when augmentation is off).
-pub fn augment(x: &Tensor, cfg: &AugmentConfig, rng: &mut ChaCha20Rng) -> Tensor {
-    if !cfg.enabled() {
-        return x.shallow_clone();
+/// One image's intensity change: `x -> gain * x^gamma * exp(field)`, or `None` for none.
+#[derive(Debug, Clone)]
+pub struct IntensityChange {
+    pub gamma: f64,
+    pub gain: f64,
+    /// Log bias field at 3x3 control points.
+    pub log_field: Vec<f32>,
+}
+
+impl IntensityChange {
+    /// Draw one from `rng` (a fixed number of draws whatever the outcome).
+    pub fn draw(cfg: &AugmentConfig, rng: &mut ChaCha20Rng) -> Option<Self> {
+        let apply = rng.random::<f64>() < cfg.probability;
+        let u = |rng: &mut ChaCha20Rng| 2.0 * rng.random::<f64>() - 1.0;
+        let gamma = ((1.0 + cfg.gamma).ln() * u(rng)).exp();
+        let gain = ((1.0 + cfg.contrast).ln() * u(rng)).exp();
+        let log_field = (0..9)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(rng);
+                (cfg.bias_field * z) as f32
+            })
+            .collect();
+        apply.then_some(IntensityChange {
+            gamma,
+            gain,
+            log_field,
+        })
     }
+}
+
+/// Apply each image's intensity change to `x` (`[b, 1, h, w]`, model space, `None`: unchanged).
+pub fn change_intensity(x: &Tensor, changes: &[Option<IntensityChange>]) -> Tensor {
+    let size = x.size();
+    let (h, w) = (size[2], size[3]);
+    let images: Vec<Tensor> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let xi = x.narrow(0, i as i64, 1);
+            let Some(c) = c else { return xi };
+            let field = Tensor::from_slice(&c.log_field)
+                .reshape([1, 1, 3, 3])
+                .to_device(x.device())
+                .upsample_bicubic2d([h, w], true, None, None)
+                .exp();
+            xi.clamp_min(0.0).pow_tensor_scalar(c.gamma) * field * c.gain
+        })
+        .collect();
+    Tensor::cat(&images, 0)
+}
+
+/// Draw a deformation (and, where asked, an intensity change) per image of `x` and apply them
+/// (a no-op when augmentation is off).
+pub fn augment(x: &Tensor, cfg: &AugmentConfig, rng: &mut ChaCha20Rng) -> Tensor {
     let b = x.size()[0];
-    let d: Vec<Option<Deformation>> = (0..b).map(|_| Deformation::draw(cfg, rng)).collect();
-    deform(x, &d)
+    let x = if cfg.enabled() {
+        let d: Vec<Option<Deformation>> = (0..b).map(|_| Deformation::draw(cfg, rng)).collect();
+        deform(x, &d)
+    } else {
+        x.shallow_clone()
+    };
+    if !cfg.intensity_enabled() {
+        return x;
+    }
+    let c: Vec<Option<IntensityChange>> = (0..b).map(|_| IntensityChange::draw(cfg, rng)).collect();
+    change_intensity(&x, &c)
 }
 
 #[cfg(test)]
@@ -275,6 +358,7 @@ mod tests {
             shift_px: 2.0,
             elastic_px: 1.5,
             elastic_points: 4,
+            ..AugmentConfig::default()
         };
         let x = ramp(16).repeat([3, 1, 1, 1]);
         let a = augment(&x, &cfg, &mut ChaCha20Rng::seed_from_u64(7));
@@ -296,5 +380,36 @@ mod tests {
             ..cfg.clone()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn intensity_change_is_the_closed_form() {
+        let x = Tensor::from_slice(&[0.0f32, 0.25, 0.5, 1.0]).reshape([1, 1, 2, 2]);
+        // A flat field of log 1.1: every pixel times 1.1, after gamma 2 and gain 0.5.
+        let c = IntensityChange {
+            gamma: 2.0,
+            gain: 0.5,
+            log_field: vec![1.1f32.ln(); 9],
+        };
+        let y = change_intensity(&x, &[Some(c)]);
+        let expect = Tensor::from_slice(&[0.0f32, 0.0625, 0.25, 1.0]).reshape([1, 1, 2, 2]) * 0.55;
+        assert!(max_abs(&(&y - &expect)) < 1e-5, "got {y:?}");
+        assert_eq!(max_abs(&(change_intensity(&x, &[None]) - &x)), 0.0);
+        // Geometric-only configs draw no intensity parameters (their streams are unchanged).
+        let geo = AugmentConfig {
+            probability: 1.0,
+            rotate_deg: 5.0,
+            ..AugmentConfig::default()
+        };
+        assert!(geo.enabled() && !geo.intensity_enabled());
+        let int_only = AugmentConfig {
+            probability: 1.0,
+            gamma: 0.3,
+            ..AugmentConfig::default()
+        };
+        assert!(!int_only.enabled() && int_only.intensity_enabled());
+        let xs = ramp(8).repeat([2, 1, 1, 1]) / 4096.0;
+        let a = augment(&xs, &int_only, &mut ChaCha20Rng::seed_from_u64(3));
+        assert!(max_abs(&(&a - &xs)) > 1e-3, "gamma must change the image");
     }
 }

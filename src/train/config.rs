@@ -89,6 +89,11 @@ pub struct TrainConfig {
     pub image_size: i64,
     /// Integer factor by which slices are averaged down before cropping (256 -> 128 with 2).
     pub downsample: i64,
+    /// In-plane pixel size (mm) every volume is resampled to, after its axes are put in RAS+
+    /// order (`regrid.rs`): scans of other resolutions and axis orders then share one scale and
+    /// orientation, and the model records it so that `--fit resample` puts a scan on the same
+    /// grid. Null: slices as stored, averaged down by `downsample`.
+    pub pixel_mm: Option<f64>,
     /// CT window mapped to [0, 1]: `x = (HU - hu_min) / (hu_max - hu_min)`, negatives to 0
     /// (`prior::Normalisation::CtAttenuation`).
     pub hu_min: f64,
@@ -165,6 +170,7 @@ impl Default for TrainConfig {
             modality: DataModality::Auto,
             image_size: 64,
             downsample: 1,
+            pixel_mm: None,
             hu_min: -1000.0,
             hu_max: 2000.0,
             mr_percentile: 99.5,
@@ -331,6 +337,15 @@ impl TrainConfig {
         }
         if self.downsample < 1 {
             bail!("downsample {}: must be at least 1", self.downsample);
+        }
+        if let Some(p) = self.pixel_mm {
+            positive("pixel_mm", p)?;
+            if self.downsample != 1 {
+                bail!(
+                    "pixel_mm {p} and downsample {}: give one of them (pixel_mm resamples to a pixel size, downsample averages by a factor)",
+                    self.downsample
+                );
+            }
         }
         if !(self.hu_min.is_finite() && self.hu_max.is_finite() && self.hu_max > self.hu_min) {
             bail!("hu_max {} must exceed hu_min {}", self.hu_max, self.hu_min);

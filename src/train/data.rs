@@ -453,18 +453,29 @@ fn resolve_modality(volumes: &[(String, Volume)], want: DataModality) -> Result<
     Ok(found.map(|f| f.0).unwrap_or(DataModality::Ct))
 }
 
-/// Frame 0 of `vol` as model-space slices `(data, h, w)`, averaged down by `cfg.downsample`.
+/// Frame 0 of `vol` as model-space slices `(data, h, w)`: put on the `pixel_mm` grid in RAS+
+/// order when the config asks, else averaged down by `cfg.downsample`. The intensity scaling
+/// is fitted on the volume as stored, as the pipeline fits it on an input scan.
 fn model_slices(
     vol: &Volume,
     normalisation: &Normalisation,
     cfg: &TrainConfig,
 ) -> Result<Vec<(Vec<f32>, usize, usize)>> {
-    let (nx, ny, nz) = (vol.nx(), vol.ny(), vol.nz());
-    let frame0 = &vol.data[..nx * ny * nz];
-    if frame0.iter().any(|v| !v.is_finite()) {
+    let n0 = vol.nx() * vol.ny() * vol.nz();
+    if vol.data[..n0].iter().any(|v| !v.is_finite()) {
         bail!("the volume holds NaN or infinite voxels");
     }
-    let scaling = normalisation.fit(frame0)?;
+    let scaling = normalisation.fit(&vol.data[..n0])?;
+    let regridded;
+    let vol = match cfg.pixel_mm {
+        Some(p) => {
+            regridded = vol.to_canonical().resample_in_plane(p)?;
+            &regridded
+        }
+        None => vol,
+    };
+    let (nx, ny, nz) = (vol.nx(), vol.ny(), vol.nz());
+    let frame0 = &vol.data[..nx * ny * nz];
     let k = cfg.downsample;
     if (nx as i64) < k || (ny as i64) < k {
         bail!("{nx}x{ny} slices are smaller than downsample {k}");

@@ -517,6 +517,7 @@ fn write_model(
         image_size: [cfg.image_size, cfg.image_size],
         channels: 1,
         normalisation: data.normalisation.clone(),
+        pixel_mm: cfg.pixel_mm,
         training: Some(TrainingSummary {
             dataset: cfg
                 .data
