@@ -252,8 +252,13 @@ mod tests {
             Modality::Mr,
         );
         v.affine = affine;
-        for a in 0..3 {
-            v.spacing[a] = (0..3).map(|r| affine[r][a].powi(2)).sum::<f64>().sqrt();
+        for (a, s) in v.spacing.iter_mut().take(3).enumerate() {
+            *s = affine
+                .iter()
+                .take(3)
+                .map(|row| row[a].powi(2))
+                .sum::<f64>()
+                .sqrt();
         }
         let mut at = 0;
         for k in 0..dims[2] {
