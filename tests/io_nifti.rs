@@ -28,7 +28,20 @@ struct Nib {
 }
 
 fn nibabel(p: &Path) -> Nib {
-    let v = python_array(NIBABEL, &[p.to_str().unwrap()]);
+    nibabel_view(p, false)
+}
+
+/// nibabel's view of the file, or of `nb.as_closest_canonical` of it (RAS+ voxel order).
+fn nibabel_view(p: &Path, canonical: bool) -> Nib {
+    let script = if canonical {
+        NIBABEL.replace(
+            "img = nb.load(sys.argv[2])",
+            "img = nb.as_closest_canonical(nb.load(sys.argv[2]))",
+        )
+    } else {
+        NIBABEL.to_string()
+    };
+    let v = python_array(&script, &[p.to_str().unwrap()]);
     let mut affine = [[0.0; 4]; 4];
     for r in 0..4 {
         for c in 0..4 {
@@ -114,6 +127,45 @@ fn pydeface_average_and_itk_t1_match_nibabel() {
     assert_eq!(avg.dims, [176, 256, 256, 1]);
     let t1 = assert_matches_nibabel(&data("itk/KmeansTest_T1UCharRaw.nii.gz"));
     assert_eq!(t1.dims, [128, 128, 62, 1]);
+}
+
+/// `Volume::to_canonical` (the axis order cross-subject priors train and reconstruct in) gives
+/// the voxels, zooms and affine of nibabel's `as_closest_canonical`: the ITK T1 is stored LSA
+/// (coronal slices along k); the head CT is RAS already and must come back unchanged.
+#[test]
+fn canonical_order_matches_nibabel_as_closest_canonical() {
+    for rel in ["itk/KmeansTest_T1UCharRaw.nii.gz", "cranium/head_ct.nii.gz"] {
+        let p = data(rel);
+        let c = read(&p).to_canonical();
+        let nib = nibabel_view(&p, true);
+        assert_eq!(c.dims, nib.dims, "{rel}: dims");
+        for a in 0..3 {
+            assert!(
+                (c.spacing[a] - nib.zooms[a]).abs() < 1e-6,
+                "{rel}: zoom {a}"
+            );
+        }
+        for r in 0..4 {
+            for col in 0..4 {
+                assert!(
+                    (c.affine[r][col] - nib.affine[r][col]).abs() < 1e-4,
+                    "{rel}: affine[{r}][{col}] {} vs nibabel {}",
+                    c.affine[r][col],
+                    nib.affine[r][col]
+                );
+            }
+        }
+        let bad = c
+            .data
+            .iter()
+            .zip(&nib.values)
+            .filter(|(a, b)| **a != **b as f32)
+            .count();
+        assert_eq!(
+            bad, 0,
+            "{rel}: {bad} voxels differ from nibabel's canonical array"
+        );
+    }
 }
 
 #[test]

@@ -376,6 +376,19 @@ fn shipped_training_configs_parse_and_validate() {
         c.validate().unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!((c.image_size, c.downsample), (128, 2), "{name}");
     }
+    // The cross-subject priors resample to a pixel size instead.
+    for (name, mm) in [("train_mri_head.yaml", 2.0), ("train_ct_body.yaml", 2.5)] {
+        let path = common::root().join("configs").join(name);
+        let mut c = scorerecon::train::TrainConfig::from_file(&path).unwrap();
+        c.data = vec![path.clone()];
+        c.device = "cpu".into();
+        c.validate().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(
+            (c.image_size, c.downsample, c.pixel_mm),
+            (128, 1, Some(mm)),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -465,4 +478,85 @@ fn fine_tuning_starts_from_the_init_weights_and_augmented_runs_resume_exactly() 
         plain_csv.lines().nth(1),
         "augmentation left the first batch unchanged"
     );
+}
+
+/// A prior trained with `pixel_mm` on a scan stored with coronal slices along k (the ITK T1:
+/// LSA, 2 x 2 x 3 mm) learns axial slices at that pixel size, records it in its sidecar, and
+/// `--fit resample` puts a scan on the same grid: the reference a reconstruction writes is
+/// RAS+, has `pixel_mm` pixels, and its slice sits where nibabel places the matching axial
+/// plane of the original (intensity-weighted centre in world mm; any flip or shift would move it).
+#[test]
+fn pixel_mm_prior_learns_axial_slices_and_reconstructions_follow_its_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m");
+    let itk = common::data("itk/KmeansTest_T1UCharRaw.nii.gz");
+    let mut a = tiny_args(&out, 2);
+    let i = a.iter().position(|s| s == "--data").unwrap();
+    a[i + 1] = itk.display().to_string();
+    set_flag(&mut a, "--image-size", "32");
+    for s in ["downsample=1", "pixel_mm=8", "val_fraction=0.1"] {
+        a.extend(["--set".into(), s.into()]);
+    }
+    run_ok(&a);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).unwrap()).unwrap();
+    assert_eq!(meta["pixel_mm"].as_f64(), Some(8.0), "{meta}");
+
+    // The pipeline's read stage (what every reconstruction starts from), written out for nibabel.
+    let model = scorerecon::prior::load_prior(
+        out.with_extension("safetensors").to_str().unwrap(),
+        Device::Cpu,
+    )
+    .unwrap();
+    let mut spec = scorerecon::job::JobSpec::for_task(scorerecon::job::Task::Mri);
+    spec.input = itk.clone();
+    spec.fit = scorerecon::job::Fit::Resample;
+    spec.slices = vec![64];
+    let scorerecon::pipeline::input::Input::Image(image) =
+        scorerecon::pipeline::input::read(&spec, model.as_ref()).unwrap()
+    else {
+        panic!("an image input");
+    };
+    assert!(
+        image.resampled.as_deref().unwrap_or("").contains("8 mm"),
+        "{:?}",
+        image.resampled
+    );
+    let reference = dir.path().join("reference.nii");
+    scorerecon::io::write_volume(&image.vol.select_slices(&image.ks), &reference, None, false)
+        .unwrap();
+    let script = r#"
+import sys, numpy as np, nibabel as nb
+ref = nb.load(sys.argv[2]); src = nb.load(sys.argv[3])
+def centre(img, plane):
+    a = np.asarray(img.get_fdata(), float)
+    idx = np.indices(a.shape).reshape(3, -1).astype(float)
+    w = a.reshape(-1) * plane(idx)
+    xyz = img.affine[:3, :3] @ idx + img.affine[:3, 3:4]
+    return (xyz * w).sum(1) / w.sum()
+r = ref.get_fdata()
+# The original's axial plane at S index 64 (ITK: j runs to superior).
+c_src = centre(src, lambda idx: (idx[1] == 64).astype(float))
+c_ref = centre(ref, lambda idx: np.ones(idx.shape[1]))
+out = list(r.shape) + [1] * (3 - r.ndim) + list(ref.header.get_zooms()[:2]) + [float(nb.aff2axcodes(ref.affine) == ('R', 'A', 'S'))] + list(c_ref - c_src)
+np.array(out, '<f8').tofile(sys.argv[1])
+"#;
+    let v = python_array(
+        script,
+        &[reference.to_str().unwrap(), itk.to_str().unwrap()],
+    );
+    // 256 mm (R) x 186 mm (A) at 8 mm: 32 x 23 pixels, one slice.
+    assert_eq!(&v[..3], &[32.0, 23.0, 1.0], "reference shape");
+    assert!(
+        (v[3] - 8.0).abs() < 1e-6 && (v[4] - 8.0 * 186.0 / 8.0 / 23.0).abs() < 1e-6,
+        "zooms {:?}",
+        &v[3..5]
+    );
+    assert_eq!(v[5], 1.0, "reference must be RAS+");
+    for (axis, d) in v[6..9].iter().enumerate() {
+        assert!(
+            d.abs() < 1.0,
+            "centre of the slice off by {d} mm along axis {axis}"
+        );
+    }
 }

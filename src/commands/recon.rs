@@ -87,8 +87,9 @@ pub struct CommonArgs {
     #[arg(long)]
     pub tv_weight: Option<f64>,
     /// What to do when the image size differs from the model's: refuse (error), zero-pad
-    /// smaller slices (pad), or average larger slices down by an integer factor, as the shipped
-    /// priors' training data were, then pad (resample).
+    /// smaller slices (pad), or put the scan on the prior's grid as its training data were, then
+    /// pad (resample: a prior that records a pixel size gets the scan in RAS+ axis order at that
+    /// pixel size; others average larger slices down by an integer factor).
     #[arg(long, value_parser = crate::cli::named::<Fit>())]
     pub fit: Option<Fit>,
     /// No progress bars.

@@ -47,8 +47,8 @@ fn fit_padding(h: usize, w: usize, model: [i64; 2], mode: Fit, input: &Path) -> 
         if mode == Fit::Error {
             bail!(
                 "{}: slices are {w}x{h} but the prior works on {mw}x{mh}; use a prior trained at \
-                 this size, or pass --fit resample (average larger slices down by an integer \
-                 factor, then pad) or --fit pad (zero-pad smaller slices)",
+                 this size, or pass --fit resample (put the scan on the prior's grid as its \
+                 training data were, then pad) or --fit pad (zero-pad smaller slices)",
                 input.display()
             );
         }
