@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// The demo's data, relative to the repository (fetched by scripts/setup.sh).
 const HEAD_CT: &str = "data/cache/cranium/head_ct.nii.gz";
-const MNI_T1: &str =
-    "data/cache/nilearn/nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz";
+const HEAD_T1: &str = "data/cache/pyradiomics/pyradiomics-3.0.1/data/brain2_image.nrrd";
 
 fn locate(rel: &str) -> Result<PathBuf> {
     let candidates = [
@@ -34,7 +33,7 @@ fn locate(rel: &str) -> Result<PathBuf> {
 /// The held-out slice each case reconstructs with its task's default prior (models/*.md name the
 /// slabs held out from their training).
 const CT_SLICE: usize = 52;
-const MRI_SLICE: usize = 95;
+const MRI_SLICE: usize = 13;
 
 /// What the demo is told.
 pub struct DemoOptions {
@@ -49,13 +48,13 @@ pub struct DemoOptions {
 /// Run both cases into `args.out` (whole or not at all) and write its index page.
 pub fn run(args: &DemoOptions) -> Result<()> {
     let head = locate(HEAD_CT)?;
-    let mni = locate(MNI_T1)?;
+    let t1 = locate(HEAD_T1)?;
     atomic::check_overwrite(&args.out, args.force)?;
     let mut reports: Vec<(String, String, JobReport)> = Vec::new();
     atomic::write_dir(&args.out, args.force, |dir| {
-        // Sparse-view CT: head CT slice 52 (ventricles), 23 of 180 views; undersampled MRI: MNI152
-        // T1 axial slice 95, 4x equispaced with an 8% centre (the tasks' defaults, their default
-        // priors and baselines).
+        // Sparse-view CT: head CT slice 52 (ventricles), 23 of 180 views; undersampled MRI: a T1
+        // head with skull (pyradiomics brain2, held out whole from mri_head_128) slice 13, 4x
+        // equispaced with an 8% centre (the tasks' defaults, their default priors and baselines).
         let cases = [
             (
                 Task::Ct,
@@ -65,9 +64,9 @@ pub fn run(args: &DemoOptions) -> Result<()> {
             ),
             (
                 Task::Mri,
-                &mni,
+                &t1,
                 MRI_SLICE,
-                format!("Undersampled MRI, 4x, MNI152 T1 slice {MRI_SLICE}"),
+                format!("Undersampled MRI, 4x, T1 head (brain2, a subject no prior saw) slice {MRI_SLICE}"),
             ),
         ];
         for (task, input, slice, title) in cases {

@@ -99,7 +99,7 @@ impl Task {
         PriorRef::Shipped(
             match self {
                 Task::Ct | Task::Mar => "ct_head_128",
-                Task::Mri => "mri_brain_128",
+                Task::Mri => "mri_head_128",
             }
             .into(),
         )
