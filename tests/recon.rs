@@ -177,6 +177,93 @@ print(ds.Modality, np.abs(hu - nii).max(), float(ds.RescaleSlope))
 }
 
 #[test]
+fn multi_slice_metrics_use_each_slices_own_data_range() {
+    // Three slices in one job: each slice's PSNR / SSIM / NRMSE equal scikit-image's (numpy's
+    // norm ratio) on that slice alone, with the data range of that reference slice, recomputed
+    // from the written NIfTI files in the CT model space (HU + 1000) / 2000.
+    let s = setup("CT");
+    let out = s.root.join("out");
+    let (ok, stdout, stderr) = run(&[
+        "ct",
+        "--input",
+        s.root.join("scan.nii.gz").to_str().unwrap(),
+        "--slice",
+        "3,9,15",
+        "--views",
+        "12",
+        "--model",
+        &format!("empirical:{}", s.root.join("refs").display()),
+        "--steps",
+        &min_pc(),
+        "--baselines",
+        "fbp,fista-tv",
+        "--tv-weight",
+        "1e-2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "ct failed:\n{stdout}\n{stderr}");
+    let script = r#"
+import sys, json, numpy as np, nibabel as nib
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+d = sys.argv[1]
+load = lambda f: (np.asarray(nib.load(d + "/" + f).dataobj, dtype=np.float64) + 1000) / 2000
+ref = load("reference.nii.gz")
+res = {"range": [float(ref[:, :, i].max() - ref[:, :, i].min()) for i in range(ref.shape[2])]}
+for m in ["fbp", "fista_tv", "score"]:
+    x = load(m + ".nii.gz")
+    rows = []
+    for i, r in enumerate(res["range"]):
+        a, b = ref[:, :, i], x[:, :, i]
+        rows.append([peak_signal_noise_ratio(a, b, data_range=r),
+                     structural_similarity(a, b, data_range=r, gaussian_weights=True, sigma=1.5,
+                                           use_sample_covariance=False),
+                     float(np.linalg.norm(b - a) / np.linalg.norm(a))])
+    res[m] = rows
+print(json.dumps(res))
+"#;
+    let e: serde_json::Value =
+        serde_json::from_str(&run_python(script, &[out.to_str().unwrap()])).unwrap();
+    let m = metrics(&out);
+    assert_eq!(m["slices"], serde_json::json!([3, 9, 15]));
+    let ranges: Vec<f64> = (0..3).map(|i| e["range"][i].as_f64().unwrap()).collect();
+    for (i, r) in ranges.iter().enumerate() {
+        let ours = m["data_range_per_slice"][i].as_f64().unwrap();
+        assert!(
+            (ours - r).abs() < 1e-6,
+            "slice {i}: data range {ours} vs numpy {r}"
+        );
+    }
+    // The slices' ranges differ, so a range over all three would change the scores.
+    let (lo, hi) = ranges
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), &r| (l.min(r), h.max(r)));
+    assert!(
+        hi - lo > 0.01,
+        "the phantom slices have similar ranges: {ranges:?}"
+    );
+    for method in ["fbp", "fista_tv", "score"] {
+        let got = &m["methods"][method];
+        for i in 0..3 {
+            for (j, key) in ["psnr_per_slice", "ssim_per_slice", "nrmse_per_slice"]
+                .into_iter()
+                .enumerate()
+            {
+                let ours = got[key][i].as_f64().unwrap();
+                let want = e[method][i][j].as_f64().unwrap();
+                assert!(
+                    (ours - want).abs() < 1e-4,
+                    "{method} slice {i}: {key} {ours} vs scikit-image/numpy {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn ct_fbp_baseline_keeps_the_intensity_scale() {
     // FBP of 12 of 180 views must be scaled for 12 views: its mean over the body equals the
     // reference's within a few percent (a full-set FBP of the zero-filled sinogram would give 12/180).
