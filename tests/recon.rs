@@ -263,6 +263,129 @@ print(json.dumps(res))
     }
 }
 
+/// The progress lines written to `log` (stderr redirected to a file) that end in `unit`:
+/// (timestamp, message, position, length) of each.
+fn progress_lines(log: &str, unit: &str) -> Vec<(String, String, u64, u64)> {
+    let tail = format!(" {unit}, elapsed ");
+    log.lines()
+        .filter(|l| l.contains(&tail) && l.contains(", eta "))
+        .map(|l| {
+            let (time, rest) = l.split_at(19);
+            let (message, counts) = rest.trim().rsplit_once(": ").unwrap();
+            let (pos, len) = counts.split(' ').next().unwrap().split_once('/').unwrap();
+            (
+                time.to_string(),
+                message.to_string(),
+                pos.parse().unwrap(),
+                len.parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn progress_lines_reach_a_log_file_while_the_job_runs_and_quiet_silences_them() {
+    // stderr to a file (not a terminal): timestamped lines from the TV-weight tuning and the
+    // sampler, written while the job runs (seen in the file before the process ended). The
+    // interval is 0 here, so every update writes one and the positions count 1..=len: the
+    // sampler's len is PC's NFE, N levels x (1 corrector + 1 predictor) - 1 + the final denoise.
+    let s = setup("CT");
+    let log = s.root.join("stderr.log");
+    let steps = min_pc();
+    let args = |out: &Path, quiet: bool| {
+        let mut a: Vec<String> = [
+            "ct",
+            "--input",
+            s.root.join("scan.nii.gz").to_str().unwrap(),
+            "--slice",
+            "10",
+            "--views",
+            "12",
+            "--model",
+            &format!("empirical:{}", s.root.join("refs").display()),
+            "--steps",
+            &steps,
+            "--corrector-steps",
+            "1",
+            "--baselines",
+            "fista-tv",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        if quiet {
+            a.push("--quiet".into());
+        }
+        a
+    };
+    let mut child = bin()
+        .args(args(&s.root.join("out"), false))
+        .env(scorerecon::progress::LOG_SECONDS_ENV, "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        // Read first, then ask whether it still runs: lines read were written before the end.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if child.try_wait().unwrap().is_some() {
+            panic!("the job ended before any progress line reached its log:\n{text}");
+        }
+        if !progress_lines(&text, "weights").is_empty() {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 600, "no progress line in 600 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let nfe = progress_lines(&text, "NFE");
+    let n: u64 = steps.parse().unwrap();
+    assert_eq!(
+        nfe.iter().map(|l| l.2).collect::<Vec<_>>(),
+        (1..=2 * n).collect::<Vec<_>>(),
+        "{text}"
+    );
+    assert!(nfe.iter().all(|l| l.3 == 2 * n), "{text}");
+    assert!(nfe.iter().all(|l| l.1.starts_with("sampling pc")), "{text}");
+    assert!(nfe.last().unwrap().1.contains(", step "), "{text}");
+    // The tuning tries the 9 weights of its grid, then 1 or 2 between the best and its neighbours.
+    let tv = progress_lines(&text, "weights");
+    let len = tv.last().unwrap().3;
+    assert!(len == 10 || len == 11, "{text}");
+    assert_eq!(
+        tv.iter().map(|l| l.2).collect::<Vec<_>>(),
+        (1..=len).collect::<Vec<_>>(),
+        "{text}"
+    );
+    for (time, ..) in nfe.iter().chain(&tv) {
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "{time:?} is not a timestamp"
+        );
+    }
+    assert!(
+        text.contains("TV weight tuning: done, ") && text.contains(" NFE in "),
+        "{text}"
+    );
+    // --quiet: the same job writes no progress at all.
+    let o = bin()
+        .args(args(&s.root.join("quiet"), true))
+        .env(scorerecon::progress::LOG_SECONDS_ENV, "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("elapsed") && !stderr.contains("done, "),
+        "--quiet printed progress: {stderr}"
+    );
+}
+
 #[test]
 fn ct_fbp_baseline_keeps_the_intensity_scale() {
     // FBP of 12 of 180 views must be scaled for 12 views: its mean over the body equals the

@@ -91,7 +91,7 @@ pub struct CommonArgs {
     /// priors' training data were, then pad (resample).
     #[arg(long, value_parser = crate::cli::named::<Fit>())]
     pub fit: Option<Fit>,
-    /// No progress bars.
+    /// No progress (bars on a terminal, timestamped lines otherwise).
     #[arg(long)]
     pub quiet: bool,
 }
