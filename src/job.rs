@@ -417,6 +417,15 @@ impl JobSpec {
                 self.steps
             );
         }
+        if let Some(k) = (1..self.slices.len())
+            .map(|i| self.slices[i])
+            .find(|k| self.slices.iter().filter(|s| *s == k).count() > 1)
+        {
+            refuse!(
+                "--slice {k} is given twice ({:?}): each slice is reconstructed once",
+                self.slices
+            );
+        }
         if let Some(w) = self.tv_weight {
             require!(
                 w.is_finite() && w >= 0.0,

@@ -123,6 +123,69 @@ pub fn assess(
         .collect())
 }
 
+/// Each image of the batch scored against its own data range (`data_ranges[i]` for image `i`,
+/// e.g. from [`value_range_per_image`]): per-slice metrics of a multi-slice job, whose values
+/// must not depend on which other slices ran with them. An ROI of one image applies to all.
+pub fn assess_per_image(
+    x: &Tensor,
+    reference: &Tensor,
+    data_ranges: &[f64],
+    roi: Option<&Roi>,
+) -> Result<Vec<Scores>> {
+    let (x, r) = pair(x, reference)?;
+    let b = x.size()[0];
+    ensure!(
+        data_ranges.len() as i64 == b,
+        "{} data ranges for {b} images: give one per image",
+        data_ranges.len()
+    );
+    let mut scores = Vec::with_capacity(b as usize);
+    for (i, &range) in (0..b).zip(data_ranges) {
+        let roi_i = roi.map(|roi| Roi {
+            mask: if roi.mask.size()[0] == 1 {
+                roi.mask.shallow_clone()
+            } else {
+                roi.mask.narrow(0, i, 1)
+            },
+        });
+        scores.extend(assess(
+            &x.narrow(0, i, 1),
+            &r.narrow(0, i, 1),
+            range,
+            roi_i.as_ref(),
+        )?);
+    }
+    Ok(scores)
+}
+
+/// `max - min` of each reference image of a `[B, 1, H, W]` batch (or of one `[H, W]` image),
+/// over the pixels where `exclude` (a 0/1 mask of the same batch, e.g. MAR's metal) is 0 when
+/// given: the per-slice data ranges of docs/metrics.md.
+pub fn value_range_per_image(reference: &Tensor, exclude: Option<&Tensor>) -> Result<Vec<f64>> {
+    let r = as_batch(reference, "reference")?;
+    let exclude = exclude
+        .map(|m| as_batch(m, "excluded region"))
+        .transpose()?;
+    let b = r.size()[0];
+    if let Some(m) = &exclude {
+        ensure!(
+            m.size() == r.size(),
+            "excluded region of shape {:?} does not fit references of shape {:?}",
+            m.size(),
+            r.size()
+        );
+    }
+    Ok((0..b)
+        .map(|i| {
+            let ri = r.narrow(0, i, 1);
+            match &exclude {
+                Some(m) => value_range_outside(&ri, &m.narrow(0, i, 1).to_device(ri.device())),
+                None => value_range(&ri),
+            }
+        })
+        .collect())
+}
+
 /// `max - min` of the reference: the data range when none is prescribed (fastMRI uses the
 /// maximum of the volume; CT reports usually fix a HU window). Over the whole tensor.
 pub fn value_range(reference: &Tensor) -> f64 {

@@ -70,6 +70,10 @@ impl Volume {
         for (w, &(a, _)) in axis_of.iter().enumerate() {
             out.spacing[w] = self.spacing[a];
         }
+        // A thickness belongs to the old slice axis; across another one it means nothing.
+        if axis_of[2].0 != 2 {
+            out.provenance.slice_thickness = None;
+        }
         out.slice_positions = if self.slice_positions.is_empty() {
             Vec::new()
         } else {

@@ -10,6 +10,7 @@
 //! may have uneven slice steps that no single affine describes (those are kept in
 //! `slice_positions`).
 
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 /// Imaging modality as far as reconstruction cares: it picks HU windows, normalisation and the
@@ -65,6 +66,11 @@ pub struct Provenance {
     pub carried_tags: Vec<(String, String, String)>,
     /// Free-text history of the stages this volume passed through.
     pub history: Vec<String>,
+    /// The nominal thickness of a slice in mm, when it is not the slice step: the source's DICOM
+    /// SliceThickness, or the source's step after a selection of every n-th slice (an 18 mm
+    /// step between slices 1.5 mm thick). None: the step along k.
+    #[serde(default)]
+    pub slice_thickness: Option<f64>,
 }
 
 /// An image volume: `nt` frames of `nz` slices of `ny` rows by `nx` columns.
@@ -142,8 +148,57 @@ impl Volume {
         Some(it.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v))))
     }
 
-    /// A new volume holding slices `ks` of frame 0, with geometry kept for those slices.
-    pub fn select_slices(&self, ks: &[usize]) -> Volume {
+    /// The RAS+ position of the first voxel of slice `k`: the source's own (DICOM) when it gave
+    /// one per slice, else the affine's.
+    pub fn slice_position(&self, k: usize) -> [f64; 3] {
+        match self.slice_positions.get(k) {
+            Some(p) if self.slice_positions.len() == self.nz() => *p,
+            _ => self.voxel_position(0.0, 0.0, k as f64),
+        }
+    }
+
+    /// The RAS+ step from one slice of `ks` to the next when their positions are evenly spaced
+    /// and distinct (within 0.01 mm + 1% of the step, the DICOM reader's tolerance); None when
+    /// they are not, so that no single affine places them. One slice: the volume's own k axis.
+    pub fn slice_step(&self, ks: &[usize]) -> Option<[f64; 3]> {
+        match ks {
+            [] => None,
+            [_] => Some(std::array::from_fn(|r| self.affine[r][2])),
+            [first, .., last] => {
+                let (p0, pn) = (self.slice_position(*first), self.slice_position(*last));
+                let m = (ks.len() - 1) as f64;
+                let step: [f64; 3] = std::array::from_fn(|r| (pn[r] - p0[r]) / m);
+                let tol = 0.01 + 0.01 * norm3(&step);
+                let even = norm3(&step) > 1e-6
+                    && ks.iter().enumerate().all(|(i, &k)| {
+                        let p = self.slice_position(k);
+                        let d: [f64; 3] =
+                            std::array::from_fn(|r| p[r] - p0[r] - i as f64 * step[r]);
+                        norm3(&d) <= tol
+                    });
+                even.then_some(step)
+            }
+        }
+    }
+
+    /// A new volume holding slices `ks` of frame 0 (in that order), whose affine places every
+    /// one where it is in this volume: the origin at the first, the k axis the step between
+    /// them ([`Volume::slice_step`]: `--slice 40,52` of a 1.5 mm series is an 18 mm step), the
+    /// slice spacing its length, the slice thickness kept. Slices that are not evenly spaced
+    /// are an error: no single affine describes them (write them one by one).
+    pub fn select_slices(&self, ks: &[usize]) -> Result<Volume> {
+        if let Some(&k) = ks.iter().find(|&&k| k >= self.nz()) {
+            bail!(
+                "slice {k} does not exist (the volume has {} slices)",
+                self.nz()
+            );
+        }
+        let Some(step) = self.slice_step(ks) else {
+            bail!(
+                "slices {ks:?} are not evenly spaced (or repeat): one volume's affine cannot \
+                 place them; select evenly spaced slices or write each slice on its own"
+            );
+        };
         let n = self.nx() * self.ny();
         let mut data = Vec::with_capacity(n * ks.len());
         for &k in ks {
@@ -152,21 +207,26 @@ impl Volume {
         let mut out = self.clone();
         out.data = data;
         out.dims = [self.nx(), self.ny(), ks.len(), 1];
-        if let Some(&k0) = ks.first() {
-            // Move the origin to the first selected slice so the affine stays true.
-            for r in 0..3 {
-                out.affine[r][3] += self.affine[r][2] * k0 as f64;
-            }
+        let origin = self.slice_position(ks[0]);
+        for r in 0..3 {
+            out.affine[r][2] = step[r];
+            out.affine[r][3] = origin[r];
         }
-        out.slice_positions = ks
-            .iter()
-            .filter_map(|&k| self.slice_positions.get(k).copied())
-            .collect();
+        out.spacing[2] = norm3(&step);
+        if (out.spacing[2] - self.spacing[2]).abs() > 1e-6 * self.spacing[2].max(1.0) {
+            out.provenance.slice_thickness =
+                Some(self.provenance.slice_thickness.unwrap_or(self.spacing[2]));
+        }
+        out.slice_positions = if self.slice_positions.len() == self.nz() {
+            ks.iter().map(|&k| self.slice_positions[k]).collect()
+        } else {
+            Vec::new()
+        };
         out.provenance.source_files = ks
             .iter()
             .filter_map(|&k| self.provenance.source_files.get(k).cloned())
             .collect();
-        out
+        Ok(out)
     }
 
     /// Every frame averaged down in-plane by `k` (mean of each `k x k` block; a remainder of
@@ -235,6 +295,10 @@ impl Volume {
     }
 }
 
+fn norm3(v: &[f64; 3]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,8 +334,61 @@ mod tests {
             Modality::Ct,
         );
         v.affine[2][3] = -10.0;
-        let s = v.select_slices(&[2]);
+        let s = v.select_slices(&[2]).unwrap();
         assert_eq!(s.data, vec![8.0, 9.0, 10.0, 11.0]);
         assert_eq!(s.affine[2][3], -10.0 + 2.0 * 2.5);
+        assert_eq!(s.provenance.slice_thickness, None);
+    }
+
+    #[test]
+    fn every_other_slice_keeps_its_position_and_uneven_ones_are_refused() {
+        // 2.5 mm slices with a tilted k axis; slices 0, 2, 4: origin at slice 0, step twice the
+        // column (closed form), spacing 5 mm, thickness still 2.5 mm.
+        let mut v = Volume::new(
+            vec![0.0; 2 * 2 * 6],
+            [2, 2, 6, 1],
+            [1.0, 1.0, 2.5],
+            Modality::Ct,
+        );
+        v.affine[1][2] = 0.5;
+        v.affine[0][3] = 3.0;
+        let s = v.select_slices(&[0, 2, 4]).unwrap();
+        for k in 0..3 {
+            let want = v.voxel_position(1.0, 1.0, (2 * k) as f64);
+            let got = s.voxel_position(1.0, 1.0, k as f64);
+            assert!(
+                (0..3).all(|r| (want[r] - got[r]).abs() < 1e-12),
+                "{k}: {got:?} vs {want:?}"
+            );
+        }
+        assert!((s.spacing[2] - 2.0 * (2.5f64.powi(2) + 0.25).sqrt()).abs() < 1e-12);
+        assert_eq!(s.provenance.slice_thickness, Some(2.5));
+        // Descending is evenly spaced too (a negative step); uneven and repeated are not.
+        let d = v.select_slices(&[5, 3, 1]).unwrap();
+        assert!(
+            (d.voxel_position(0.0, 0.0, 2.0)[2] - v.voxel_position(0.0, 0.0, 1.0)[2]).abs() < 1e-12
+        );
+        assert!(v
+            .select_slices(&[0, 1, 4])
+            .unwrap_err()
+            .to_string()
+            .contains("not evenly spaced"));
+        assert!(v.select_slices(&[3, 3]).is_err());
+        assert!(v
+            .select_slices(&[6])
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        // Positions the source gave (DICOM) decide: a gap makes 0, 1, 2 uneven.
+        v.slice_positions = (0..6)
+            .map(|k| [0.0, 0.0, 2.5 * k as f64 + if k >= 2 { 4.0 } else { 0.0 }])
+            .collect();
+        assert!(v.select_slices(&[0, 1, 2]).is_err());
+        let s = v.select_slices(&[2, 4]).unwrap();
+        assert_eq!(
+            s.slice_positions,
+            vec![v.slice_positions[2], v.slice_positions[4]]
+        );
+        assert_eq!(s.affine[2][3], 9.0);
     }
 }

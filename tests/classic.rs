@@ -389,6 +389,7 @@ fn tv_cs_beats_zero_filled_on_a_real_mri_slice_at_4x() {
         data_range,
         &grid,
         &FistaTv::default(),
+        true,
     )
     .unwrap();
     let tv = Baseline::Tv(FistaTv::default().with_weight(tuning.weight));
@@ -474,7 +475,16 @@ fn baselines_by_name_and_their_errors() {
     assert!(err.contains("MriFft::real"), "{err}");
     let err = format!(
         "{:#}",
-        tune_tv_weight(&op, &y, &blocks(32, 32), 1.0, &[], &FistaTv::default()).unwrap_err()
+        tune_tv_weight(
+            &op,
+            &y,
+            &blocks(32, 32),
+            1.0,
+            &[],
+            &FistaTv::default(),
+            true
+        )
+        .unwrap_err()
     );
     assert!(err.contains("empty"), "{err}");
     // Every name round-trips through the typed kind.
@@ -523,10 +533,11 @@ fn tuned_fista_tv_is_not_below_fbp_where_fbp_is_good() {
             metrics::value_range(validation),
             &[1e-5, 1e-4, 1e-3],
             &FistaTv::default(),
+            true,
         )
         .unwrap();
         let rel = t.weight / (t.lipschitz * metrics::value_range(validation));
-        let w = tv_weight(&op, range, TvWeightSource::Given(rel)).unwrap();
+        let w = tv_weight(&op, range, TvWeightSource::Given(rel), true).unwrap();
         let y = op.forward(test);
         let fbp = Baseline::Fbp.reconstruct(&op, &y).unwrap();
         let tv = Baseline::FistaTv(FistaTv {

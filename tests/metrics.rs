@@ -194,6 +194,86 @@ fn batches_give_one_value_per_image() {
 }
 
 #[test]
+fn each_image_of_a_batch_uses_its_own_data_range() {
+    // Three images of different intensity ranges in one batch, with a block excluded from the
+    // second: scikit-image scores each alone with its own range (numpy's max - min outside the
+    // block), as per-slice metrics of a multi-slice job must.
+    let (b, h, w) = (3i64, 40i64, 36i64);
+    let base = standard_normal(&[b, 1, h, w], 21, Kind::Double, Device::Cpu).sigmoid();
+    let scale = Tensor::from_slice(&[1.0f64, 3.5, 0.4]).reshape([b, 1, 1, 1]);
+    let reference = &base * &scale;
+    let noise = standard_normal(&[b, 1, h, w], 22, Kind::Double, Device::Cpu) * 0.05;
+    let test = &reference * 0.9 + reference.roll([1], [3]) * 0.1 + noise * &scale;
+    let exclude = Tensor::zeros([b, 1, h, w], (Kind::Double, Device::Cpu));
+    let _ = exclude.get(1).narrow(1, 5, 9).narrow(2, 7, 6).fill_(1.0);
+    let script = r#"
+import sys, numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+out, inp, b, h, w = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+ref, test, excl = np.fromfile(inp, "<f8").reshape(3, b, h, w)
+res = []
+for i in range(b):
+    r = ref[i][excl[i] < 0.5].max() - ref[i][excl[i] < 0.5].min()
+    res += [r, peak_signal_noise_ratio(ref[i], test[i], data_range=r),
+            structural_similarity(ref[i], test[i], data_range=r, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False),
+            np.linalg.norm(test[i] - ref[i]) / np.linalg.norm(ref[i])]
+np.array(res, dtype="<f8").tofile(out)
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.f64");
+    let mut all = vec64(&reference);
+    all.extend(vec64(&test));
+    all.extend(vec64(&exclude));
+    common::write_f64(&p, &all);
+    let e = common::python_array(
+        script,
+        &[
+            p.to_str().unwrap(),
+            &b.to_string(),
+            &h.to_string(),
+            &w.to_string(),
+        ],
+    );
+    let ranges = metrics::value_range_per_image(&reference, Some(&exclude)).unwrap();
+    let scores = metrics::assess_per_image(&test, &reference, &ranges, None).unwrap();
+    for i in 0..b as usize {
+        let (range, psnr, ssim, nrmse) = (e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]);
+        assert!(
+            (ranges[i] - range).abs() < 1e-12,
+            "image {i}: range {} vs numpy {range}",
+            ranges[i]
+        );
+        assert!(
+            (scores[i].psnr - psnr).abs() < 1e-4,
+            "image {i}: psnr {} vs skimage {psnr}",
+            scores[i].psnr
+        );
+        assert!(
+            (scores[i].ssim - ssim).abs() < 1e-4,
+            "image {i}: ssim {} vs skimage {ssim}",
+            scores[i].ssim
+        );
+        assert!(
+            (scores[i].nrmse - nrmse).abs() < 1e-6,
+            "image {i}: nrmse {} vs numpy {nrmse}",
+            scores[i].nrmse
+        );
+    }
+    // The ranges differ by the scales, so a range over the whole batch would change the scores.
+    assert!(
+        ranges[1] > 3.0 * ranges[0] && ranges[2] < 0.5 * ranges[0],
+        "{ranges:?}"
+    );
+    assert!(
+        metrics::assess_per_image(&test, &reference, &ranges[..2], None)
+            .unwrap_err()
+            .to_string()
+            .contains("one per image")
+    );
+}
+
+#[test]
 fn data_consistency_residual() {
     let (h, w) = (32, 32);
     let mask = standard_normal(&[1, 1, h, w], 3, Kind::Float, Device::Cpu)

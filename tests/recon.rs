@@ -177,6 +177,396 @@ print(ds.Modality, np.abs(hu - nii).max(), float(ds.RescaleSlope))
 }
 
 #[test]
+fn multi_slice_metrics_use_each_slices_own_data_range() {
+    // Three slices in one job: each slice's PSNR / SSIM / NRMSE equal scikit-image's (numpy's
+    // norm ratio) on that slice alone, with the data range of that reference slice, recomputed
+    // from the written NIfTI files in the CT model space (HU + 1000) / 2000.
+    let s = setup("CT");
+    let out = s.root.join("out");
+    let (ok, stdout, stderr) = run(&[
+        "ct",
+        "--input",
+        s.root.join("scan.nii.gz").to_str().unwrap(),
+        "--slice",
+        "3,9,15",
+        "--views",
+        "12",
+        "--model",
+        &format!("empirical:{}", s.root.join("refs").display()),
+        "--steps",
+        &min_pc(),
+        "--baselines",
+        "fbp,fista-tv",
+        "--tv-weight",
+        "1e-2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "ct failed:\n{stdout}\n{stderr}");
+    let script = r#"
+import sys, json, numpy as np, nibabel as nib
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+d = sys.argv[1]
+load = lambda f: (np.asarray(nib.load(d + "/" + f).dataobj, dtype=np.float64) + 1000) / 2000
+ref = load("reference.nii.gz")
+res = {"range": [float(ref[:, :, i].max() - ref[:, :, i].min()) for i in range(ref.shape[2])]}
+for m in ["fbp", "fista_tv", "score"]:
+    x = load(m + ".nii.gz")
+    rows = []
+    for i, r in enumerate(res["range"]):
+        a, b = ref[:, :, i], x[:, :, i]
+        rows.append([peak_signal_noise_ratio(a, b, data_range=r),
+                     structural_similarity(a, b, data_range=r, gaussian_weights=True, sigma=1.5,
+                                           use_sample_covariance=False),
+                     float(np.linalg.norm(b - a) / np.linalg.norm(a))])
+    res[m] = rows
+print(json.dumps(res))
+"#;
+    let e: serde_json::Value =
+        serde_json::from_str(&run_python(script, &[out.to_str().unwrap()])).unwrap();
+    let m = metrics(&out);
+    assert_eq!(m["slices"], serde_json::json!([3, 9, 15]));
+    let ranges: Vec<f64> = (0..3).map(|i| e["range"][i].as_f64().unwrap()).collect();
+    for (i, r) in ranges.iter().enumerate() {
+        let ours = m["data_range_per_slice"][i].as_f64().unwrap();
+        assert!(
+            (ours - r).abs() < 1e-6,
+            "slice {i}: data range {ours} vs numpy {r}"
+        );
+    }
+    // The slices' ranges differ, so a range over all three would change the scores.
+    let (lo, hi) = ranges
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), &r| (l.min(r), h.max(r)));
+    assert!(
+        hi - lo > 0.01,
+        "the phantom slices have similar ranges: {ranges:?}"
+    );
+    for method in ["fbp", "fista_tv", "score"] {
+        let got = &m["methods"][method];
+        for i in 0..3 {
+            for (j, key) in ["psnr_per_slice", "ssim_per_slice", "nrmse_per_slice"]
+                .into_iter()
+                .enumerate()
+            {
+                let ours = got[key][i].as_f64().unwrap();
+                let want = e[method][i][j].as_f64().unwrap();
+                assert!(
+                    (ours - want).abs() < 1e-4,
+                    "{method} slice {i}: {key} {ours} vs scikit-image/numpy {want}"
+                );
+            }
+        }
+    }
+}
+
+/// The progress lines written to `log` (stderr redirected to a file) that end in `unit`:
+/// (timestamp, message, position, length) of each.
+fn progress_lines(log: &str, unit: &str) -> Vec<(String, String, u64, u64)> {
+    let tail = format!(" {unit}, elapsed ");
+    log.lines()
+        .filter(|l| l.contains(&tail) && l.contains(", eta "))
+        .map(|l| {
+            let (time, rest) = l.split_at(19);
+            let (message, counts) = rest.trim().rsplit_once(": ").unwrap();
+            let (pos, len) = counts.split(' ').next().unwrap().split_once('/').unwrap();
+            (
+                time.to_string(),
+                message.to_string(),
+                pos.parse().unwrap(),
+                len.parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn progress_lines_reach_a_log_file_while_the_job_runs_and_quiet_silences_them() {
+    // stderr to a file (not a terminal): timestamped lines from the TV-weight tuning and the
+    // sampler, written while the job runs (seen in the file before the process ended). The
+    // interval is 0 here, so every update writes one and the positions count 1..=len: the
+    // sampler's len is PC's NFE, N levels x (1 corrector + 1 predictor) - 1 + the final denoise.
+    let s = setup("CT");
+    let log = s.root.join("stderr.log");
+    let steps = min_pc();
+    let args = |out: &Path, quiet: bool| {
+        let mut a: Vec<String> = [
+            "ct",
+            "--input",
+            s.root.join("scan.nii.gz").to_str().unwrap(),
+            "--slice",
+            "10",
+            "--views",
+            "12",
+            "--model",
+            &format!("empirical:{}", s.root.join("refs").display()),
+            "--steps",
+            &steps,
+            "--corrector-steps",
+            "1",
+            "--baselines",
+            "fista-tv",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        if quiet {
+            a.push("--quiet".into());
+        }
+        a
+    };
+    let mut child = bin()
+        .args(args(&s.root.join("out"), false))
+        .env(scorerecon::progress::LOG_SECONDS_ENV, "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        // Read first, then ask whether it still runs: lines read were written before the end.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if child.try_wait().unwrap().is_some() {
+            panic!("the job ended before any progress line reached its log:\n{text}");
+        }
+        if !progress_lines(&text, "weights").is_empty() {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 600, "no progress line in 600 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let nfe = progress_lines(&text, "NFE");
+    let n: u64 = steps.parse().unwrap();
+    assert_eq!(
+        nfe.iter().map(|l| l.2).collect::<Vec<_>>(),
+        (1..=2 * n).collect::<Vec<_>>(),
+        "{text}"
+    );
+    assert!(nfe.iter().all(|l| l.3 == 2 * n), "{text}");
+    assert!(nfe.iter().all(|l| l.1.starts_with("sampling pc")), "{text}");
+    assert!(nfe.last().unwrap().1.contains(", step "), "{text}");
+    // The tuning tries the 9 weights of its grid, then 1 or 2 between the best and its neighbours.
+    let tv = progress_lines(&text, "weights");
+    let len = tv.last().unwrap().3;
+    assert!(len == 10 || len == 11, "{text}");
+    assert_eq!(
+        tv.iter().map(|l| l.2).collect::<Vec<_>>(),
+        (1..=len).collect::<Vec<_>>(),
+        "{text}"
+    );
+    for (time, ..) in nfe.iter().chain(&tv) {
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "{time:?} is not a timestamp"
+        );
+    }
+    assert!(
+        text.contains("TV weight tuning: done, ") && text.contains(" NFE in "),
+        "{text}"
+    );
+    // --quiet: the same job writes no progress at all.
+    let o = bin()
+        .args(args(&s.root.join("quiet"), true))
+        .env(scorerecon::progress::LOG_SECONDS_ENV, "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("elapsed") && !stderr.contains("done, "),
+        "--quiet printed progress: {stderr}"
+    );
+}
+
+/// nibabel and pydicom on a job's outputs against the input's geometry: for every output NIfTI
+/// named `files` (each with its input slice numbers), the largest distance (mm) between where
+/// its affine puts voxels (corners and centre of each slice) and where the input's affine puts
+/// the same voxels of the input slice; its slice spacing; and for `dicom` (a series folder of
+/// input slices `dicom_ks`) the largest distance between ImagePositionPatient and the input's
+/// position of that slice, its SpacingBetweenSlices and SliceThickness.
+fn geometry_errors(
+    input: &Path,
+    out: &Path,
+    files: &[(&str, &[usize])],
+    dicom: (&str, &[usize]),
+) -> serde_json::Value {
+    let script = r#"
+import sys, json, glob, numpy as np, nibabel as nib, pydicom
+inp, out, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+a_in = nib.load(inp).affine
+corners = [(0, 0), (63, 0), (0, 63), (63, 63), (31.5, 31.5)]
+res = {}
+for f, ks in spec["files"]:
+    img = nib.load(out + "/" + f)
+    assert img.shape[2] == len(ks), (f, img.shape)
+    err = max(np.linalg.norm(img.affine @ [i, j, n, 1] - a_in @ [i, j, k, 1])
+              for n, k in enumerate(ks) for i, j in corners)
+    res[f] = {"err": float(err), "dz": float(img.header.get_zooms()[2])}
+folder, ks = spec["dicom"]
+ds = sorted((pydicom.dcmread(p) for p in glob.glob(out + "/" + folder + "/*.dcm")),
+            key=lambda d: int(d.InstanceNumber))
+assert len(ds) == len(ks)
+lps = np.diag([-1.0, -1.0, 1.0])
+err = max(np.linalg.norm(np.array(d.ImagePositionPatient, dtype=float) - lps @ (a_in @ [0, 0, k, 1])[:3])
+          for d, k in zip(ds, ks))
+res[folder] = {"err": float(err), "spacing": float(ds[0].get("SpacingBetweenSlices", 0)),
+               "thickness": float(ds[0].SliceThickness)}
+print(json.dumps(res))
+"#;
+    let spec = serde_json::json!({ "files": files, "dicom": dicom });
+    serde_json::from_str(&run_python(
+        script,
+        &[
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &spec.to_string(),
+        ],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn non_adjacent_slices_are_written_where_they_are_in_the_input() {
+    // The phantoms on an oblique grid (rotated, 0.8 x 0.9 mm pixels, 1.5 mm slices, offset), so
+    // a wrong step or origin moves every coordinate. `--slice 4,12` (12 mm apart): one volume
+    // whose affine, read by nibabel, puts each slice where the input has it, with a 12 mm slice
+    // spacing, and a DICOM series whose positions (pydicom) are the input's, with
+    // SpacingBetweenSlices 12 and SliceThickness 1.5. `--slice 2,3,10` (uneven): a volume per
+    // slice, each at its input position. And from a DICOM input (the same grid written by
+    // `convert`), the same for `--slice 4,12`.
+    let s = setup("CT");
+    let input = s.root.join("oblique.nii.gz");
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+img = nib.load(sys.argv[1])
+c, t = np.cos(0.3), np.sin(0.3)
+rot = np.array([[c, 0, t], [0, 1, 0], [-t, 0, c]]) @ np.array([[np.cos(0.2), -np.sin(0.2), 0], [np.sin(0.2), np.cos(0.2), 0], [0, 0, 1]])
+aff = np.eye(4)
+aff[:3, :3] = rot @ np.diag([0.8, 0.9, 1.5])
+aff[:3, 3] = [12.5, -30.0, 41.0]
+out = nib.Nifti1Image(np.asarray(img.dataobj), aff)
+out.header["descrip"] = img.header["descrip"]
+nib.save(out, sys.argv[2])
+"#;
+    run_python(
+        script,
+        &[
+            s.root.join("scan.nii.gz").to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+    );
+    let model = format!("empirical:{}", s.root.join("refs").display());
+    let recon = |input: &Path, slices: &str, out: &Path| {
+        let (ok, stdout, stderr) = run(&[
+            "ct",
+            "--input",
+            input.to_str().unwrap(),
+            "--slice",
+            slices,
+            "--views",
+            "12",
+            "--model",
+            &model,
+            "--steps",
+            &min_pc(),
+            "--baselines",
+            "fbp",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "ct --slice {slices} failed:\n{stdout}\n{stderr}");
+    };
+    let close = |v: &serde_json::Value, key: &str, want: f64| {
+        let got = v[key].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-3,
+            "{key} {got}, expected {want}: {v}"
+        );
+    };
+
+    let even = s.root.join("even");
+    recon(&input, "4,12", &even);
+    let ks: &[usize] = &[4, 12];
+    let g = geometry_errors(
+        &input,
+        &even,
+        &[
+            ("score.nii.gz", ks),
+            ("fbp.nii.gz", ks),
+            ("reference.nii.gz", ks),
+        ],
+        ("score_dicom", ks),
+    );
+    for f in ["score.nii.gz", "fbp.nii.gz", "reference.nii.gz"] {
+        assert!(g[f]["err"].as_f64().unwrap() < 1e-3, "{f}: {g}");
+        close(&g[f], "dz", 12.0);
+    }
+    assert!(g["score_dicom"]["err"].as_f64().unwrap() < 1e-3, "{g}");
+    close(&g["score_dicom"], "spacing", 12.0);
+    close(&g["score_dicom"], "thickness", 1.5);
+
+    let uneven = s.root.join("uneven");
+    recon(&input, "2,3,10", &uneven);
+    assert!(!uneven.join("score.nii.gz").exists());
+    let g = geometry_errors(
+        &input,
+        &uneven,
+        &[
+            ("score_slice002.nii.gz", &[2]),
+            ("score_slice003.nii.gz", &[3]),
+            ("score_slice010.nii.gz", &[10]),
+            ("reference_slice010.nii.gz", &[10]),
+            ("fbp_slice003.nii.gz", &[3]),
+        ],
+        ("score_slice010_dicom", &[10]),
+    );
+    for (f, v) in g.as_object().unwrap() {
+        assert!(v["err"].as_f64().unwrap() < 1e-3, "{f}: {g}");
+    }
+    assert!(metrics(&uneven)["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("not evenly spaced")));
+
+    // A DICOM series input: positions come from its files.
+    let dicom = s.root.join("oblique_dicom");
+    let (ok, _, stderr) = run(&[
+        "convert",
+        input.to_str().unwrap(),
+        dicom.to_str().unwrap(),
+        "--format",
+        "dicom",
+        "--ct",
+    ]);
+    assert!(ok, "{stderr}");
+    let from_dicom = s.root.join("from_dicom");
+    recon(&dicom, "4,12", &from_dicom);
+    let g = geometry_errors(
+        &input,
+        &from_dicom,
+        &[("score.nii.gz", ks)],
+        ("score_dicom", ks),
+    );
+    // DICOM stores positions as 16-character decimal strings.
+    assert!(g["score.nii.gz"]["err"].as_f64().unwrap() < 1e-3, "{g}");
+    assert!(g["score_dicom"]["err"].as_f64().unwrap() < 1e-3, "{g}");
+    close(&g["score_dicom"], "spacing", 12.0);
+    close(&g["score_dicom"], "thickness", 1.5);
+}
+
+#[test]
 fn ct_fbp_baseline_keeps_the_intensity_scale() {
     // FBP of 12 of 180 views must be scaled for 12 views: its mean over the body equals the
     // reference's within a few percent (a full-set FBP of the zero-filled sinogram would give 12/180).
@@ -843,6 +1233,7 @@ fn bad_settings_exit_2_before_any_work_and_leave_nothing() {
         (&["mri", "--views", "23"][..], "--views"),
         (&["ct", "--baselines", "tv"][..], "not a ct baseline"),
         (&["mri", "--center-fraction", "0.3"][..], "center fraction"),
+        (&["ct", "--slice", "4,9,4"][..], "--slice 4 is given twice"),
     ] {
         let mut args = flags.to_vec();
         args.extend([

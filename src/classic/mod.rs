@@ -152,6 +152,7 @@ pub fn tv_weight(
     target: &MeasurementOperator,
     range: f64,
     source: TvWeightSource,
+    quiet: bool,
 ) -> Result<TvWeight> {
     let lipschitz = 1.01 * crate::ops::norm::lipschitz(target);
     let (rel, note) = match &source {
@@ -163,7 +164,7 @@ pub fn tv_weight(
                 lipschitz: Some(lipschitz),
                 ..Default::default()
             };
-            let t = tune_tv_weight(op, y, reference, vr, &RELATIVE_TV_GRID, &base)?;
+            let t = tune_tv_weight(op, y, reference, vr, &RELATIVE_TV_GRID, &base, quiet)?;
             let rel = t.weight / (lipschitz * vr);
             let note = if matches!(source, TvWeightSource::Oracle { .. }) {
                 format!("TV weight tuned on the reconstructed slice itself by maximising SSIM (no other slice of the input to tune on): an oracle choice that favours the baseline; relative weight {rel:.2e}.")
@@ -211,7 +212,8 @@ pub struct Tuning {
 /// The validation rule: run FISTA-TV with `w = rel * ||A||^2 * data_range` for every `rel` of
 /// `relative_grid`, then at the two geometric midpoints around the best, and keep the weight
 /// with the highest mean SSIM over the validation images (ties: higher PSNR). The same rule
-/// (maximise validation SSIM) that tunes the sampler's lambda and snr.
+/// (maximise validation SSIM) that tunes the sampler's lambda and snr. Shows its progress
+/// (weights tried) unless `quiet`: each weight is a full FISTA-TV run.
 pub fn tune_tv_weight(
     op: &MeasurementOperator,
     y: &Tensor,
@@ -219,6 +221,7 @@ pub fn tune_tv_weight(
     data_range: f64,
     relative_grid: &[f64],
     base: &FistaTv,
+    quiet: bool,
 ) -> Result<Tuning> {
     ensure!(!relative_grid.is_empty(), "TV weight grid is empty");
     ensure!(
@@ -229,6 +232,9 @@ pub fn tune_tv_weight(
         Some(l) => l,
         None => 1.01 * op.norm_squared(&PowerIteration::default()).norm_squared,
     };
+    // The grid, then up to two refinements.
+    let progress = crate::progress::bar(relative_grid.len() as u64 + 2, "weights", quiet);
+    progress.set_message("TV weight tuning");
     let mut rows: Vec<TuningRow> = Vec::new();
     let run = |rel: f64, rows: &mut Vec<TuningRow>| -> Result<()> {
         let weight = rel * lipschitz * data_range;
@@ -246,6 +252,7 @@ pub fn tune_tv_weight(
             psnr: s.iter().map(|v| v.psnr).sum::<f64>() / n,
             ssim: s.iter().map(|v| v.ssim).sum::<f64>() / n,
         });
+        progress.inc(1);
         Ok(())
     };
     let mut grid: Vec<f64> = relative_grid.to_vec();
@@ -265,11 +272,15 @@ pub fn tune_tv_weight(
     };
     // Refine once between the best grid weight and its neighbours.
     let i = best_index(&rows);
-    for j in [i.wrapping_sub(1), i + 1] {
-        if j < grid.len() && grid[i] > 0.0 && grid[j] > 0.0 {
-            run((grid[i] * grid[j]).sqrt(), &mut rows)?;
-        }
+    let refine: Vec<usize> = [i.wrapping_sub(1), i + 1]
+        .into_iter()
+        .filter(|&j| j < grid.len() && grid[i] > 0.0 && grid[j] > 0.0)
+        .collect();
+    progress.set_length((grid.len() + refine.len()) as u64);
+    for j in refine {
+        run((grid[i] * grid[j]).sqrt(), &mut rows)?;
     }
+    progress.finish_and_clear();
     let best = rows[best_index(&rows)];
     Ok(Tuning {
         weight: best.weight,

@@ -11,7 +11,7 @@ pub struct BatchArgs {
     /// Output folder (overrides the manifest's `out:`); one subfolder per job.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// No progress bars.
+    /// No progress (bars on a terminal, timestamped lines otherwise).
     #[arg(long)]
     pub quiet: bool,
 }

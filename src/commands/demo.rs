@@ -20,7 +20,7 @@ pub struct DemoArgs {
     /// Where the tensors live.
     #[arg(long, default_value = "cpu", value_parser = crate::cli::named::<DeviceChoice>())]
     pub device: DeviceChoice,
-    /// No progress bars.
+    /// No progress (bars on a terminal, timestamped lines otherwise).
     #[arg(long)]
     pub quiet: bool,
 }

@@ -92,7 +92,7 @@ pub struct CommonArgs {
     /// pixel size; others average larger slices down by an integer factor).
     #[arg(long, value_parser = crate::cli::named::<Fit>())]
     pub fit: Option<Fit>,
-    /// No progress bars.
+    /// No progress (bars on a terminal, timestamped lines otherwise).
     #[arg(long)]
     pub quiet: bool,
 }

@@ -25,7 +25,7 @@ pub struct TrainArgs {
     /// Overwrite an existing model of the same name.
     #[arg(long)]
     pub force: bool,
-    /// No progress bar.
+    /// No progress (a bar on a terminal, timestamped lines otherwise).
     #[arg(long)]
     pub quiet: bool,
     /// Optimiser steps in all (a resumed run may raise it) [default: 1000].

@@ -756,6 +756,7 @@ fn stack(
             study_instance_uid: text(first, tags::STUDY_INSTANCE_UID),
             carried_tags: carried_tags(first),
             history,
+            slice_thickness: thickness,
         },
     })
 }
@@ -1016,7 +1017,10 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
             VR::DS,
             &ds_multi(&[row_spacing, col_spacing]),
         );
-        put_str(tags::SLICE_THICKNESS, VR::DS, &ds(vol.spacing[2]).0);
+        // The slices' own thickness, not the step (every 12th slice of a 1.5 mm series is
+        // 1.5 mm thick, 18 mm apart).
+        let thickness = vol.provenance.slice_thickness.unwrap_or(vol.spacing[2]);
+        put_str(tags::SLICE_THICKNESS, VR::DS, &ds(thickness).0);
         put_str(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(step).0);
         put_str(
             tags::SLICE_LOCATION,

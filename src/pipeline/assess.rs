@@ -36,6 +36,9 @@ pub struct Assessed {
     pub methods: BTreeMap<String, MethodOut>,
     pub references: Vec<Tensor>,
     pub metal: Vec<Option<Tensor>>,
+    /// Each reference slice's data range in model space (`max - min`, metal excluded), in
+    /// slice order: what its PSNR and SSIM used.
+    pub data_ranges: Vec<f64>,
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -52,16 +55,18 @@ impl Assessed {
         recons: Vec<(&str, Recon)>,
     ) -> Result<()> {
         let crop = |t: &Tensor| padding.crop(t).to_device(Device::Cpu);
+        // Each slice against its own reference's range (metal excluded), over the input's own
+        // extent: a slice's score does not depend on the slices that ran with it.
         let scoring = match &case.reference {
             Some(reference) => {
-                let roi = match &case.metal {
-                    Some(m) => Some(
-                        Roi::from_mask(&padding.crop(reference).ones_like())?
-                            .exclude(&padding.crop(m))?,
-                    ),
+                let reference = padding.crop(reference);
+                let metal = case.metal.as_ref().map(|m| padding.crop(m));
+                let ranges = metrics::value_range_per_image(&reference, metal.as_ref())?;
+                let roi = match &metal {
+                    Some(m) => Some(Roi::from_mask(&reference.ones_like())?.exclude(m)?),
                     None => None,
                 };
-                Some((reference, roi, case.data_range()))
+                Some((reference, roi, ranges))
             }
             None => None,
         };
@@ -76,13 +81,9 @@ impl Assessed {
             if model.fit_range().is_some() {
                 m.prior_fit.extend(dsm_residual(model, &x)?);
             }
-            if let Some((reference, roi, range)) = &scoring {
-                let scores = metrics::assess(
-                    &padding.crop(&x),
-                    &padding.crop(reference),
-                    *range,
-                    roi.as_ref(),
-                )?;
+            if let Some((reference, roi, ranges)) = &scoring {
+                let scores =
+                    metrics::assess_per_image(&padding.crop(&x), reference, ranges, roi.as_ref())?;
                 for s in scores {
                     m.psnr.push(s.psnr);
                     m.ssim.push(s.ssim);
@@ -93,6 +94,9 @@ impl Assessed {
             if let Some(s) = r.std {
                 m.std.push(crop(&s));
             }
+        }
+        if let Some((_, _, ranges)) = scoring {
+            self.data_ranges.extend(ranges);
         }
         if let Some(reference) = &case.reference {
             self.references.push(crop(reference));
@@ -135,6 +139,7 @@ impl Assessed {
                         residual: mean(&m.residual),
                         psnr_per_slice: m.psnr.clone(),
                         ssim_per_slice: m.ssim.clone(),
+                        nrmse_per_slice: m.nrmse.clone(),
                         nearest_reference_distance: mean(&m.nearest_reference),
                         prior_fit: range.and_then(|r| PriorFit::new(&m.prior_fit, r)),
                     },

@@ -84,8 +84,9 @@ pub struct Case {
 }
 
 impl Case {
-    /// The data range of the metrics and of the TV weight: the reference's (metal excluded), or
-    /// without a reference that of the direct inverse (FBP / zero-filled).
+    /// The data range of the TV weight, over the whole batch: the reference's (metal excluded),
+    /// or without a reference that of the direct inverse (FBP / zero-filled). (The metrics use
+    /// each slice's own range: `metrics::value_range_per_image`.)
     pub fn data_range(&self) -> f64 {
         match (&self.reference, &self.metal) {
             (Some(r), Some(m)) => metrics::value_range_outside(r, m),

@@ -137,6 +137,8 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 ),
             );
             report.methods = assessed.metrics(model.fit_range());
+            report.slices = image.ks.clone();
+            report.data_range_per_slice = assessed.data_ranges.clone();
             report.flag_prior_mismatch();
             let grid = write::OutputGrid {
                 vol: &image.vol,
@@ -164,6 +166,7 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             report.methods = assessed.metrics(model.fit_range());
             report.flag_prior_mismatch();
             let ks: Vec<usize> = (0..vol.nz()).collect();
+            report.slices = ks.clone();
             let grid = write::OutputGrid {
                 vol: &vol,
                 ks: &ks,

@@ -55,7 +55,7 @@ impl<'a> TvChoice<'a> {
                 },
                 (None, None, None) => TvWeightSource::Default,
             };
-            let w = classic::tv_weight(&case.op, case.data_range(), source)?;
+            let w = classic::tv_weight(&case.op, case.data_range(), source, spec.quiet)?;
             notes.extend(w.note.clone());
             self.chosen = Some(w);
         }

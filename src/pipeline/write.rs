@@ -22,6 +22,77 @@ pub struct OutputGrid<'a> {
     pub scaling: &'a Scaling,
 }
 
+/// One output volume: the slices at `idx` (positions in `ks`) on the geometry `vol`, in files
+/// named with `suffix` after the method (`""` or `"_slice052"`).
+struct Part {
+    suffix: String,
+    idx: Vec<usize>,
+    vol: Volume,
+}
+
+impl OutputGrid<'_> {
+    /// The output volumes: one over every slice when their positions are evenly spaced (its
+    /// affine then places each where it is in the input, `Volume::select_slices`), else one per
+    /// slice, `_sliceKKK` after each name, since no single affine could (docs/user-guide.md).
+    fn parts(&self) -> Result<Vec<Part>> {
+        if self.vol.slice_step(self.ks).is_some() {
+            return Ok(vec![Part {
+                suffix: String::new(),
+                idx: (0..self.ks.len()).collect(),
+                vol: self.vol.select_slices(self.ks)?,
+            }]);
+        }
+        self.ks
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                Ok(Part {
+                    suffix: format!("_slice{k:03}"),
+                    idx: vec![i],
+                    vol: self.vol.select_slices(&[k])?,
+                })
+            })
+            .collect()
+    }
+
+    /// Model-space slices (over the concatenation of per-case batches) in output units, the
+    /// slices at `idx` only when given.
+    fn values(&self, slices: &[Tensor], idx: Option<&[usize]>, units: Units) -> Vec<f32> {
+        let x = match idx {
+            Some(idx) => Tensor::cat(
+                &idx.iter()
+                    .map(|&i| nth_slice(slices, i))
+                    .collect::<Vec<_>>(),
+                0,
+            ),
+            None => Tensor::cat(slices, 0),
+        };
+        let x = match units {
+            Units::Physical => self.scaling.from_model_tensor(&x),
+            Units::Spread => x * self.scaling.scale,
+            Units::Mask => x,
+        };
+        tensor_to_vec(&x)
+    }
+
+    /// The part's slices of `slices` as its output volume.
+    fn volume(&self, part: &Part, slices: &[Tensor], units: Units) -> Volume {
+        part.vol
+            .with_data(self.values(slices, Some(&part.idx), units))
+    }
+}
+
+/// How model-space values go out.
+#[derive(Clone, Copy)]
+enum Units {
+    /// Images: back to HU / scanner intensity.
+    Physical,
+    /// A spread such as a std map: scaled only, no offset.
+    Spread,
+    /// A 0/1 mask: as it is.
+    Mask,
+}
+
 /// Write the job's outputs (the methods of `results`, its references and metal masks when it
 /// has them) into `dir`, then `metrics.json` and `report.html`.
 pub fn outputs(
@@ -31,26 +102,29 @@ pub fn outputs(
     dir: &Path,
     report: &mut JobReport,
 ) -> Result<()> {
-    volumes(spec, grid, results, dir)?;
+    let parts = grid.parts()?;
+    if parts.len() > 1 {
+        report.notes.push(format!(
+            "Slices {:?} are not evenly spaced in the input, so no single volume's geometry can \
+             place them: each slice is written as a volume of its own (<method>_sliceKKK.nii.gz, \
+             <method>_sliceKKK_dicom/, reference_sliceKKK.nii.gz) at its position in the input.",
+            grid.ks
+        ));
+    }
+    volumes(spec, grid, &parts, results, dir)?;
     panels(spec, grid, results, dir, report)?;
     std::fs::write(dir.join("metrics.json"), report.to_json())?;
     std::fs::write(dir.join("report.html"), html::render_job(report, dir))?;
     Ok(())
 }
 
-/// Model-space tensors of the selected slices as a volume in output units (`physical`: values,
-/// else a spread such as a std map, which only scales).
-fn to_volume(grid: &OutputGrid, parts: &[Tensor], physical: bool) -> Volume {
-    let x = Tensor::cat(parts, 0);
-    let x = if physical {
-        grid.scaling.from_model_tensor(&x)
-    } else {
-        x * grid.scaling.scale
-    };
-    grid.vol.select_slices(grid.ks).with_data(tensor_to_vec(&x))
-}
-
-fn volumes(spec: &JobSpec, grid: &OutputGrid, results: &Assessed, dir: &Path) -> Result<()> {
+fn volumes(
+    spec: &JobSpec,
+    grid: &OutputGrid,
+    parts: &[Part],
+    results: &Assessed,
+    dir: &Path,
+) -> Result<()> {
     let (methods, refs, metal) = (&results.methods, results.references(), &results.metal);
     let model = spec
         .model
@@ -59,7 +133,6 @@ fn volumes(spec: &JobSpec, grid: &OutputGrid, results: &Assessed, dir: &Path) ->
         .unwrap_or_default();
     let describe = |name: &str| format!("scorerecon {} {} ({})", spec.task.name(), name, model);
     for (name, m) in methods {
-        let v = to_volume(grid, &m.x, true);
         let opts = WriteOptions {
             force: true,
             series_description: Some(describe(name)),
@@ -73,48 +146,49 @@ fn volumes(spec: &JobSpec, grid: &OutputGrid, results: &Assessed, dir: &Path) ->
             format: Some(format),
             ..opts.clone()
         };
-        io::write_volume_with(
-            &v,
-            &dir.join(format!("{name}.nii.gz")),
-            &as_format(Format::Nifti),
-        )?;
-        io::write_volume_with(
-            &v,
-            &dir.join(format!("{name}_dicom")),
-            &as_format(Format::Dicom),
-        )?;
-        if !m.std.is_empty() {
-            let s = to_volume(grid, &m.std, false);
+        for part in parts {
+            let v = grid.volume(part, &m.x, Units::Physical);
+            let stem = format!("{name}{}", part.suffix);
             io::write_volume_with(
-                &s,
-                &dir.join(format!("{name}_std.nii.gz")),
-                &WriteOptions {
-                    format: Some(Format::Nifti),
-                    series_description: Some(format!("{} posterior std", describe(name))),
-                    ..opts
-                },
+                &v,
+                &dir.join(format!("{stem}.nii.gz")),
+                &as_format(Format::Nifti),
             )?;
+            io::write_volume_with(
+                &v,
+                &dir.join(format!("{stem}_dicom")),
+                &as_format(Format::Dicom),
+            )?;
+            if !m.std.is_empty() {
+                io::write_volume_with(
+                    &grid.volume(part, &m.std, Units::Spread),
+                    &dir.join(format!("{stem}_std.nii.gz")),
+                    &WriteOptions {
+                        format: Some(Format::Nifti),
+                        series_description: Some(format!("{} posterior std", describe(name))),
+                        ..opts.clone()
+                    },
+                )?;
+            }
         }
-    }
-    if let Some(refs) = refs {
-        write_nifti(
-            &to_volume(grid, refs, true),
-            &dir.join("reference.nii.gz"),
-            "scorerecon reference",
-        )?;
     }
     // MAR: the metal left out of the metrics (and of their data range), for the record.
     let masks: Vec<Tensor> = metal.iter().flatten().map(|m| m.shallow_clone()).collect();
-    if !masks.is_empty() && masks.len() == metal.len() {
-        let m = grid
-            .vol
-            .select_slices(grid.ks)
-            .with_data(tensor_to_vec(&Tensor::cat(&masks, 0)));
-        write_nifti(
-            &m,
-            &dir.join("metal_mask.nii.gz"),
-            "scorerecon metal mask (excluded from metrics)",
-        )?;
+    for part in parts {
+        if let Some(refs) = refs {
+            write_nifti(
+                &grid.volume(part, refs, Units::Physical),
+                &dir.join(format!("reference{}.nii.gz", part.suffix)),
+                "scorerecon reference",
+            )?;
+        }
+        if !masks.is_empty() && masks.len() == metal.len() {
+            write_nifti(
+                &grid.volume(part, &masks, Units::Mask),
+                &dir.join(format!("metal_mask{}.nii.gz", part.suffix)),
+                "scorerecon metal mask (excluded from metrics)",
+            )?;
+        }
     }
     Ok(())
 }
@@ -130,11 +204,11 @@ fn panels(
     let (methods, refs, metal) = (&results.methods, results.references(), &results.metal);
     let window = match (spec.task, refs) {
         (Task::Mri, Some(r)) => {
-            WindowPreset::Auto.resolve(&to_volume(grid, r, true).data, Modality::Mr)
+            WindowPreset::Auto.resolve(&grid.values(r, None, Units::Physical), Modality::Mr)
         }
         (Task::Mri, None) => {
-            let score = to_volume(grid, &methods["score"].x, true);
-            WindowPreset::Auto.resolve(&score.data, Modality::Mr)
+            let score = grid.values(&methods["score"].x, None, Units::Physical);
+            WindowPreset::Auto.resolve(&score, Modality::Mr)
         }
         _ => WindowPreset::SoftTissue.resolve(&[], Modality::Ct),
     };

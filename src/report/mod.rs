@@ -32,6 +32,8 @@ pub struct MethodMetrics {
     pub psnr_per_slice: Vec<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssim_per_slice: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nrmse_per_slice: Vec<f64>,
     /// Nearest-neighbour priors only: the mean over slices of the reconstruction's relative L2
     /// distance to its nearest reference image (near 0: the reference was returned, memorised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,9 +61,19 @@ pub struct Panel {
     pub caption: String,
 }
 
+/// The version of `metrics.json`'s layout (docs/user-guide.md, "metrics.json"): raised when a
+/// field changes meaning or type, so readers can tell. Files without the field are version 1.
+pub const SCHEMA_VERSION: u32 = 2;
+
+fn schema_v1() -> u32 {
+    1
+}
+
 /// Everything `metrics.json` holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobReport {
+    #[serde(default = "schema_v1")]
+    pub schema_version: u32,
     pub title: String,
     pub task: String,
     pub input: String,
@@ -69,13 +81,21 @@ pub struct JobReport {
     pub methods: BTreeMap<String, MethodMetrics>,
     /// Whether a reference image existed (false for measured data: metrics are then null).
     pub has_reference: bool,
+    /// The input's slice numbers (0-based) the per-slice values refer to, in their order.
+    #[serde(default)]
+    pub slices: Vec<usize>,
+    /// Each slice's data range in model space (the reference slice's `max - min`, metal
+    /// excluded for MAR): what its PSNR and SSIM used. Empty without a reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_range_per_slice: Vec<f64>,
     /// Name of the swept parameter, when a sweep was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep_parameter: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<SweepPoint>,
     pub settings: serde_json::Value,
-    pub versions: BTreeMap<String, String>,
+    /// Version strings, and `cuda_available` as a boolean.
+    pub versions: BTreeMap<String, serde_json::Value>,
     pub metric_convention: String,
     #[serde(default)]
     pub panels: Vec<Panel>,
@@ -90,6 +110,7 @@ pub struct JobReport {
 impl JobReport {
     pub fn new(title: &str, task: &str, input: &str, settings: serde_json::Value) -> Self {
         JobReport {
+            schema_version: SCHEMA_VERSION,
             title: title.into(),
             task: task.into(),
             input: input.into(),
@@ -125,15 +146,12 @@ impl JobReport {
 }
 
 /// Versions of everything that can change a result.
-pub fn versions() -> BTreeMap<String, String> {
+pub fn versions() -> BTreeMap<String, serde_json::Value> {
     let mut v = BTreeMap::new();
     v.insert("scorerecon".into(), crate::version().into());
     v.insert("libtorch".into(), "2.11.0".into());
     v.insert("tch".into(), "0.24".into());
-    v.insert(
-        "cuda_available".into(),
-        tch::Cuda::is_available().to_string(),
-    );
+    v.insert("cuda_available".into(), tch::Cuda::is_available().into());
     v
 }
 
@@ -176,8 +194,22 @@ mod tests {
             },
         );
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert!(v["versions"]["cuda_available"].is_boolean());
         assert!(v["methods"]["fbp"]["psnr"].is_null());
         assert_eq!(v["methods"]["fbp"]["seconds"], 0.5);
         assert_eq!(v["settings"]["views"], 23);
+    }
+
+    #[test]
+    fn metrics_json_of_schema_1_still_reads() {
+        // Written before schema_version existed (a resumed batch reads such files).
+        let old = r#"{"title": "t", "task": "ct", "input": "in.nii", "methods": {},
+            "has_reference": true, "settings": {}, "metric_convention": "",
+            "versions": {"scorerecon": "0.1.0", "cuda_available": "false"}}"#;
+        let r: JobReport = serde_json::from_str(old).unwrap();
+        assert_eq!(r.schema_version, 1);
+        assert_eq!(r.versions["cuda_available"], "false");
+        assert!(r.slices.is_empty() && r.data_range_per_slice.is_empty());
     }
 }

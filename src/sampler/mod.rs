@@ -18,9 +18,9 @@ pub mod score_sde;
 use crate::ops::rng::NoiseSource;
 use crate::ops::MeasurementOperator;
 use crate::prior::ScoreModel;
+use crate::progress::Progress;
 use crate::sde::VeSde;
 use anyhow::{bail, Result};
-use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -267,7 +267,7 @@ pub struct Context<'a> {
     pub noise: NoiseSource,
     /// The prior's data range in model space (`Normalisation::model_range`), for the guard.
     pub range: (f64, f64),
-    progress: ProgressBar,
+    progress: Progress,
     step: usize,
 }
 
@@ -320,6 +320,11 @@ impl Context<'_> {
     /// carry on to a garbage image.
     pub fn check(&mut self, x: &Tensor, sigma: f64) -> Result<()> {
         self.step += 1;
+        self.progress.set_message(format!(
+            "sampling {}, step {}",
+            self.opts.sampler.name(),
+            self.step
+        ));
         // One reduction for both ends; NaN propagates through min and max.
         let (mn, mx) = x.aminmax(None, false);
         let (mn, mx) = (f64::try_from(mn)?, f64::try_from(mx)?);
@@ -471,11 +476,12 @@ pub fn reconstruct(
 
     let progress = crate::progress::styled(
         (nfe as u64) * ((total + chunk - 1) / chunk) as u64,
+        "NFE",
         "{msg} [{bar:40}] {pos}/{len} NFE ({eta})",
         Some("=> "),
         !opts.progress,
     );
-    progress.set_message(sampler.name());
+    progress.set_message(format!("sampling {}", opts.sampler.name()));
 
     model.reseed(opts.seed);
     let mut ctx = Context {

@@ -174,7 +174,7 @@ fn load_source(args: &SimulateArgs) -> Result<Source> {
         "{}: pixel spacing {pixel_mm} mm is not usable",
         path.display()
     );
-    let volume = vol.select_slices(&[k]);
+    let volume = vol.select_slices(&[k])?;
     Ok(Source {
         hu: volume.data.clone(),
         n: vol.nx(),
@@ -373,7 +373,7 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
         .fit(&vol.data)
         .with_context(|| format!("{}", path.display()))?
         .scale;
-    let mut slice = vol.select_slices(&[k]);
+    let mut slice = vol.select_slices(&[k])?;
     if args.downsample > 1 {
         ensure!(
             slice.nx() >= args.downsample && slice.ny() >= args.downsample,
