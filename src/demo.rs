@@ -2,9 +2,10 @@
 //! case on real scans fetched by `scripts/setup.sh`, each with its classical baselines, on the
 //! CPU in a few minutes; writes every output and an index page, and prints where they are.
 //!
-//! The priors are the shipped `models/ct_head_128` and `models/mri_brain_128`; the slices
-//! reconstructed (head CT 52, MNI152 95) lie in the slabs held out from their training (model
-//! cards). The scans are averaged down 2x to the priors' 128x128 grid (`--fit resample`).
+//! The priors are the tasks' defaults, `models/ct_body_128` and `models/mri_head_128`, trained
+//! across subjects; each case is a scan of a person the prior never trained on (its validation
+//! subject, held out whole: pyradiomics' lung2 chest CT slice 30 and brain2 T1 head slice 13;
+//! model cards). `--fit resample` puts each scan on its prior's grid (RAS+ order, 2.5 / 2 mm).
 
 use crate::io::atomic;
 use crate::job::{Fit, JobSpec, Task};
@@ -14,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// The demo's data, relative to the repository (fetched by scripts/setup.sh).
-const HEAD_CT: &str = "data/cache/cranium/head_ct.nii.gz";
+const CHEST_CT: &str = "data/cache/pyradiomics/pyradiomics-3.0.1/data/lung2_image.nrrd";
 const HEAD_T1: &str = "data/cache/pyradiomics/pyradiomics-3.0.1/data/brain2_image.nrrd";
 
 fn locate(rel: &str) -> Result<PathBuf> {
@@ -32,7 +33,7 @@ fn locate(rel: &str) -> Result<PathBuf> {
 
 /// The held-out slice each case reconstructs with its task's default prior (models/*.md name the
 /// slabs held out from their training).
-const CT_SLICE: usize = 52;
+const CT_SLICE: usize = 30;
 const MRI_SLICE: usize = 13;
 
 /// What the demo is told.
@@ -47,20 +48,21 @@ pub struct DemoOptions {
 
 /// Run both cases into `args.out` (whole or not at all) and write its index page.
 pub fn run(args: &DemoOptions) -> Result<()> {
-    let head = locate(HEAD_CT)?;
+    let chest = locate(CHEST_CT)?;
     let t1 = locate(HEAD_T1)?;
     atomic::check_overwrite(&args.out, args.force)?;
     let mut reports: Vec<(String, String, JobReport)> = Vec::new();
     atomic::write_dir(&args.out, args.force, |dir| {
-        // Sparse-view CT: head CT slice 52 (ventricles), 23 of 180 views; undersampled MRI: a T1
+        // Sparse-view CT: a chest CT (pyradiomics lung2, held out whole from ct_body_128) slice 30,
+        // 23 of 180 views; undersampled MRI: a T1
         // head with skull (pyradiomics brain2, held out whole from mri_head_128) slice 13, 4x
         // equispaced with an 8% centre (the tasks' defaults, their default priors and baselines).
         let cases = [
             (
                 Task::Ct,
-                &head,
+                &chest,
                 CT_SLICE,
-                format!("Sparse-view CT, 23 of 180 views, head CT slice {CT_SLICE}"),
+                format!("Sparse-view CT, 23 of 180 views, chest CT (lung2, a patient no prior saw) slice {CT_SLICE}"),
             ),
             (
                 Task::Mri,

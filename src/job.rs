@@ -98,7 +98,7 @@ impl Task {
     pub fn default_prior(self) -> PriorRef {
         PriorRef::Shipped(
             match self {
-                Task::Ct | Task::Mar => "ct_head_128",
+                Task::Ct | Task::Mar => "ct_body_128",
                 Task::Mri => "mri_head_128",
             }
             .into(),

@@ -1259,7 +1259,7 @@ fn bad_settings_exit_2_before_any_work_and_leave_nothing() {
 
 #[test]
 fn a_prior_unlike_the_input_is_flagged_in_the_outputs() {
-    // The shipped (calibrated) head-CT prior on an MRI slice of the MNI template.
+    // The shipped (calibrated) default CT prior on an MRI slice of the MNI template.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ct_on_mri");
     let mni = common::data(
@@ -1287,7 +1287,7 @@ fn a_prior_unlike_the_input_is_flagged_in_the_outputs() {
     assert!(stderr.contains("prior mismatch"), "{stderr}");
     let m = metrics(&out);
     assert_eq!(
-        m["settings"]["model"], "ct_head_128",
+        m["settings"]["model"], "ct_body_128",
         "the default CT prior"
     );
     let fit = &m["methods"]["score"]["prior_fit"];

@@ -259,9 +259,9 @@ pub fn render_demo_index(reports: &[(String, String, JobReport)]) -> String {
             escape(&best.join(", "))
         ));
     }
-    h.push_str("</ul><p>Priors: the shipped NCSN++ models ct_head_128 and mri_brain_128 (model cards in models/), \
-trained on other slices of the same scans; the reconstructed slices lie in the slabs held out from training. The scans \
-are averaged down 2x to the priors' 128x128 grid. TV weights of the baselines are tuned on a validation slice \
-(maximum SSIM). Mean and spread over many held-out slices: docs/results.md.</p></body></html>");
+    h.push_str("</ul><p>Priors: the shipped NCSN++ models ct_body_128 and mri_head_128 (model cards in models/), \
+trained across subjects; each reconstructed scan is of a person the prior never trained on (its validation subject). \
+The scans are put on the priors' grids (RAS+ axis order, 2.5 mm and 2 mm pixels, 128x128). TV weights of the baselines \
+are tuned on a validation slice (maximum SSIM). Means over slices of unseen subjects: docs/results.md.</p></body></html>");
     h
 }
