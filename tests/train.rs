@@ -523,8 +523,13 @@ fn pixel_mm_prior_learns_axial_slices_and_reconstructions_follow_its_grid() {
         image.resampled
     );
     let reference = dir.path().join("reference.nii");
-    scorerecon::io::write_volume(&image.vol.select_slices(&image.ks), &reference, None, false)
-        .unwrap();
+    scorerecon::io::write_volume(
+        &image.vol.select_slices(&image.ks).unwrap(),
+        &reference,
+        None,
+        false,
+    )
+    .unwrap();
     let script = r#"
 import sys, numpy as np, nibabel as nb
 ref = nb.load(sys.argv[2]); src = nb.load(sys.argv[3])
