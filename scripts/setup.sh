@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: the project-local Python environment that carries
 # libtorch (PyPI torch==2.11.0) and the independent reference software the tests call
-# (numpy, scikit-image, pydicom, nibabel, pynrrd), and the real scans the tests and the demo read.
+# (numpy, scikit-image, pydicom, nibabel, pynrrd; dciodvfy from Debian's dicom3tools), and the real scans the tests and the demo read.
 # A second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,5 +100,12 @@ if [ ! -e "$CACHE/itk/.done" ]; then
     && touch "$CACHE/itk/.done" \
     || { echo "setup: error: could not fetch KmeansTest_T1UCharRaw.nii.gz (Debian package insighttoolkit5-examples)" >&2; rm -rf "$tmp"; exit 1; }
   rm -rf "$tmp"
+fi
+# dciodvfy (dicom3tools), the IOD validator the DICOM output tests run (tests/dicom_out.rs).
+if ! command -v dciodvfy >/dev/null 2>&1; then
+  echo "setup: installing dicom3tools (dciodvfy)"
+  { apt-get install -y -qq dicom3tools >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dicom3tools >/dev/null; }; } \
+    || { echo "setup: error: could not install dicom3tools (apt-get install dicom3tools; as root)" >&2; exit 1; }
 fi
 echo "setup: ready ($VENV, $CACHE)"

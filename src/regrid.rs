@@ -74,6 +74,19 @@ impl Volume {
         if axis_of[2].0 != 2 {
             out.provenance.slice_thickness = None;
         }
+        // Slice k of the new grid is an old slice only when the slice axis stays the slice axis;
+        // its source image follows it (reversed when k is flipped).
+        out.provenance.source_instances =
+            if axis_of[2].0 == 2 && self.provenance.source_instances.len() == old[2] {
+                (0..new[2])
+                    .map(|k| {
+                        let old_k = if axis_of[2].1 { old[2] - 1 - k } else { k };
+                        self.provenance.source_instances[old_k].clone()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
         out.slice_positions = if self.slice_positions.is_empty() {
             Vec::new()
         } else {

@@ -44,6 +44,18 @@ impl Modality {
     }
 }
 
+// By hand rather than `named!`, which would add a second `Display`: the names are the DICOM
+// codes (`convert --modality CT|MR|OT`).
+impl crate::names::Named for Modality {
+    const WHAT: &'static str = "--modality";
+    fn all() -> &'static [Self] {
+        &[Modality::Ct, Modality::Mr, Modality::Other]
+    }
+    fn name(self) -> &'static str {
+        self.dicom_code()
+    }
+}
+
 impl std::fmt::Display for Modality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.dicom_code())
@@ -71,6 +83,20 @@ pub struct Provenance {
     /// step between slices 1.5 mm thick). None: the step along k.
     #[serde(default)]
     pub slice_thickness: Option<f64>,
+    /// The DICOM image each slice was read from, in slice order (empty for NIfTI and NRRD
+    /// sources, or once slices no longer are source slices): what a derived series' Source
+    /// Image Sequence points at.
+    #[serde(default)]
+    pub source_instances: Vec<SourceInstance>,
+}
+
+/// One source DICOM image: its SOP Class and Instance UIDs, and its frame (1-based) in a
+/// multi-frame object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInstance {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub frame: Option<u32>,
 }
 
 /// An image volume: `nt` frames of `nz` slices of `ny` rows by `nx` columns.
@@ -226,6 +252,13 @@ impl Volume {
             .iter()
             .filter_map(|&k| self.provenance.source_files.get(k).cloned())
             .collect();
+        out.provenance.source_instances = if self.provenance.source_instances.len() == self.nz() {
+            ks.iter()
+                .map(|&k| self.provenance.source_instances[k].clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(out)
     }
 

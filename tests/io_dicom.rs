@@ -376,7 +376,7 @@ fn float_values_survive_within_the_rescale_quantisation() {
 }
 
 #[test]
-fn mr_goes_out_as_secondary_capture() {
+fn mr_goes_out_as_mr_image() {
     let vol = read(&pydicom_file("MR_small.dcm"));
     let out = tempfile::tempdir().unwrap();
     let series = out.path().join("mr");
@@ -390,7 +390,8 @@ fn mr_goes_out_as_secondary_capture() {
     )
     .unwrap();
     let d = derived(&written_files(&series)[0]);
-    assert_eq!(d["sop_class"], "1.2.840.10008.5.1.4.1.1.7");
+    // MR Image Storage (its IOD has the geometry tags a Secondary Capture lacks).
+    assert_eq!(d["sop_class"], "1.2.840.10008.5.1.4.1.1.4");
     assert_eq!(d["modality"], "MR");
     let values: Vec<f64> = d["values"]
         .as_array()

@@ -26,8 +26,14 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "K")]
     pub slice: Option<usize>,
     /// Treat the input as CT (values in HU): for NIfTI and NRRD, which do not record the modality.
-    #[arg(long)]
+    /// The same as `--modality CT`.
+    #[arg(long, conflicts_with = "modality")]
     pub ct: bool,
+    /// The modality to write as: CT (CT Image IOD, values in HU), MR (MR Image IOD) or OT
+    /// (Secondary Capture). Default: the input's (NIfTI and NRRD: as their description tag says,
+    /// else OT).
+    #[arg(long, value_parser = crate::cli::named::<Modality>())]
+    pub modality: Option<Modality>,
     /// Series description (DICOM SeriesDescription, NIfTI descrip).
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
@@ -51,8 +57,8 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
             series_uid: args.series.clone(),
         },
     )?;
-    if args.ct {
-        vol.modality = Modality::Ct;
+    if let Some(m) = args.modality.or(args.ct.then_some(Modality::Ct)) {
+        vol.modality = m;
     }
     vol.provenance.history.push(format!(
         "scorerecon {} convert {} -> {}",
@@ -74,6 +80,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| args.input.display().to_string())
         )),
+        ..Default::default()
     };
     write_volume_with(&vol, &args.output, &opts)?;
     eprintln!("wrote {}", args.output.display());

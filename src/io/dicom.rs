@@ -6,9 +6,9 @@
 //! the same as pydicom's `apply_modality_lut`). Conventions: docs/io.md.
 
 use crate::io::{warn, WriteOptions};
-use crate::volume::{Modality, Provenance, Volume};
+use crate::volume::{Modality, Provenance, SourceInstance, Volume};
 use anyhow::{anyhow, bail, Context, Result};
-use dicom_core::value::PrimitiveValue;
+use dicom_core::value::{DataSetSequence, PrimitiveValue};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
@@ -23,6 +23,7 @@ type Object = dicom_object::FileDicomObject<InMemDicomObject>;
 /// Explicit VR Little Endian: what every derived file is written in.
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
 const SECONDARY_CAPTURE_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.7";
 /// This implementation's class UID (a fixed 2.25 UUID UID, made once for scorerecon).
 const IMPLEMENTATION_CLASS_UID: &str = "2.25.189023927545064957374178521335612781627";
@@ -47,6 +48,34 @@ const CARRIED: &[Tag] = &[
     tags::POSITION_REFERENCE_INDICATOR,
     tags::BODY_PART_EXAMINED,
     tags::PATIENT_POSITION,
+    tags::LATERALITY,
+    // Acquisition attributes of the CT and MR Image modules; written only into a series of that
+    // modality (`write`), so an MR source converted to CT carries no MR attributes.
+    tags::KVP,
+    tags::SCANNING_SEQUENCE,
+    tags::SEQUENCE_VARIANT,
+    tags::SCAN_OPTIONS,
+    tags::MR_ACQUISITION_TYPE,
+    tags::REPETITION_TIME,
+    tags::ECHO_TIME,
+    tags::ECHO_TRAIN_LENGTH,
+    tags::INVERSION_TIME,
+    tags::MAGNETIC_FIELD_STRENGTH,
+];
+
+/// Carried tags that belong to the CT Image module only.
+const CT_ONLY: &[Tag] = &[tags::KVP];
+/// Carried tags that belong to the MR Image module only.
+const MR_ONLY: &[Tag] = &[
+    tags::SCANNING_SEQUENCE,
+    tags::SEQUENCE_VARIANT,
+    tags::SCAN_OPTIONS,
+    tags::MR_ACQUISITION_TYPE,
+    tags::REPETITION_TIME,
+    tags::ECHO_TIME,
+    tags::ECHO_TRAIN_LENGTH,
+    tags::INVERSION_TIME,
+    tags::MAGNETIC_FIELD_STRENGTH,
 ];
 
 /// One series found in a folder, from the headers only.
@@ -273,6 +302,10 @@ struct Slice {
     cols: usize,
     rescale: (f64, f64),
     data: Vec<f32>,
+    /// What a derived image's Source Image Sequence names: (SOP Class UID, SOP Instance UID)
+    /// and whether the object has several frames.
+    sop: Option<(String, String)>,
+    multi_frame: bool,
 }
 
 /// Read a DICOM file or the chosen series of a folder.
@@ -406,6 +439,8 @@ fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
                 cols,
                 rescale,
                 data,
+                sop: text(obj, tags::SOP_CLASS_UID).zip(text(obj, tags::SOP_INSTANCE_UID)),
+                multi_frame: n_frames > 1,
             })
         })
         .collect()
@@ -757,6 +792,19 @@ fn stack(
             carried_tags: carried_tags(first),
             history,
             slice_thickness: thickness,
+            // All or nothing: a reference list with holes would point slices at the wrong image.
+            source_instances: slices
+                .iter()
+                .map(|s| {
+                    let (class, instance) = s.sop.clone()?;
+                    Some(SourceInstance {
+                        sop_class_uid: class,
+                        sop_instance_uid: instance,
+                        frame: s.multi_frame.then_some(s.frame + 1),
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default(),
         },
     })
 }
@@ -791,17 +839,106 @@ pub fn lps_ras(a: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
     out
 }
 
+/// A tag as the "GGGGEEEE" key of `Provenance::carried_tags`.
+fn tag_key(tag: Tag) -> String {
+    format!("{:04X}{:04X}", tag.group(), tag.element())
+}
+
+/// How a slice's voxels are laid out as stored pixels: radiological convention whatever the
+/// volume's voxel order (axial: rows run to the patient's left, columns to posterior; sagittal:
+/// posterior and feet; coronal: left and feet), so viewers that show stored pixels show the
+/// patient the usual way up. The slice axis stays k: only the in-plane axes swap or flip.
+struct DisplayGrid {
+    /// The voxel axis (0 = i, 1 = j) along the DICOM row direction (stored column index),
+    /// and the one along the column direction (stored row index).
+    row_axis: usize,
+    col_axis: usize,
+    /// -1 where that voxel axis is stored reversed.
+    row_sign: f64,
+    col_sign: f64,
+    /// The voxel (i, j) stored as pixel (0, 0).
+    first: [usize; 2],
+}
+
+impl DisplayGrid {
+    fn new(lps: &[[f64; 4]; 4], n: [usize; 2]) -> Self {
+        let unit = |a: usize| -> [f64; 3] {
+            let v = [lps[0][a], lps[1][a], lps[2][a]];
+            let l = dot(&v, &v).sqrt().max(1e-12);
+            [v[0] / l, v[1] / l, v[2] / l]
+        };
+        let (u, v) = (unit(0), unit(1));
+        let normal = [
+            u[1] * v[2] - u[2] * v[1],
+            u[2] * v[0] - u[0] * v[2],
+            u[0] * v[1] - u[1] * v[0],
+        ];
+        // Targets in LPS+ for the row and column directions, by the plane the normal picks.
+        let (row_target, col_target) = match (0..3)
+            .max_by(|&a, &b| normal[a].abs().total_cmp(&normal[b].abs()))
+            .unwrap_or(2)
+        {
+            0 => ([0.0, 1.0, 0.0], [0.0, 0.0, -1.0]),
+            1 => ([1.0, 0.0, 0.0], [0.0, 0.0, -1.0]),
+            _ => ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]),
+        };
+        let axes = [u, v];
+        let keep = dot(&u, &row_target).abs() + dot(&v, &col_target).abs();
+        let swap = dot(&v, &row_target).abs() + dot(&u, &col_target).abs();
+        let (row_axis, col_axis) = if swap > keep { (1, 0) } else { (0, 1) };
+        let sign = |a: usize, t: &[f64; 3]| {
+            if dot(&axes[a], t) < 0.0 {
+                -1.0
+            } else {
+                1.0
+            }
+        };
+        let (row_sign, col_sign) = (sign(row_axis, &row_target), sign(col_axis, &col_target));
+        let mut first = [0; 2];
+        first[row_axis] = if row_sign < 0.0 { n[row_axis] - 1 } else { 0 };
+        first[col_axis] = if col_sign < 0.0 { n[col_axis] - 1 } else { 0 };
+        DisplayGrid {
+            row_axis,
+            col_axis,
+            row_sign,
+            col_sign,
+            first,
+        }
+    }
+
+    /// Index into a slice (`nx` columns) of each stored pixel, row by row.
+    fn voxel_order(
+        &self,
+        nx: usize,
+        n_rows: usize,
+        n_cols: usize,
+    ) -> impl Iterator<Item = usize> + '_ {
+        (0..n_rows).flat_map(move |r| {
+            (0..n_cols).map(move |c| {
+                let mut ij = [0usize; 2];
+                ij[self.row_axis] = if self.row_sign < 0.0 {
+                    self.first[self.row_axis] - c
+                } else {
+                    c
+                };
+                ij[self.col_axis] = if self.col_sign < 0.0 {
+                    self.first[self.col_axis] - r
+                } else {
+                    r
+                };
+                ij[0] + ij[1] * nx
+            })
+        })
+    }
+}
+
 fn carried_tags(obj: &InMemDicomObject) -> Vec<(String, String, String)> {
     CARRIED
         .iter()
         .filter_map(|&tag| {
             let e = obj.get(tag)?;
             let v = e.to_str().ok()?.to_string();
-            Some((
-                format!("{:04X}{:04X}", tag.group(), tag.element()),
-                e.vr().to_string().to_string(),
-                v,
-            ))
+            Some((tag_key(tag), e.vr().to_string().to_string(), v))
         })
         .collect()
 }
@@ -881,13 +1018,25 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
         .iter()
         .map(|(t, vr, v)| (t.clone(), (vr.clone(), v.clone())))
         .collect();
-    let study_uid = carried
-        .get("0020000D")
-        .map(|(_, v)| v.clone())
+    // One study and frame of reference for every series of a job (WriteOptions), else the
+    // source's, else new ones.
+    let study_uid = opts
+        .study_instance_uid
+        .clone()
+        .or_else(|| {
+            carried
+                .get(&tag_key(tags::STUDY_INSTANCE_UID))
+                .map(|(_, v)| v.clone())
+        })
         .unwrap_or_else(new_uid);
-    let frame_of_reference = carried
-        .get("00200052")
-        .map(|(_, v)| v.clone())
+    let frame_of_reference = opts
+        .frame_of_reference_uid
+        .clone()
+        .or_else(|| {
+            carried
+                .get(&tag_key(tags::FRAME_OF_REFERENCE_UID))
+                .map(|(_, v)| v.clone())
+        })
         .unwrap_or_else(new_uid);
     let now = chrono::Local::now();
     let (date, time) = (
@@ -911,34 +1060,48 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
                 .unwrap_or("unknown source")
         )
     });
-    let sop_class = if vol.modality == Modality::Ct {
-        CT_IMAGE_STORAGE
-    } else {
-        SECONDARY_CAPTURE_IMAGE_STORAGE
+    let sop_class = match vol.modality {
+        Modality::Ct => CT_IMAGE_STORAGE,
+        Modality::Mr => MR_IMAGE_STORAGE,
+        Modality::Other => SECONDARY_CAPTURE_IMAGE_STORAGE,
     };
+    // Acquisition attributes of the other modality's image module would be stray here.
+    let foreign: &[Tag] = match vol.modality {
+        Modality::Ct => MR_ONLY,
+        Modality::Mr => CT_ONLY,
+        Modality::Other => &[CT_ONLY, MR_ONLY].concat(),
+    };
+    let foreign: Vec<String> = foreign.iter().map(|&t| tag_key(t)).collect();
     let lps = lps_ras(&vol.affine);
-    let norm = |c: usize| (0..3).map(|r| lps[r][c] * lps[r][c]).sum::<f64>().sqrt();
-    let (col_spacing, row_spacing, step) = (norm(0), norm(1), norm(2));
+    let grid = DisplayGrid::new(&lps, [vol.nx(), vol.ny()]);
+    let column = |a: usize| [lps[0][a], lps[1][a], lps[2][a]];
+    let norm = |a: usize| dot(&column(a), &column(a)).sqrt();
+    let (col_spacing, row_spacing, step) = (norm(grid.row_axis), norm(grid.col_axis), norm(2));
     let mut iop = [0.0; 6];
     for r in 0..3 {
-        iop[r] = lps[r][0] / col_spacing;
-        iop[3 + r] = lps[r][1] / row_spacing;
+        iop[r] = grid.row_sign * lps[r][grid.row_axis] / col_spacing;
+        iop[3 + r] = grid.col_sign * lps[r][grid.col_axis] / row_spacing;
     }
+    // The stored pixel (0, 0) is voxel (i, j) = `grid.first` of the volume's slice.
+    let first_offset: [f64; 3] = std::array::from_fn(|r| {
+        lps[r][0] * grid.first[0] as f64 + lps[r][1] * grid.first[1] as f64
+    });
+    let (n_rows, n_cols) = (
+        [vol.nx(), vol.ny()][grid.col_axis],
+        [vol.nx(), vol.ny()][grid.row_axis],
+    );
     // One slice's file object; written below as a folder of files or one file.
     let make = |k: usize| -> Result<Object> {
-        let position = match vol.slice_positions.get(k) {
+        let voxel0 = match vol.slice_positions.get(k) {
             Some(p) if vol.slice_positions.len() == vol.nz() => [-p[0], -p[1], p[2]],
-            _ => [
-                lps[0][3] + k as f64 * lps[0][2],
-                lps[1][3] + k as f64 * lps[1][2],
-                lps[2][3] + k as f64 * lps[2][2],
-            ],
+            _ => std::array::from_fn(|r| lps[r][3] + k as f64 * lps[r][2]),
         };
-        let stored: Vec<u16> = vol
-            .slice(k, 0)
-            .iter()
-            .map(|&v| {
-                let s = ((v as f64 - intercept) / slope).round();
+        let position: [f64; 3] = std::array::from_fn(|r| voxel0[r] + first_offset[r]);
+        let slice = vol.slice(k, 0);
+        let stored: Vec<u16> = grid
+            .voxel_order(vol.nx(), n_rows, n_cols)
+            .map(|v| {
+                let s = ((slice[v] as f64 - intercept) / slope).round();
                 s.clamp(-32768.0, 32767.0) as i16 as u16
             })
             .collect();
@@ -958,17 +1121,27 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
                 u16::from_str_radix(&tag[4..], 16).unwrap_or(0),
             );
             let vr = vr.parse::<VR>().unwrap_or(VR::LO);
-            if t != tags::SPECIFIC_CHARACTER_SET {
+            if t != tags::SPECIFIC_CHARACTER_SET && !foreign.contains(tag) {
                 put_str(t, vr, value);
             }
         }
-        put_str(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY");
+        // Value 3: the CT Image module allows AXIAL or LOCALIZER only (a cross-section is AXIAL
+        // whatever its plane); MR's defined terms have no plain cross-section, so OTHER.
+        put_str(
+            tags::IMAGE_TYPE,
+            VR::CS,
+            match vol.modality {
+                Modality::Ct => "DERIVED\\SECONDARY\\AXIAL",
+                Modality::Mr => "DERIVED\\SECONDARY\\OTHER",
+                Modality::Other => "DERIVED\\SECONDARY",
+            },
+        );
         put_str(tags::SOP_CLASS_UID, VR::UI, sop_class);
         put_str(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid);
         put_str(tags::STUDY_INSTANCE_UID, VR::UI, &study_uid);
         put_str(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid);
         put_str(tags::FRAME_OF_REFERENCE_UID, VR::UI, &frame_of_reference);
-        for (tag, vr) in [
+        let mut type2 = vec![
             (tags::PATIENT_NAME, VR::PN),
             (tags::PATIENT_ID, VR::LO),
             (tags::PATIENT_BIRTH_DATE, VR::DA),
@@ -977,14 +1150,46 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
             (tags::ACCESSION_NUMBER, VR::SH),
             (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
             (tags::POSITION_REFERENCE_INDICATOR, VR::LO),
-            (tags::KVP, VR::DS),
-            (tags::ACQUISITION_NUMBER, VR::IS),
-        ] {
+            // General Series, type 2C (a paired body part without Image Laterality): dciodvfy
+            // cannot tell the body part, so empty unless the source said.
+            (tags::LATERALITY, VR::CS),
+        ];
+        match vol.modality {
+            Modality::Ct => type2.extend([(tags::KVP, VR::DS), (tags::ACQUISITION_NUMBER, VR::IS)]),
+            // MR Image module, type 2 (and 2C: RepetitionTime, unless the sequence is EP or SK).
+            Modality::Mr => type2.extend([
+                (tags::SCAN_OPTIONS, VR::CS),
+                (tags::MR_ACQUISITION_TYPE, VR::CS),
+                (tags::REPETITION_TIME, VR::DS),
+                (tags::ECHO_TIME, VR::DS),
+                (tags::ECHO_TRAIN_LENGTH, VR::IS),
+            ]),
+            Modality::Other => {}
+        }
+        for (tag, vr) in type2 {
             // Type 2 attributes: present, empty when the source did not say.
-            let key = format!("{:04X}{:04X}", tag.group(), tag.element());
-            if !carried.contains_key(&key) {
+            if !carried.contains_key(&tag_key(tag)) {
                 put_str(tag, vr, "");
             }
+        }
+        if vol.modality == Modality::Mr {
+            // Type 1: not known for a derived image of unknown acquisition; RM = research mode,
+            // NONE = no variant (the defined terms), unless the MR source said.
+            for (tag, value) in [
+                (tags::SCANNING_SEQUENCE, "RM"),
+                (tags::SEQUENCE_VARIANT, "NONE"),
+            ] {
+                if !carried.contains_key(&tag_key(tag)) {
+                    put_str(tag, VR::CS, value);
+                }
+            }
+        }
+        if vol.modality != Modality::Other
+            && !carried.contains_key(&tag_key(tags::PATIENT_POSITION))
+        {
+            // Type 2C for CT and MR; head first supine, the position every prior here was
+            // trained on, when the source does not say.
+            put_str(tags::PATIENT_POSITION, VR::CS, "HFS");
         }
         if !carried.contains_key("00080020") {
             put_str(tags::STUDY_DATE, VR::DA, &date);
@@ -995,7 +1200,10 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
         put_str(tags::CONTENT_DATE, VR::DA, &date);
         put_str(tags::CONTENT_TIME, VR::TM, &time);
         put_str(tags::MODALITY, VR::CS, vol.modality.dicom_code());
-        put_str(tags::CONVERSION_TYPE, VR::CS, "WSD");
+        if vol.modality == Modality::Other {
+            // SC Equipment module (Secondary Capture only): workstation.
+            put_str(tags::CONVERSION_TYPE, VR::CS, "WSD");
+        }
         put_str(tags::MANUFACTURER, VR::LO, "scorerecon");
         put_str(tags::SOFTWARE_VERSIONS, VR::LO, crate::version());
         put_str(
@@ -1008,7 +1216,11 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
             VR::ST,
             &truncate(&derivation, 1024),
         );
-        put_str(tags::SERIES_NUMBER, VR::IS, "9001");
+        put_str(
+            tags::SERIES_NUMBER,
+            VR::IS,
+            &opts.series_number.unwrap_or(9001).to_string(),
+        );
         put_str(tags::INSTANCE_NUMBER, VR::IS, &(k + 1).to_string());
         put_str(tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_multi(&position));
         put_str(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds_multi(&iop));
@@ -1028,29 +1240,64 @@ pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
             &ds(dot(&slice_normal(&iop), &position)).0,
         );
         put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-        put_str(tags::RESCALE_SLOPE, VR::DS, &ds(slope).0);
-        put_str(tags::RESCALE_INTERCEPT, VR::DS, &ds(intercept).0);
-        put_str(
-            tags::RESCALE_TYPE,
-            VR::LO,
-            if vol.modality == Modality::Ct {
-                "HU"
-            } else {
-                "US"
-            },
-        );
+        // The MR Image IOD has no Modality LUT: identity rescales are left out; float values
+        // keep theirs (dciodvfy warns, pydicom and viewers apply it), since dropping it would
+        // change the values the NIfTI output holds.
+        if vol.modality != Modality::Mr || slope != 1.0 || intercept != 0.0 {
+            put_str(tags::RESCALE_SLOPE, VR::DS, &ds(slope).0);
+            put_str(tags::RESCALE_INTERCEPT, VR::DS, &ds(intercept).0);
+            put_str(
+                tags::RESCALE_TYPE,
+                VR::LO,
+                if vol.modality == Modality::Ct {
+                    "HU"
+                } else {
+                    "US"
+                },
+            );
+        }
         put_str(tags::WINDOW_CENTER, VR::DS, &ds(window.center).0);
         put_str(tags::WINDOW_WIDTH, VR::DS, &ds(window.width).0);
         let put_us = |obj: &mut InMemDicomObject, tag: Tag, v: u16| {
             obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
         };
         put_us(&mut obj, tags::SAMPLES_PER_PIXEL, 1);
-        put_us(&mut obj, tags::ROWS, vol.ny() as u16);
-        put_us(&mut obj, tags::COLUMNS, vol.nx() as u16);
+        put_us(&mut obj, tags::ROWS, n_rows as u16);
+        put_us(&mut obj, tags::COLUMNS, n_cols as u16);
         put_us(&mut obj, tags::BITS_ALLOCATED, 16);
         put_us(&mut obj, tags::BITS_STORED, 16);
         put_us(&mut obj, tags::HIGH_BIT, 15);
         put_us(&mut obj, tags::PIXEL_REPRESENTATION, 1);
+        // The source image this slice was derived from (General Image module), when there is one.
+        if let Some(src) = vol
+            .provenance
+            .source_instances
+            .get(k)
+            .filter(|_| vol.provenance.source_instances.len() == vol.nz())
+        {
+            let mut item = InMemDicomObject::new_empty();
+            let mut put = |tag: Tag, vr: VR, v: String| {
+                item.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+            };
+            put(
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                src.sop_class_uid.clone(),
+            );
+            put(
+                tags::REFERENCED_SOP_INSTANCE_UID,
+                VR::UI,
+                src.sop_instance_uid.clone(),
+            );
+            if let Some(f) = src.frame {
+                put(tags::REFERENCED_FRAME_NUMBER, VR::IS, f.to_string());
+            }
+            obj.put(DataElement::new(
+                tags::SOURCE_IMAGE_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![item]),
+            ));
+        }
         obj.put(DataElement::new(
             tags::PIXEL_DATA,
             VR::OW,

@@ -156,6 +156,12 @@ pub struct WriteOptions {
     pub series_description: Option<String>,
     /// DICOM DerivationDescription: what produced these voxels.
     pub derivation_description: Option<String>,
+    /// DICOM SeriesNumber (None: 9001); a job gives each method's series its own.
+    pub series_number: Option<u32>,
+    /// DICOM StudyInstanceUID and FrameOfReferenceUID shared by several written series (one job's
+    /// methods); None: the source's (carried tags), else a new one for this series.
+    pub study_instance_uid: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
 }
 
 /// Write `vol` to `path` in `format` (None: from the extension), atomically, refusing to

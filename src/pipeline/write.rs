@@ -132,8 +132,34 @@ fn volumes(
         .map(|m| m.to_string())
         .unwrap_or_default();
     let describe = |name: &str| format!("scorerecon {} {} ({})", spec.task.name(), name, model);
+    // Every method's series belongs to one study and one frame of reference (the source's when it
+    // was DICOM), so a PACS files FBP, FISTA-TV and the score-based result together and a viewer
+    // may link them; each series gets its own number: score 9001, the baselines after it.
+    let carried = |key: &str| {
+        grid.vol
+            .provenance
+            .carried_tags
+            .iter()
+            .find(|(t, _, _)| t == key)
+            .map(|(_, _, v)| v.clone())
+    };
+    let study_uid = carried("0020000D").unwrap_or_else(io::dicom::new_uid);
+    let frame_of_reference = carried("00200052").unwrap_or_else(io::dicom::new_uid);
+    let numbered: Vec<&str> = std::iter::once("score")
+        .chain(spec.baselines.iter().map(|b| b.name()))
+        .chain(methods.keys().map(|k| k.as_str()))
+        .fold(Vec::new(), |mut seen, n| {
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+            seen
+        });
     for (name, m) in methods {
+        let series_number = numbered.iter().position(|n| n == name).unwrap_or(0) as u32 + 9001;
         let opts = WriteOptions {
+            series_number: Some(series_number),
+            study_instance_uid: Some(study_uid.clone()),
+            frame_of_reference_uid: Some(frame_of_reference.clone()),
             force: true,
             series_description: Some(describe(name)),
             derivation_description: Some(format!(

@@ -80,3 +80,146 @@ pub fn write_f64(path: &Path, values: &[f64]) {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Write `count` random-ellipse phantoms (n x n, HU) as one NIfTI volume tagged with `modality`.
+pub fn phantoms(path: &Path, count: usize, n: usize, seed: u64, modality: &str) {
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+path, count, n, seed, modality = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+rng = np.random.default_rng(seed)
+yy, xx = np.mgrid[0:n, 0:n]
+c = (n - 1) / 2
+vol = np.full((n, n, count), -1000.0 if modality == "CT" else 0.0)
+for k in range(count):
+    img = vol[:, :, k]
+    body = ((xx - c) / (0.42 * n)) ** 2 + ((yy - c) / (0.36 * n)) ** 2 <= 1
+    img[body] = 40.0 if modality == "CT" else 300.0
+    for _ in range(5):
+        cx, cy = c + rng.uniform(-0.2, 0.2, 2) * n
+        a, b = rng.uniform(0.04, 0.12, 2) * n
+        inside = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
+        img[inside & body] = rng.uniform(-100, 900) if modality == "CT" else rng.uniform(100, 900)
+img = nib.Nifti1Image(vol.transpose(1, 0, 2).astype(np.float32), np.diag([1.0, 1.0, 2.0, 1.0]))
+img.header["descrip"] = ("[%s] phantoms" % modality).encode()
+nib.save(img, path)
+"#;
+    run_python(
+        script,
+        &[
+            path.to_str().unwrap(),
+            &count.to_string(),
+            &n.to_string(),
+            &seed.to_string(),
+            modality,
+        ],
+    );
+}
+
+/// `dciodvfy -new` (dicom3tools, David Clunie's IOD validator) on one file: its lines that start
+/// with `Error`. Panics with the fix when dciodvfy is not installed, so a machine without it
+/// fails the conformance tests instead of skipping them.
+pub fn dciodvfy_errors(file: &Path) -> Vec<String> {
+    let out = Command::new("dciodvfy")
+        .arg("-new")
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("dciodvfy could not run ({e}): run `bash scripts/setup.sh` (it installs dicom3tools)")
+        });
+    // dciodvfy writes its findings to stderr; read both.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter(|l| l.starts_with("Error"))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// The `.dcm` files of a folder, sorted by name.
+pub fn dicom_files(dir: &Path) -> Vec<PathBuf> {
+    let mut f: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    f.sort();
+    f
+}
+
+/// Where pydicom and nibabel place the written pixels: for every pixel (r, c) of every file of
+/// the DICOM series `dicom_dir`, its world point from ImagePositionPatient, ImageOrientationPatient
+/// and PixelSpacing (LPS+, turned to RAS+), and the voxel of the NIfTI file `nifti` that nibabel's
+/// affine puts there. JSON: `geometry_mm` (largest distance between a pixel's point and the nearest
+/// voxel centre), `value` (largest |modality value - NIfTI value|), `slope` (largest RescaleSlope),
+/// `covered` (whether the pixels hit every voxel exactly once), `iop` (each file's
+/// ImageOrientationPatient), `files`.
+pub fn dicom_vs_nifti(dicom_dir: &Path, nifti: &Path) -> serde_json::Value {
+    let script = r#"
+import sys, glob, json, numpy as np, pydicom, nibabel as nib
+from pydicom.pixels import apply_modality_lut
+d, f = sys.argv[1], sys.argv[2]
+img = nib.load(f)
+vol = np.asarray(img.dataobj, dtype=np.float64)
+inv = np.linalg.inv(img.affine)
+hits = np.zeros(vol.shape[:3], dtype=int)
+geo, val, slope, iops = 0.0, 0.0, 0.0, []
+files = sorted(glob.glob(d + "/*.dcm"))
+for p in files:
+    ds = pydicom.dcmread(p)
+    ipp = np.array(ds.ImagePositionPatient, dtype=float)
+    iop = np.array(ds.ImageOrientationPatient, dtype=float)
+    dr, dc = (float(x) for x in ds.PixelSpacing)
+    px = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+    r, c = np.mgrid[0:ds.Rows, 0:ds.Columns]
+    lps = ipp[None, None, :] + (c * dc)[..., None] * iop[:3] + (r * dr)[..., None] * iop[3:]
+    ras = lps * np.array([-1.0, -1.0, 1.0])
+    ijk = np.einsum("ab,rcb->rca", inv[:3, :3], ras) + inv[:3, 3]
+    idx = np.rint(ijk).astype(int)
+    centre = np.einsum("ab,rcb->rca", img.affine[:3, :3], idx) + img.affine[:3, 3]
+    geo = max(geo, float(np.linalg.norm(centre - ras, axis=-1).max()))
+    inside = all(((idx[..., a] >= 0) & (idx[..., a] < vol.shape[a])).all() for a in range(3))
+    if not inside:
+        geo = float("inf")
+        continue
+    np.add.at(hits, (idx[..., 0], idx[..., 1], idx[..., 2]), 1)
+    val = max(val, float(np.abs(px - vol[idx[..., 0], idx[..., 1], idx[..., 2]]).max()))
+    slope = max(slope, float(getattr(ds, "RescaleSlope", 1.0)))
+    iops.append([float(x) for x in iop])
+print(json.dumps({"geometry_mm": geo, "value": val, "slope": slope,
+                  "covered": bool((hits == 1).all()), "iop": iops, "files": len(files)}))
+"#;
+    serde_json::from_str(&run_python(
+        script,
+        &[dicom_dir.to_str().unwrap(), nifti.to_str().unwrap()],
+    ))
+    .unwrap()
+}
+
+/// `dicom_vs_nifti`'s findings as assertions: every pixel within `tol_mm` of a voxel centre, the
+/// voxels covered once each, the values equal to within the rescale's rounding (slope / 2).
+pub fn assert_dicom_matches_nifti(
+    dicom_dir: &Path,
+    nifti: &Path,
+    tol_mm: f64,
+) -> serde_json::Value {
+    let v = dicom_vs_nifti(dicom_dir, nifti);
+    let what = format!("{} vs {}: {v}", dicom_dir.display(), nifti.display());
+    assert!(v["files"].as_u64().unwrap() > 0, "no files: {what}");
+    assert!(
+        v["geometry_mm"].as_f64().unwrap() <= tol_mm,
+        "pixels misplaced: {what}"
+    );
+    assert!(
+        v["covered"].as_bool().unwrap(),
+        "voxels not covered once each: {what}"
+    );
+    let slope = v["slope"].as_f64().unwrap();
+    assert!(
+        v["value"].as_f64().unwrap() <= slope / 2.0 + 1e-4 * slope.max(1.0),
+        "values differ: {what}"
+    );
+    v
+}
