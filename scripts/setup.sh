@@ -101,11 +101,15 @@ if [ ! -e "$CACHE/itk/.done" ]; then
     || { echo "setup: error: could not fetch KmeansTest_T1UCharRaw.nii.gz (Debian package insighttoolkit5-examples)" >&2; rm -rf "$tmp"; exit 1; }
   rm -rf "$tmp"
 fi
-# dciodvfy (dicom3tools), the IOD validator the DICOM output tests run (tests/dicom_out.rs).
-if ! command -v dciodvfy >/dev/null 2>&1; then
-  echo "setup: installing dicom3tools (dciodvfy)"
-  { apt-get install -y -qq dicom3tools >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dicom3tools >/dev/null; }; } \
-    || { echo "setup: error: could not install dicom3tools (apt-get install dicom3tools; as root)" >&2; exit 1; }
+# dciodvfy (dicom3tools), the IOD validator the DICOM output tests run (tests/dicom_out.rs): the
+# installed one, else the Debian package unpacked into the cache (no root needed; the binary needs
+# only libc and libstdc++), the way the example scans above are fetched.
+if ! command -v dciodvfy >/dev/null 2>&1 && [ ! -x "$CACHE/dicom3tools/usr/bin/dciodvfy" ]; then
+  echo "setup: fetching dicom3tools (dciodvfy)"
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && { apt-get download dicom3tools >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get download dicom3tools >/dev/null; }; } ) \
+    && dpkg-deb -x "$tmp"/dicom3tools_*.deb "$CACHE/dicom3tools" \
+    || { echo "setup: error: could not fetch dicom3tools (apt-get download dicom3tools)" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$tmp"
 fi
 echo "setup: ready ($VENV, $CACHE)"
