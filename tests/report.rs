@@ -191,7 +191,7 @@ fn batch_summary_has_a_thumbnail_and_the_scores_of_every_job() {
         for method in ["fbp", "score"] {
             let e = &m["methods"][method];
             let row = format!(
-                "<td>{method}</td><td>{:.2}</td><td>{:.4}</td>",
+                "<td class=\"m\">{method}</td><td>{:.2}</td><td>{:.4}</td>",
                 e["psnr"].as_f64().unwrap(),
                 e["ssim"].as_f64().unwrap()
             );
@@ -199,4 +199,60 @@ fn batch_summary_has_a_thumbnail_and_the_scores_of_every_job() {
         }
     }
     assert!(html.contains("docs/results.md"));
+}
+
+#[test]
+fn a_chosen_window_is_stated_and_mri_has_none_to_choose() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("refs")).unwrap();
+    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
+    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, "CT");
+    let out = root.join("out");
+    let model = format!("empirical:{}", root.join("refs").display());
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "--input",
+            root.join("scan.nii.gz").to_str().unwrap(),
+            "--slice",
+            "10",
+            "--model",
+            &model,
+            "--steps",
+            &min_pc(),
+            "--baselines",
+            "fbp",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let o = bin()
+        .arg("ct")
+        .args(args(&["--window", "brain"]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("Display window: brain, level 40 HU / width 80 HU (0 to 80 HU)"),
+        "window not stated"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["settings"]["window"], "brain");
+    // MR tiles are windowed on the data (percentiles): a CT preset is refused before any work.
+    let o = bin()
+        .arg("mri")
+        .args(args(&["--window", "brain", "--force"]))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
 }

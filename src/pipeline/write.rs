@@ -161,6 +161,8 @@ fn volumes(
             study_instance_uid: Some(study_uid.clone()),
             frame_of_reference_uid: Some(frame_of_reference.clone()),
             force: true,
+            // The report's window, so a viewer opens the series as the report shows it.
+            window: Some(spec.window),
             series_description: Some(describe(name)),
             derivation_description: Some(format!(
                 "scorerecon {} reconstruction, method {name}; settings in metrics.json",
@@ -249,8 +251,8 @@ fn panels(
             (w, said, "scanner intensity")
         }
         _ => (
-            WindowPreset::SoftTissue.resolve(&[], Modality::Ct),
-            "soft tissue, level 40 HU / width 400 HU (-160 to 240 HU)".to_string(),
+            spec.window.resolve(&[], Modality::Ct),
+            spec.window.describe_ct(),
             "HU",
         ),
     };

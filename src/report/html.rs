@@ -21,7 +21,7 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}\
 .cbar .grad{display:inline-block;width:120px;height:10px;border:1px solid #888;background:linear-gradient(to right,#000,#fff)}\
 #lb{display:none;position:fixed;inset:0;background:rgba(0,0,0,.85);z-index:9;flex-direction:column;align-items:center;justify-content:center;cursor:zoom-out}\
 #lb img{height:85vh;image-rendering:pixelated}#lb div{color:#fff;margin-top:8px}\
-img.thumb{image-rendering:pixelated;width:128px}";
+img.thumb{image-rendering:pixelated;width:128px}td.m,td.job{text-align:left}";
 
 /// Click a tile to see it filling the window; click again (or Escape) to close. Inline, so the
 /// report stays one file.
@@ -322,13 +322,13 @@ fn jobs_table(dir: &Path, jobs: &[(String, String, Result<&JobReport, &str>)]) -
             if first {
                 let _ = write!(
                     h,
-                    "<td rowspan=\"{n}\">{link}</td><td rowspan=\"{n}\">{thumb}</td>"
+                    "<td class=\"job\" rowspan=\"{n}\">{link}</td><td rowspan=\"{n}\">{thumb}</td>"
                 );
                 first = false;
             }
             let _ = write!(
                 h,
-                "<td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+                "<td class=\"m\">{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
                 escape(m),
                 fmt_opt(v.psnr, 2),
                 fmt_opt(v.ssim, 4),
