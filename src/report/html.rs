@@ -432,3 +432,60 @@ are tuned on a validation slice (maximum SSIM). Means over slices of unseen subj
     h.push_str("</body></html>");
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{MethodMetrics, Panel, TileFile};
+
+    #[test]
+    fn tiles_are_never_shown_smaller_than_they_are() {
+        for w in 1..700 {
+            let s = shown_width(w);
+            assert!(s >= w && s.is_multiple_of(w), "{w} shown {s}");
+        }
+        assert_eq!(
+            (shown_width(64), shown_width(128), shown_width(512)),
+            (256, 256, 512)
+        );
+    }
+
+    #[test]
+    fn sig_keeps_four_significant_digits() {
+        assert_eq!(sig(339.6123), "339.6");
+        assert_eq!(sig(0.012345), "0.01235");
+        assert_eq!(sig(-160.0), "-160.0");
+        assert_eq!(sig(12345.6), "12346");
+    }
+
+    #[test]
+    fn demo_index_shows_each_case_with_its_thumbnail_and_scores() {
+        let dir = tempfile::tempdir().unwrap();
+        let case = dir.path().join("ct");
+        std::fs::create_dir_all(case.join("tiles")).unwrap();
+        crate::io::png::write_png_gray(&case.join("tiles/s_0.png"), 2, 1, &[0, 255], true).unwrap();
+        let mut r = JobReport::new("t", "ct", "in.nii", serde_json::json!({}));
+        r.methods.insert(
+            "score".into(),
+            MethodMetrics {
+                psnr: Some(31.234),
+                ssim: Some(0.81234),
+                ..Default::default()
+            },
+        );
+        r.panels.push(Panel {
+            file: "panel.png".into(),
+            caption: "Slice 3: score".into(),
+            tiles: vec![TileFile {
+                file: "tiles/s_0.png".into(),
+                label: "score 31.23 dB SSIM 0.8123".into(),
+                colour_bar: None,
+            }],
+        });
+        let h = render_demo_index(dir.path(), &[("ct".into(), "CT case".into(), r)]);
+        assert!(h.contains("<img class=\"thumb\" src=\"data:image/png;base64,"));
+        assert!(h.contains("href=\"ct/report.html\""));
+        assert!(h.contains("<td class=\"m\">score</td><td>31.23</td><td>0.8123</td>"));
+        assert!(h.contains("docs/results.md") && !h.contains("src=\"http"));
+    }
+}
