@@ -252,7 +252,7 @@ pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
     atomic::write_file(&out.join("summary.csv"), true, |t| {
         Ok(std::fs::write(t, &csv)?)
     })?;
-    let page = html::render_summary("scorerecon batch summary", &rows);
+    let page = html::render_summary("scorerecon batch summary", out, &rows);
     atomic::write_file(&out.join("summary.html"), true, |t| {
         Ok(std::fs::write(t, &page)?)
     })?;

@@ -90,7 +90,7 @@ pub fn run(args: &DemoOptions) -> Result<()> {
 
         std::fs::write(
             dir.join("index.html"),
-            crate::report::html::render_demo_index(&reports),
+            crate::report::html::render_demo_index(dir, &reports),
         )?;
         Ok(())
     })?;

@@ -83,8 +83,14 @@ impl Task {
     /// The settings of this task beyond the common ones.
     pub fn own_keys(self) -> &'static [&'static str] {
         match self {
-            Task::Ct => &["views", "full_views", "limited_angle", "photons"],
-            Task::Mar => &["full_views", "photons", "metal_threshold", "insert_metal"],
+            Task::Ct => &["views", "full_views", "limited_angle", "photons", "window"],
+            Task::Mar => &[
+                "full_views",
+                "photons",
+                "metal_threshold",
+                "insert_metal",
+                "window",
+            ],
             Task::Mri => &["acceleration", "center_fraction", "mask", "snr_db"],
         }
     }
@@ -165,6 +171,8 @@ pub struct JobSpec {
     pub metal_threshold: f64,
     /// Insert simulated metal into the (metal-free) input and simulate a polychromatic scan.
     pub insert_metal: bool,
+    /// CT/MAR: the report's display window (`auto` = soft tissue; `brain` for head CT).
+    pub window: crate::io::WindowPreset,
 
     // Prior and sampler
     /// A shipped prior by name, a `.safetensors` or TorchScript file, or `knn:FOLDER`; the
@@ -212,6 +220,7 @@ impl Default for JobSpec {
             snr_db: None,
             metal_threshold: crate::ops::ct::metal::DEFAULT_METAL_THRESHOLD_HU,
             insert_metal: false,
+            window: crate::io::WindowPreset::Auto,
             model: None,
             sampler: SamplerKind::Pc,
             steps: 200,

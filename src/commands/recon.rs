@@ -5,6 +5,7 @@
 //! `JobSpec::for_task` (`cli::command`).
 
 use crate::classic::BaselineKind;
+use crate::io::WindowPreset;
 use crate::job::{read_yaml_mapping, Fit, InvalidSettings, JobSpec, Task};
 use crate::ops::mri::masks::MaskKind;
 use crate::pipeline::{self, GivenFlags};
@@ -113,6 +114,10 @@ pub struct CtArgs {
     /// Incident photons per bin for Poisson noise on the simulated sinogram (default: noise-free).
     #[arg(long)]
     pub photons: Option<f64>,
+    /// Display window of the report's tiles: soft-tissue (40/400 HU; auto), brain (40/80 HU, for
+    /// head CT), bone, lung.
+    #[arg(long, value_parser = crate::cli::named::<WindowPreset>())]
+    pub window: Option<WindowPreset>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -149,6 +154,10 @@ pub struct MarArgs {
     /// Insert simulated metal into a metal-free input and simulate a polychromatic scan.
     #[arg(long)]
     pub insert_metal: bool,
+    /// Display window of the report's tiles: soft-tissue (40/400 HU; auto), brain (40/80 HU, for
+    /// head CT), bone, lung.
+    #[arg(long, value_parser = crate::cli::named::<WindowPreset>())]
+    pub window: Option<WindowPreset>,
 }
 
 /// The settings a user wrote on the command line, as YAML keys of `JobSpec`.
@@ -230,6 +239,7 @@ impl TaskArgs for CtArgs {
         g.opt("full_views", &self.full_views);
         g.opt("limited_angle", &self.limited_angle);
         g.opt("photons", &self.photons);
+        g.opt("window", &self.window);
     }
 }
 
@@ -256,6 +266,7 @@ impl TaskArgs for MarArgs {
         g.opt("photons", &self.photons);
         g.opt("metal_threshold", &self.metal_threshold);
         g.flag("insert_metal", self.insert_metal);
+        g.opt("window", &self.window);
     }
 }
 

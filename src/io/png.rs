@@ -15,7 +15,8 @@ pub struct Window {
 }
 
 /// Named windows (`--window`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum WindowPreset {
     /// CT soft tissue: centre 40 HU, width 400.
     SoftTissue,
@@ -26,6 +27,7 @@ pub enum WindowPreset {
     /// CT brain: centre 40 HU, width 80.
     Brain,
     /// Soft tissue for CT, else the 0.5-99.5 percentile range of the values.
+    #[default]
     Auto,
 }
 
@@ -38,6 +40,27 @@ crate::names::named!(WindowPreset, "--window", {
 });
 
 impl WindowPreset {
+    /// What a CT preset shows, in words ("soft tissue, level 40 HU / width 400 HU (-160 to 240
+    /// HU)"), `Auto` as soft tissue; `None` for the data-driven windows of other modalities.
+    pub fn describe_ct(self) -> String {
+        let (name, preset) = match self {
+            WindowPreset::SoftTissue | WindowPreset::Auto => {
+                ("soft tissue", WindowPreset::SoftTissue)
+            }
+            WindowPreset::Bone => ("bone", self),
+            WindowPreset::Lung => ("lung", self),
+            WindowPreset::Brain => ("brain", self),
+        };
+        let w = preset.resolve(&[], Modality::Ct);
+        format!(
+            "{name}, level {} HU / width {} HU ({} to {} HU)",
+            w.center,
+            w.width,
+            w.center - w.width / 2.0,
+            w.center + w.width / 2.0
+        )
+    }
+
     /// The window for these values: fixed for the CT presets, from the data for `Auto` on
     /// non-CT volumes.
     pub fn resolve(self, values: &[f32], modality: Modality) -> Window {

@@ -7,7 +7,7 @@ use crate::io::{self, Format, WindowPreset, WriteOptions};
 use crate::job::{JobSpec, Task};
 use crate::prior::Scaling;
 use crate::report::panels::{slice_panel, SliceViews};
-use crate::report::{html, JobReport, Panel};
+use crate::report::{html, JobReport, Panel, TileFile};
 use crate::tensor::tensor_to_vec;
 use crate::volume::{Modality, Volume};
 use anyhow::Result;
@@ -161,6 +161,8 @@ fn volumes(
             study_instance_uid: Some(study_uid.clone()),
             frame_of_reference_uid: Some(frame_of_reference.clone()),
             force: true,
+            // The report's window, so a viewer opens the series as the report shows it.
+            window: Some(spec.window),
             series_description: Some(describe(name)),
             derivation_description: Some(format!(
                 "scorerecon {} reconstruction, method {name}; settings in metrics.json",
@@ -228,16 +230,33 @@ fn panels(
     report: &mut JobReport,
 ) -> Result<()> {
     let (methods, refs, metal) = (&results.methods, results.references(), &results.metal);
-    let window = match (spec.task, refs) {
+    let mr_window = |values: &[f32], of: &str| {
+        let w = WindowPreset::Auto.resolve(values, Modality::Mr);
+        let (lo, hi) = (w.center - w.width / 2.0, w.center + w.width / 2.0);
+        let said = format!(
+            "0.5th to 99.5th percentile of the {of}: {} to {} (scanner intensity)",
+            html::sig(lo),
+            html::sig(hi)
+        );
+        (w, said)
+    };
+    let (window, said, units) = match (spec.task, refs) {
         (Task::Mri, Some(r)) => {
-            WindowPreset::Auto.resolve(&grid.values(r, None, Units::Physical), Modality::Mr)
+            let (w, said) = mr_window(&grid.values(r, None, Units::Physical), "reference");
+            (w, said, "scanner intensity")
         }
         (Task::Mri, None) => {
             let score = grid.values(&methods["score"].x, None, Units::Physical);
-            WindowPreset::Auto.resolve(&score, Modality::Mr)
+            let (w, said) = mr_window(&score, "score-based reconstruction");
+            (w, said, "scanner intensity")
         }
-        _ => WindowPreset::SoftTissue.resolve(&[], Modality::Ct),
+        _ => (
+            spec.window.resolve(&[], Modality::Ct),
+            spec.window.describe_ct(),
+            "HU",
+        ),
     };
+    report.display_window = Some(said);
     let order: Vec<&str> = spec
         .baselines
         .iter()
@@ -250,11 +269,13 @@ fn panels(
     let slice_of = |t: &Tensor| tensor_to_vec(&grid.scaling.from_model_tensor(t));
     for (i, &k) in grid.ks.iter().enumerate() {
         let r = refs.map(|refs| slice_of(&nth_slice(refs, i)));
-        let xs: Vec<(&str, Vec<f32>, Option<f64>)> = order
+        type Shown<'a> = (&'a str, Vec<f32>, Option<f64>, Option<f64>);
+        let xs: Vec<Shown> = order
             .iter()
             .filter_map(|&name| {
                 let m = methods.get(name)?;
-                Some((name, slice_of(&nth_slice(&m.x, i)), m.psnr.get(i).copied()))
+                let x = slice_of(&nth_slice(&m.x, i));
+                Some((name, x, m.psnr.get(i).copied(), m.ssim.get(i).copied()))
             })
             .collect();
         let score = methods.get("score");
@@ -279,20 +300,38 @@ fn panels(
                 spec.samples,
             )
         });
-        let ((pw, ph, px), captions) = slice_panel(&SliceViews {
+        let panel = slice_panel(&SliceViews {
             width: w,
             height: h,
             window,
             reference: r.as_deref(),
-            methods: xs.iter().map(|(n, x, p)| (*n, x.as_slice(), *p)).collect(),
+            methods: xs
+                .iter()
+                .map(|(n, x, p, q)| (*n, x.as_slice(), *p, *q))
+                .collect(),
             error,
             std,
+            units,
         });
+        let (pw, ph, px) = &panel.row;
         let file = format!("panel_slice{k:03}.png");
-        io::png::write_png_gray(&dir.join(&file), pw, ph, &px, true)?;
+        io::png::write_png_gray(&dir.join(&file), *pw, *ph, px, true)?;
+        // Each tile on its own too, at full resolution, for the report's labelled tiles.
+        std::fs::create_dir_all(dir.join("tiles"))?;
+        let mut tiles = Vec::new();
+        for (j, t) in panel.tiles.into_iter().enumerate() {
+            let file = format!("tiles/slice{k:03}_{j}.png");
+            io::png::write_png_gray(&dir.join(&file), t.width, t.height, &t.pixels, true)?;
+            tiles.push(TileFile {
+                file,
+                label: t.label,
+                colour_bar: t.bar,
+            });
+        }
         report.panels.push(Panel {
             file,
-            caption: format!("Slice {k}: {}", captions.join(" | ")),
+            caption: format!("Slice {k}: {}", panel.captions.join(" | ")),
+            tiles,
         });
     }
     Ok(())

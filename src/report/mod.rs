@@ -54,11 +54,33 @@ pub struct SweepPoint {
     pub ssim: Option<f64>,
 }
 
-/// A PNG panel written next to the report.
+/// A PNG panel written next to the report: one slice's tiles in a row, and each tile on its own.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Panel {
     pub file: String,
     pub caption: String,
+    /// The tiles at full resolution, left to right (the report shows these, labelled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiles: Vec<TileFile>,
+}
+
+/// One tile of a panel, written as its own PNG.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TileFile {
+    pub file: String,
+    /// Method name with its PSNR/SSIM on the slice, or what the map shows.
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour_bar: Option<ColourBar>,
+}
+
+/// How a map of a magnitude (|error|, posterior std) is shown: black is 0, white is `top` (its
+/// 99.5th percentile) and above; `max` is the map's largest value; all in `units`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColourBar {
+    pub top: f64,
+    pub max: f64,
+    pub units: String,
 }
 
 /// The version of `metrics.json`'s layout (docs/user-guide.md, "metrics.json"): raised when a
@@ -99,6 +121,9 @@ pub struct JobReport {
     pub metric_convention: String,
     #[serde(default)]
     pub panels: Vec<Panel>,
+    /// The grey-level window of the panels' images, in words ("soft tissue, level 40 / width 400 HU").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_window: Option<String>,
     /// Anything the user should know (warnings, what decided a TV weight, ...).
     #[serde(default)]
     pub notes: Vec<String>,
