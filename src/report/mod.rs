@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The metric convention every report states (docs/metrics.md has the details).
-pub const METRIC_CONVENTION: &str = "Metrics are computed per slice in the prior's model space (CT: attenuation \
-(HU + 1000) / 2000, so air is 0 and water 0.5; MR: intensity divided by the volume's 99.5th percentile), over the \
+pub const METRIC_CONVENTION: &str = "Metrics are computed per slice in the prior's model space (CT: the prior's \
+HU window mapped to [0, 1], (HU - hu_min) / (hu_max - hu_min), for the shipped priors (HU + 1000) / 3000, so air is 0 \
+and water 1/3; MR: intensity divided by the volume's 99.5th percentile), over the \
 input's own extent, with data range = the reference slice's max - min (metal excluded for MAR). SSIM after Wang et \
 al. 2004 (Gaussian window sigma 1.5, K1 0.01, K2 0.03, population covariance) equals scikit-image's \
 structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False); SSIM is not invariant to an \
