@@ -112,4 +112,16 @@ if ! command -v dciodvfy >/dev/null 2>&1 && [ ! -x "$CACHE/dicom3tools/usr/bin/d
     || { echo "setup: error: could not fetch dicom3tools (apt-get download dicom3tools)" >&2; rm -rf "$tmp"; exit 1; }
   rm -rf "$tmp"
 fi
+# dcm2niix (Chris Rorden's DICOM-to-NIfTI converter), the independent reader the DICOM geometry test
+# converts every output series back with: the installed one, else the Debian packages (with the
+# JPEG libraries it links) unpacked into the cache.
+if ! command -v dcm2niix >/dev/null 2>&1 && [ ! -x "$CACHE/dcm2niix/usr/bin/dcm2niix" ]; then
+  echo "setup: fetching dcm2niix"
+  tmp=$(mktemp -d)
+  pkgs="dcm2niix libturbojpeg0 libopenjp2-7"
+  ( cd "$tmp" && { apt-get download $pkgs >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get download $pkgs >/dev/null; }; } ) \
+    && for d in "$tmp"/*.deb; do dpkg-deb -x "$d" "$CACHE/dcm2niix" || exit 1; done \
+    || { echo "setup: error: could not fetch dcm2niix (apt-get download $pkgs)" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$tmp"
+fi
 echo "setup: ready ($VENV, $CACHE)"

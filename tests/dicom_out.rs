@@ -372,3 +372,83 @@ out = nib.Nifti1Image(a, m); out.header["descrip"] = img.header["descrip"]; nib.
         }
     }
 }
+
+/// dcm2niix (an independent DICOM reader, fetched by scripts/setup.sh) converts every output
+/// series of a job back to a NIfTI that nibabel places exactly where the job's own NIfTI output
+/// is: same grid in RAS+ order (affine to 1e-3 mm) and the same values (to half a rescale step).
+#[test]
+fn dcm2niix_reads_every_output_series_back_with_the_nifti_outputs_geometry() {
+    let cache = common::root().join("data/cache/dcm2niix");
+    let (program, libs) = if cache.join("usr/bin/dcm2niix").is_file() {
+        (
+            cache.join("usr/bin/dcm2niix"),
+            cache.join("usr/lib/x86_64-linux-gnu"),
+        )
+    } else {
+        (
+            std::path::PathBuf::from("dcm2niix"),
+            std::path::PathBuf::new(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("refs")).unwrap();
+    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
+    let scan = root.join("scan.nii.gz");
+    phantoms(&scan, 20, 64, 2, "CT");
+    let out = root.join("job");
+    job(
+        "ct",
+        &scan,
+        &root.join("refs"),
+        &out,
+        "6,9,12",
+        "fbp,fista_tv",
+    );
+    let script = r#"
+import sys, glob, numpy as np, nibabel as nib
+ours = nib.as_closest_canonical(nib.load(sys.argv[1]))
+theirs = nib.as_closest_canonical(nib.load(glob.glob(sys.argv[2] + "/*.nii")[0]))
+a, b = ours.get_fdata().squeeze(), theirs.get_fdata().squeeze()
+same_shape = float(a.shape == b.shape)
+aff = float(np.abs(ours.affine - theirs.affine).max())
+val = float(np.abs(a - b).max()) if same_shape else 1e9
+print(same_shape, aff, val)
+"#;
+    for m in ["score", "fbp", "fista_tv"] {
+        let series = out.join(format!("{m}_dicom"));
+        let back = root.join(format!("{m}_back"));
+        std::fs::create_dir_all(&back).unwrap();
+        let mut cmd = std::process::Command::new(&program);
+        if !libs.as_os_str().is_empty() {
+            cmd.env("LD_LIBRARY_PATH", &libs);
+        }
+        let res = cmd
+            .args(["-z", "n", "-f", "back", "-o"])
+            .arg(&back)
+            .arg(&series)
+            .output()
+            .unwrap_or_else(|e| panic!("dcm2niix could not run ({e}): run `bash scripts/setup.sh` (it fetches dcm2niix)"));
+        assert!(
+            res.status.success(),
+            "dcm2niix on {}: {}",
+            series.display(),
+            String::from_utf8_lossy(&res.stdout)
+        );
+        let line = run_python(
+            script,
+            &[
+                out.join(format!("{m}.nii.gz")).to_str().unwrap(),
+                back.to_str().unwrap(),
+            ],
+        );
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(v[0], 1.0, "{m}: dcm2niix's grid has another shape ({line})");
+        assert!(v[1] < 1e-3, "{m}: affines differ by {} mm", v[1]);
+        // The DICOM series store integers with a rescale slope; HU outputs round to 1 HU at most.
+        assert!(v[2] <= 0.5 + 1e-6, "{m}: values differ by {} HU", v[2]);
+    }
+}
