@@ -373,9 +373,22 @@ out = nib.Nifti1Image(a, m); out.header["descrip"] = img.header["descrip"]; nib.
     }
 }
 
+/// The RescaleSlope of a series' first file (pydicom).
+fn mr_slope(series: &Path) -> f64 {
+    let f = dicom_files(series)[0].clone();
+    run_python(
+        "import sys, pydicom; print(float(getattr(pydicom.dcmread(sys.argv[1]), 'RescaleSlope', 1.0)))",
+        &[f.to_str().unwrap()],
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
 /// dcm2niix (an independent DICOM reader, fetched by scripts/setup.sh) converts every output
 /// series of a job back to a NIfTI that nibabel places exactly where the job's own NIfTI output
-/// is: same grid in RAS+ order (affine to 1e-3 mm) and the same values (to half a rescale step).
+/// is, for a CT and an MRI job: same grid in RAS+ order (affine to 1e-3 mm) and the same values
+/// (to half a rescale step).
 #[test]
 fn dcm2niix_reads_every_output_series_back_with_the_nifti_outputs_geometry() {
     let cache = common::root().join("data/cache/dcm2niix");
@@ -396,14 +409,27 @@ fn dcm2niix_reads_every_output_series_back_with_the_nifti_outputs_geometry() {
     phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
     let scan = root.join("scan.nii.gz");
     phantoms(&scan, 20, 64, 2, "CT");
-    let out = root.join("job");
+    std::fs::create_dir_all(root.join("mr_refs")).unwrap();
+    phantoms(&root.join("mr_refs/train.nii.gz"), 24, 64, 1, "MR");
+    let mr_scan = root.join("mr_scan.nii.gz");
+    phantoms(&mr_scan, 20, 64, 2, "MR");
+    let ct_out = root.join("ct_job");
     job(
         "ct",
         &scan,
         &root.join("refs"),
-        &out,
+        &ct_out,
         "6,9,12",
         "fbp,fista_tv",
+    );
+    let mr_out = root.join("mri_job");
+    job(
+        "mri",
+        &mr_scan,
+        &root.join("mr_refs"),
+        &mr_out,
+        "6,9,12",
+        "zero_filled,tv",
     );
     let script = r#"
 import sys, glob, numpy as np, nibabel as nib
@@ -415,9 +441,17 @@ aff = float(np.abs(ours.affine - theirs.affine).max())
 val = float(np.abs(a - b).max()) if same_shape else 1e9
 print(same_shape, aff, val)
 "#;
-    for m in ["score", "fbp", "fista_tv"] {
+    let series_of = [
+        (&ct_out, "score"),
+        (&ct_out, "fbp"),
+        (&ct_out, "fista_tv"),
+        (&mr_out, "score"),
+        (&mr_out, "zero_filled"),
+        (&mr_out, "tv"),
+    ];
+    for (n, (out, m)) in series_of.into_iter().enumerate() {
         let series = out.join(format!("{m}_dicom"));
-        let back = root.join(format!("{m}_back"));
+        let back = root.join(format!("back{n}"));
         std::fs::create_dir_all(&back).unwrap();
         let mut cmd = std::process::Command::new(&program);
         if !libs.as_os_str().is_empty() {
@@ -448,7 +482,18 @@ print(same_shape, aff, val)
             .collect();
         assert_eq!(v[0], 1.0, "{m}: dcm2niix's grid has another shape ({line})");
         assert!(v[1] < 1e-3, "{m}: affines differ by {} mm", v[1]);
-        // The DICOM series store integers with a rescale slope; HU outputs round to 1 HU at most.
-        assert!(v[2] <= 0.5 + 1e-6, "{m}: values differ by {} HU", v[2]);
+        // The series store integers with a rescale slope: values agree to half a step (CT: HU
+        // rounded to 1; MR: the slope the writer chose for the range), plus 2 % of a step for the
+        // slope's decimal string and dcm2niix's float32 scl_slope (up to 32767 steps).
+        let half_step = if out == &ct_out {
+            0.5
+        } else {
+            0.51 * mr_slope(&series)
+        };
+        assert!(
+            v[2] <= half_step + 1e-6,
+            "{m}: values differ by {} (half a step {half_step})",
+            v[2]
+        );
     }
 }
