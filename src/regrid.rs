@@ -87,12 +87,22 @@ impl Volume {
             } else {
                 Vec::new()
             };
-        out.slice_positions = if self.slice_positions.is_empty() {
-            Vec::new()
-        } else {
+        // The source's own slice positions (DICOM, possibly unevenly spaced) stay true when the
+        // slice axis stays the slice axis: each moves by the in-plane shift of the new first
+        // voxel. Across another axis there are no source slices to keep.
+        out.slice_positions = if self.slice_positions.len() == old[2] && axis_of[2].0 == 2 {
+            let shift: [f64; 3] = std::array::from_fn(|r| {
+                self.affine[r][0] * origin_index[0] + self.affine[r][1] * origin_index[1]
+            });
             (0..new[2])
-                .map(|k| out.voxel_position(0.0, 0.0, k as f64))
+                .map(|k| {
+                    let old_k = if axis_of[2].1 { old[2] - 1 - k } else { k };
+                    let p = self.slice_positions[old_k];
+                    std::array::from_fn(|r| p[r] + shift[r])
+                })
                 .collect()
+        } else {
+            Vec::new()
         };
         out.provenance.history.push(format!(
             "voxel axes reordered to RAS+ ({} -> RAS)",
@@ -329,6 +339,32 @@ mod tests {
         let again = c.to_canonical();
         assert_eq!(again.data, c.data);
         assert_eq!(again.provenance.history.len(), c.provenance.history.len());
+    }
+
+    #[test]
+    fn uneven_source_slice_positions_survive_reordering() {
+        // LPI-like (i -> left, j -> posterior, k -> inferior) with slices at uneven steps, as a
+        // DICOM series with a gap: the new first voxel of each slice must sit where the old
+        // volume puts that voxel, the source's positions included.
+        let affine = [
+            [-1.0, 0.0, 0.0, 10.0],
+            [0.0, -1.0, 0.0, 5.0],
+            [0.0, 0.0, -2.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let mut v = linear_in_space([3, 4, 3], affine);
+        v.slice_positions = vec![[10.0, 5.0, 0.0], [10.0, 5.0, -2.0], [10.0, 5.0, -9.0]];
+        let c = v.to_canonical();
+        assert_eq!(c.slice_positions.len(), 3);
+        for (k, p) in c.slice_positions.iter().enumerate() {
+            // New (0, 0, k) is old (2, 3, 2 - k).
+            let old = v.slice_positions[2 - k];
+            let want = [old[0] - 2.0, old[1] - 3.0, old[2]];
+            assert!(
+                (0..3).all(|r| (p[r] - want[r]).abs() < 1e-12),
+                "slice {k}: {p:?} vs {want:?}"
+            );
+        }
     }
 
     #[test]

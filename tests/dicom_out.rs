@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{assert_dicom_matches_nifti, bin, dciodvfy_errors, dicom_files, phantoms, run_python};
+use common::{
+    assert_dicom_matches_nifti, bin, dciodvfy_errors, dicom_files, phantoms, run_python, setup,
+};
 use std::path::Path;
 
 fn run(args: &[&str]) {
@@ -185,11 +187,8 @@ print(json.dumps([[ds.SOPClassUID, ds.Modality, "KVP" in ds, list(ds.ImageType)]
 
 #[test]
 fn a_jobs_series_share_one_study_and_frame_of_reference_and_reference_the_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
-    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, "CT");
+    let case = setup("CT");
+    let root = case.root.as_path();
     let methods = ["fbp_dicom", "fista_tv_dicom", "score_dicom"];
     let check_one_study = |ids: &serde_json::Value| {
         let all = |key: &str| -> Vec<String> {
@@ -295,12 +294,9 @@ print(json.dumps({"study": sorted({x.StudyInstanceUID for x in ds}), "frame": so
 
 #[test]
 fn dicom_pixels_are_radiological_and_lie_where_the_nifti_voxels_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
+    let case = setup("CT");
+    let root = case.root.as_path();
     let ras = root.join("scan.nii.gz");
-    phantoms(&ras, 20, 64, 2, "CT");
     // The same voxels on grids of other axis orders: LPS (DICOM's own), and one whose i runs
     // posterior and j left (a transposed slice, slightly oblique), with an offset origin; the
     // third axis runs down in the last one. Each must come out with IOP 1\0\0\0\1\0.
@@ -403,20 +399,12 @@ fn dcm2niix_reads_every_output_series_back_with_the_nifti_outputs_geometry() {
             std::path::PathBuf::new(),
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
-    let scan = root.join("scan.nii.gz");
-    phantoms(&scan, 20, 64, 2, "CT");
-    std::fs::create_dir_all(root.join("mr_refs")).unwrap();
-    phantoms(&root.join("mr_refs/train.nii.gz"), 24, 64, 1, "MR");
-    let mr_scan = root.join("mr_scan.nii.gz");
-    phantoms(&mr_scan, 20, 64, 2, "MR");
+    let (ct, mr) = (setup("CT"), setup("MR"));
+    let root = ct.root.as_path();
     let ct_out = root.join("ct_job");
     job(
         "ct",
-        &scan,
+        &root.join("scan.nii.gz"),
         &root.join("refs"),
         &ct_out,
         "6,9,12",
@@ -425,8 +413,8 @@ fn dcm2niix_reads_every_output_series_back_with_the_nifti_outputs_geometry() {
     let mr_out = root.join("mri_job");
     job(
         "mri",
-        &mr_scan,
-        &root.join("mr_refs"),
+        &mr.root.join("scan.nii.gz"),
+        &mr.root.join("refs"),
         &mr_out,
         "6,9,12",
         "zero_filled,tv",

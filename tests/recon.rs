@@ -5,28 +5,14 @@
 
 mod common;
 
-use common::{bin, phantoms, run_python};
+use common::{bin, phantoms, run_python, setup};
 
 /// The fewest PC levels a job may ask for (`SamplerKind::min_steps`); the end-to-end tests
 /// below use it, their checks do not depend on the number of steps.
 fn min_pc() -> String {
     scorerecon::sampler::SamplerKind::Pc.min_steps().to_string()
 }
-use std::path::{Path, PathBuf};
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-fn setup(modality: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, modality);
-    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, modality);
-    Setup { _dir: dir, root }
-}
+use std::path::Path;
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let out = bin().args(args).output().unwrap();

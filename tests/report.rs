@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, phantoms, run_python};
+use common::{bin, run_python, setup};
 use std::path::Path;
 
 fn min_pc() -> String {
@@ -75,11 +75,8 @@ fn close(a: f64, b: f64, what: &str) {
 
 #[test]
 fn report_is_self_contained_with_labelled_tiles_window_and_colour_bars() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
-    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, "CT");
+    let case = setup("CT");
+    let root = case.root.as_path();
     let out = root.join("out");
     let o = bin()
         .args([
@@ -152,11 +149,8 @@ fn report_is_self_contained_with_labelled_tiles_window_and_colour_bars() {
 
 #[test]
 fn batch_summary_has_a_thumbnail_and_the_scores_of_every_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
-    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, "CT");
+    let case = setup("CT");
+    let root = case.root.as_path();
     let model = format!("empirical:{}", root.join("refs").display());
     let manifest = root.join("batch.yaml");
     std::fs::write(
@@ -203,11 +197,8 @@ fn batch_summary_has_a_thumbnail_and_the_scores_of_every_job() {
 
 #[test]
 fn a_chosen_window_is_stated_and_mri_has_none_to_choose() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "CT");
-    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, "CT");
+    let case = setup("CT");
+    let root = case.root.as_path();
     let out = root.join("out");
     let model = format!("empirical:{}", root.join("refs").display());
     let args = |extra: &[&str]| {

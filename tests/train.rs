@@ -522,6 +522,20 @@ fn pixel_mm_prior_learns_axial_slices_and_reconstructions_follow_its_grid() {
         "{:?}",
         image.resampled
     );
+    // A chest CT (321 mm across) does not fit the prior's 32 x 8 mm = 256 mm: refused, naming
+    // the file and why.
+    let chest = common::data("pyradiomics/pyradiomics-3.0.1/data/lung2_image.nrrd");
+    let mut wide = spec.clone();
+    wide.input = chest.clone();
+    wide.slices = vec![30];
+    let err = match scorerecon::pipeline::input::read(&wide, model.as_ref()) {
+        Ok(_) => panic!("a field of view wider than the prior's must be refused"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains(chest.to_str().unwrap()) && err.contains("40x40") && err.contains("wider"),
+        "{err}"
+    );
     let reference = dir.path().join("reference.nii");
     scorerecon::io::write_volume(
         &image.vol.select_slices(&image.ks).unwrap(),

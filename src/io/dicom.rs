@@ -49,19 +49,11 @@ const CARRIED: &[Tag] = &[
     tags::BODY_PART_EXAMINED,
     tags::PATIENT_POSITION,
     tags::LATERALITY,
-    // Acquisition attributes of the CT and MR Image modules; written only into a series of that
-    // modality (`write`), so an MR source converted to CT carries no MR attributes.
-    tags::KVP,
-    tags::SCANNING_SEQUENCE,
-    tags::SEQUENCE_VARIANT,
-    tags::SCAN_OPTIONS,
-    tags::MR_ACQUISITION_TYPE,
-    tags::REPETITION_TIME,
-    tags::ECHO_TIME,
-    tags::ECHO_TRAIN_LENGTH,
-    tags::INVERSION_TIME,
-    tags::MAGNETIC_FIELD_STRENGTH,
 ];
+
+// Acquisition attributes of the CT and MR Image modules are carried too (`carried_tags`), but
+// written only into a series of that modality (`write`), so an MR source converted to CT
+// carries no MR attributes.
 
 /// Carried tags that belong to the CT Image module only.
 const CT_ONLY: &[Tag] = &[tags::KVP];
@@ -935,6 +927,8 @@ impl DisplayGrid {
 fn carried_tags(obj: &InMemDicomObject) -> Vec<(String, String, String)> {
     CARRIED
         .iter()
+        .chain(CT_ONLY)
+        .chain(MR_ONLY)
         .filter_map(|&tag| {
             let e = obj.get(tag)?;
             let v = e.to_str().ok()?.to_string();

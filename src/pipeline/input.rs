@@ -53,7 +53,20 @@ fn fit_padding(h: usize, w: usize, model: [i64; 2], mode: Fit, input: &Path) -> 
             );
         }
         if h > mh || w > mw {
-            bail!("{}: slices are {w}x{h}, larger than the prior's {mw}x{mh}; --fit pad only pads (--fit resample averages down)", input.display());
+            match mode {
+                // Only a prior with a pixel size gets here: its grid covers less than the scan.
+                Fit::Resample => bail!(
+                    "{}: at the prior's pixel size the slices are {w}x{h}, larger than its {mw}x{mh} \
+                     grid (the scan's field of view is wider than the prior's); crop the scan, or \
+                     use a prior trained with a larger image_size or pixel_mm",
+                    input.display()
+                ),
+                _ => bail!(
+                    "{}: slices are {w}x{h}, larger than the prior's {mw}x{mh}; --fit pad only pads \
+                     (--fit resample puts the scan on the prior's grid)",
+                    input.display()
+                ),
+            }
         }
     }
     Ok(Padding { h, w, mh, mw })

@@ -115,6 +115,26 @@ impl AugmentConfig {
     }
 }
 
+/// `U(-1, 1)`.
+fn signed_unit(rng: &mut ChaCha20Rng) -> f64 {
+    2.0 * rng.random::<f64>() - 1.0
+}
+
+/// A factor `exp(U(-ln(1 + a), ln(1 + a)))`: as likely to shrink by `1 + a` as to grow by it.
+fn log_uniform_factor(rng: &mut ChaCha20Rng, a: f64) -> f64 {
+    ((1.0 + a).ln() * signed_unit(rng)).exp()
+}
+
+/// `n` draws of `N(0, std^2)`.
+fn gaussians(rng: &mut ChaCha20Rng, n: usize, std: f64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(rng);
+            (std * z) as f32
+        })
+        .collect()
+}
+
 /// One image's deformation: affine part and elastic control-point displacements (pixels,
 /// `[2, n, n]` as x then y), or `None` for an image left as it is.
 #[derive(Debug, Clone)]
@@ -140,17 +160,14 @@ impl Deformation {
     /// aligned).
     pub fn draw(cfg: &AugmentConfig, rng: &mut ChaCha20Rng) -> Option<Self> {
         let apply = rng.random::<f64>() < cfg.probability;
-        let u = |rng: &mut ChaCha20Rng| 2.0 * rng.random::<f64>() - 1.0;
-        let angle_rad = (cfg.rotate_deg * u(rng)).to_radians();
-        let scale = ((1.0 + cfg.scale).ln() * u(rng)).exp();
-        let shift_px = (cfg.shift_px * u(rng), cfg.shift_px * u(rng));
+        let angle_rad = (cfg.rotate_deg * signed_unit(rng)).to_radians();
+        let scale = log_uniform_factor(rng, cfg.scale);
+        let shift_px = (
+            cfg.shift_px * signed_unit(rng),
+            cfg.shift_px * signed_unit(rng),
+        );
         let n = (2 * cfg.elastic_points * cfg.elastic_points) as usize;
-        let elastic_px = (0..n)
-            .map(|_| {
-                let z: f64 = StandardNormal.sample(rng);
-                (cfg.elastic_px * z) as f32
-            })
-            .collect();
+        let elastic_px = gaussians(rng, n, cfg.elastic_px);
         apply.then_some(Deformation {
             angle_rad,
             scale,
@@ -228,15 +245,9 @@ impl IntensityChange {
     /// Draw one from `rng` (a fixed number of draws whatever the outcome).
     pub fn draw(cfg: &AugmentConfig, rng: &mut ChaCha20Rng) -> Option<Self> {
         let apply = rng.random::<f64>() < cfg.probability;
-        let u = |rng: &mut ChaCha20Rng| 2.0 * rng.random::<f64>() - 1.0;
-        let gamma = ((1.0 + cfg.gamma).ln() * u(rng)).exp();
-        let gain = ((1.0 + cfg.contrast).ln() * u(rng)).exp();
-        let log_field = (0..9)
-            .map(|_| {
-                let z: f64 = StandardNormal.sample(rng);
-                (cfg.bias_field * z) as f32
-            })
-            .collect();
+        let gamma = log_uniform_factor(rng, cfg.gamma);
+        let gain = log_uniform_factor(rng, cfg.contrast);
+        let log_field = gaussians(rng, 9, cfg.bias_field);
         apply.then_some(IntensityChange {
             gamma,
             gain,

@@ -81,6 +81,23 @@ pub fn write_f64(path: &Path, values: &[f64]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A temporary folder with the phantom case most reconstruction tests use: `refs/train.nii.gz`
+/// (24 phantoms, the `empirical:` prior's reference set) and `scan.nii.gz` (20 others, the input),
+/// 64x64, tagged with `modality`. The folder lives as long as the value.
+pub struct Setup {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+pub fn setup(modality: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    std::fs::create_dir_all(root.join("refs")).unwrap();
+    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, modality);
+    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, modality);
+    Setup { _dir: dir, root }
+}
+
 /// Write `count` random-ellipse phantoms (n x n, HU) as one NIfTI volume tagged with `modality`.
 pub fn phantoms(path: &Path, count: usize, n: usize, seed: u64, modality: &str) {
     let script = r#"
