@@ -10,6 +10,7 @@
 use crate::io::atomic;
 use crate::job::{Fit, JobSpec, Task};
 use crate::report::JobReport;
+use crate::sampler::SamplerKind;
 use crate::tensor::DeviceChoice;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ const MRI_SLICE: usize = 13;
 pub struct DemoOptions {
     pub out: PathBuf,
     pub force: bool,
-    /// Sampling steps (noise levels) for both cases.
+    /// Sampling steps (noise levels) for both cases (the CT case's ODE needs at least 200).
     pub steps: usize,
     pub device: DeviceChoice,
     pub quiet: bool,
@@ -57,25 +58,31 @@ pub fn run(args: &DemoOptions) -> Result<()> {
         // 23 of 180 views; undersampled MRI: a T1
         // head with skull (pyradiomics brain2, held out whole from mri_head_128) slice 13, 4x
         // equispaced with an 8% centre (the tasks' defaults, their default priors and baselines).
+        // Each with its task's CPU preset sampler (docs/sampling.md, "Quality against NFE: the
+        // default priors on held-out subjects"): the probability-flow ODE for CT, PC for MRI
+        // (where the ODE collapses).
         let cases = [
             (
                 Task::Ct,
+                SamplerKind::Ode,
                 &chest,
                 CT_SLICE,
                 format!("Sparse-view CT, 23 of 180 views, chest CT (lung2, a patient no prior saw) slice {CT_SLICE}"),
             ),
             (
                 Task::Mri,
+                SamplerKind::Pc,
                 &t1,
                 MRI_SLICE,
                 format!("Undersampled MRI, 4x, T1 head (brain2, a subject no prior saw) slice {MRI_SLICE}"),
             ),
         ];
-        for (task, input, slice, title) in cases {
+        for (task, sampler, input, slice, title) in cases {
             let spec = JobSpec {
                 input: input.clone(),
                 slices: vec![slice],
                 fit: Fit::Resample,
+                sampler,
                 steps: args.steps,
                 device: args.device,
                 quiet: args.quiet,

@@ -14,7 +14,8 @@ pub struct DemoArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     pub force: bool,
-    /// Sampling steps (noise levels) for both cases.
+    /// Sampling steps (noise levels) for both cases: CT with the probability-flow ODE (at least
+    /// 200), MRI with PC.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
     /// Where the tensors live.
