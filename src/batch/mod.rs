@@ -18,12 +18,20 @@
 //! Relative paths (`input`, `config`, and `model` unless it is a shipped name) are taken relative
 //! to the manifest's folder.
 
+pub mod claim;
+pub mod shard;
+pub mod slurm;
+pub mod status;
+
 use crate::io::atomic;
 use crate::report::{html, JobReport};
 use anyhow::{bail, Context, Result};
+use claim::Claimant;
 use serde_yaml_ng::{Mapping, Value};
+pub use shard::Shard;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A job as read from the manifest: its name and its settings (defaults merged in).
 #[derive(Debug, Clone)]
@@ -141,42 +149,132 @@ fn stem(input: &str) -> String {
         .to_string()
 }
 
-/// What happened to each job, in manifest order.
-pub struct BatchOutcome {
-    pub finished: Vec<String>,
-    pub skipped: Vec<String>,
-    pub failed: Vec<(String, String)>,
+/// How one process runs its part of a batch.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The jobs this process runs (all of them by default).
+    pub shard: Shard,
+    /// No progress and no per-job lines.
+    pub quiet: bool,
+    /// When another host's claim without a heartbeat counts as abandoned (`claim`).
+    pub stale_after: Duration,
 }
 
-/// Run every unfinished job through `run` (which writes the job's outputs into the folder it is
-/// given and returns the report), then write the summary.
-pub fn run_batch<F>(manifest: &Manifest, out: &Path, quiet: bool, run: F) -> Result<BatchOutcome>
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            shard: Shard::ALL,
+            quiet: false,
+            stale_after: claim::DEFAULT_STALE_AFTER,
+        }
+    }
+}
+
+/// What happened to each of this shard's jobs, in manifest order.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub finished: Vec<String>,
+    /// Done before (by an earlier run, or by another process meanwhile).
+    pub skipped: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    /// Held by another live process: (job, who).
+    pub busy: Vec<(String, String)>,
+}
+
+/// Run this shard's unfinished jobs through `run` (which writes the job's outputs into the
+/// folder it is given and returns the report), then write the summary. Each job is claimed
+/// first (`claim`), so processes sharing `out` never run one job at the same time; a claim left
+/// by a process that died is taken over, with whatever it left half-staged.
+pub fn run_batch<F>(
+    manifest: &Manifest,
+    out: &Path,
+    options: &RunOptions,
+    run: F,
+) -> Result<BatchOutcome>
 where
     F: Fn(&BatchJob, &Path) -> Result<JobReport>,
 {
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create the batch folder", out.display()))?;
-    remove_stale_staging(out);
-    let bar = crate::progress::bar(manifest.jobs.len() as u64, "jobs", quiet);
-    let mut outcome = BatchOutcome {
-        finished: vec![],
-        skipped: vec![],
-        failed: vec![],
-    };
-    for job in &manifest.jobs {
+    remove_old_temporary_files(out);
+    let mine: Vec<usize> = options.shard.jobs(manifest.jobs.len()).collect();
+    let bar = crate::progress::bar(mine.len() as u64, "jobs", options.quiet);
+    let me = Claimant::current();
+    let mut outcome = BatchOutcome::default();
+    if options.shard != Shard::ALL {
+        bar.println(format!(
+            "shard {}: {} of {} jobs, as {}",
+            options.shard,
+            mine.len(),
+            manifest.jobs.len(),
+            me.describe()
+        ));
+    }
+    for &k in &mine {
+        let job = &manifest.jobs[k];
         let dir = out.join(&job.name);
-        let err_file = out.join(format!("{}.error.txt", job.name));
         bar.set_message(job.name.clone());
-        if dir.join("metrics.json").exists() {
+        let done = || dir.join("metrics.json").exists();
+        if done() {
+            bar.println(format!("job {}: already done", job.name));
             outcome.skipped.push(job.name.clone());
             bar.inc(1);
             continue;
         }
+        let guard = match claim::acquire(out, &job.name, &me, options.stale_after)? {
+            claim::Acquired::Busy(found) => {
+                let who = found
+                    .claimant
+                    .map(|c| c.describe())
+                    .unwrap_or_else(|| "an unreadable claim".into());
+                bar.println(format!("job {}: claimed by {who}; left to it", job.name));
+                outcome.busy.push((job.name.clone(), who));
+                bar.inc(1);
+                continue;
+            }
+            claim::Acquired::Held { guard, recovered } => {
+                if let Some(r) = recovered {
+                    bar.println(format!(
+                        "job {}: took over the stale claim of {r}",
+                        job.name
+                    ));
+                }
+                guard
+            }
+        };
+        // Finished by the process whose claim we waited out or took over.
+        if done() {
+            bar.println(format!("job {}: already done", job.name));
+            outcome.skipped.push(job.name.clone());
+            bar.inc(1);
+            continue;
+        }
+        // Ours now: what a killed run of this job staged can go.
+        for left in atomic::leftover_staging(&dir) {
+            let _ = std::fs::remove_dir_all(left);
+        }
+        bar.println(format!("job {}: started", job.name));
+        let t0 = std::time::Instant::now();
         let result = atomic::write_dir(&dir, false, |staging| run(job, staging).map(|_| ()));
+        let err_file = out.join(format!("{}.error.txt", job.name));
         match result {
             Ok(()) => {
                 let _ = std::fs::remove_file(&err_file);
+                bar.println(format!(
+                    "job {}: done in {:.1} s",
+                    job.name,
+                    t0.elapsed().as_secs_f64()
+                ));
                 outcome.finished.push(job.name.clone());
+            }
+            // Another process finished it first (its claim was taken over from it while it
+            // still ran): its folder stands, ours was discarded.
+            Err(_) if done() => {
+                bar.println(format!(
+                    "job {}: finished meanwhile by another process; this run's copy discarded",
+                    job.name
+                ));
+                outcome.skipped.push(job.name.clone());
             }
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -187,6 +285,7 @@ where
                 outcome.failed.push((job.name.clone(), msg));
             }
         }
+        drop(guard);
         bar.inc(1);
         write_summary(manifest, out)?;
     }
@@ -195,14 +294,24 @@ where
     Ok(outcome)
 }
 
-/// Staging folders of a batch killed mid-job: ours by name, never a user's file.
-fn remove_stale_staging(out: &Path) {
-    if let Ok(rd) = std::fs::read_dir(out) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".scorerecon-") {
-                let _ =
-                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
-            }
+/// Temporary files (`io::atomic::write_file`'s, a claim being published) of a process killed
+/// while writing them: written in moments, so one an hour old is nobody's. Staging folders of
+/// jobs are removed per job, by the claim's holder.
+fn remove_old_temporary_files(out: &Path) {
+    let Ok(rd) = std::fs::read_dir(out) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old && e.file_name().to_string_lossy().starts_with(".scorerecon-") {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
@@ -330,16 +439,157 @@ mod tests {
             std::fs::write(dir.join("metrics.json"), r.to_json())?;
             Ok(r)
         };
-        let o = run_batch(&m, &out, true, run).unwrap();
+        let quiet = RunOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let o = run_batch(&m, &out, &quiet, run).unwrap();
         assert_eq!(o.finished, vec!["ok"]);
         assert_eq!(o.failed.len(), 1);
         assert!(!out.join("bad").exists(), "a failed job leaves no folder");
         assert!(out.join("bad.error.txt").exists());
-        let o2 = run_batch(&m, &out, true, run).unwrap();
+        let o2 = run_batch(&m, &out, &quiet, run).unwrap();
         assert_eq!(o2.skipped, vec!["ok"]);
         assert_eq!(*calls.borrow(), vec!["ok", "bad", "bad"]);
         let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
         assert!(csv.contains("ok,done,fbp,20,0.5"));
         assert!(csv.contains("bad,failed"));
+    }
+
+    /// A job that writes a report after `ms` milliseconds.
+    fn slow_job(job: &BatchJob, dir: &Path, ms: u64) -> Result<JobReport> {
+        std::fs::write(dir.join("partial.txt"), &job.name)?;
+        std::thread::sleep(Duration::from_millis(ms));
+        let r = JobReport::new("t", "ct", &job.name, serde_json::json!({}));
+        std::fs::write(dir.join("metrics.json"), r.to_json())?;
+        Ok(r)
+    }
+
+    fn quiet(shard: Shard) -> RunOptions {
+        RunOptions {
+            shard,
+            quiet: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shards_share_a_folder_and_run_every_job_once() {
+        let d = tempfile::tempdir().unwrap();
+        let body: String = (0..7)
+            .map(|k| format!("  - {{input: s{k}.nii}}\n"))
+            .collect();
+        let m = load_manifest(&manifest(d.path(), &format!("jobs:\n{body}"))).unwrap();
+        let out = d.path().join("out");
+        let calls = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for i in 0..3 {
+                let (m, out, calls) = (&m, &out, &calls);
+                s.spawn(move || {
+                    run_batch(m, out, &quiet(Shard::new(i, 3).unwrap()), |job, dir| {
+                        calls.lock().unwrap().push((i, job.name.clone()));
+                        slow_job(job, dir, 20)
+                    })
+                    .unwrap()
+                });
+            }
+        });
+        let mut calls = calls.into_inner().unwrap();
+        calls.sort_by(|a, b| a.1.cmp(&b.1));
+        let expected: Vec<(usize, String)> = (0..7).map(|k| (k % 3, format!("s{k}"))).collect();
+        assert_eq!(calls, expected);
+        for k in 0..7 {
+            assert!(out.join(format!("s{k}/metrics.json")).exists());
+            assert!(
+                !out.join(format!("s{k}.claim")).exists(),
+                "claim left behind"
+            );
+        }
+    }
+
+    #[test]
+    fn two_runs_given_the_same_jobs_share_them_without_corrupting_any() {
+        // Two whole-manifest runs at once on one folder (a batch started twice by mistake):
+        // each job runs once, in one of them, and every folder is whole.
+        let d = tempfile::tempdir().unwrap();
+        let body: String = (0..6)
+            .map(|k| format!("  - {{input: s{k}.nii}}\n"))
+            .collect();
+        let m = load_manifest(&manifest(d.path(), &format!("jobs:\n{body}"))).unwrap();
+        let out = d.path().join("out");
+        let calls = std::sync::Mutex::new(Vec::new());
+        let outcomes: Vec<BatchOutcome> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (m, out, calls) = (&m, &out, &calls);
+                    s.spawn(move || {
+                        run_batch(m, out, &quiet(Shard::ALL), |job, dir| {
+                            calls.lock().unwrap().push(job.name.clone());
+                            slow_job(job, dir, 50)
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut calls = calls.into_inner().unwrap();
+        calls.sort();
+        assert_eq!(calls, (0..6).map(|k| format!("s{k}")).collect::<Vec<_>>());
+        let finished: usize = outcomes.iter().map(|o| o.finished.len()).sum();
+        assert_eq!(finished, 6);
+        assert!(outcomes.iter().all(|o| o.failed.is_empty()));
+        for k in 0..6 {
+            let dir = out.join(format!("s{k}"));
+            assert_eq!(
+                std::fs::read_to_string(dir.join("partial.txt")).unwrap(),
+                format!("s{k}")
+            );
+            assert!(dir.join("metrics.json").exists());
+        }
+    }
+
+    #[test]
+    fn a_crashed_runs_claim_and_staging_are_recovered() {
+        let d = tempfile::tempdir().unwrap();
+        let m = load_manifest(&manifest(
+            d.path(),
+            "jobs:\n  - {input: a.nii}\n  - {input: b.nii}\n",
+        ))
+        .unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        // What `kill -9` during job a leaves: its claim (a process that has ended) and the
+        // half-written staging folder.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let mut dead = Claimant::current();
+        dead.pid_start = claim::process_start(pid);
+        child.wait().unwrap();
+        dead.pid = pid;
+        dead.token = "crashed".into();
+        std::fs::write(claim::path(&out, "a"), serde_json::to_vec(&dead).unwrap()).unwrap();
+        let staging = out.join(".scorerecon-a.Ab3dE6");
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("score.nii.gz"), b"half").unwrap();
+        // A live claim on b (this process, another claimant) is left alone.
+        let live = Claimant::current();
+        std::fs::write(claim::path(&out, "b"), serde_json::to_vec(&live).unwrap()).unwrap();
+        let o = run_batch(&m, &out, &quiet(Shard::ALL), |job, dir| {
+            slow_job(job, dir, 1)
+        })
+        .unwrap();
+        assert_eq!(o.finished, vec!["a"]);
+        assert_eq!(o.busy.len(), 1);
+        assert_eq!(o.busy[0].0, "b");
+        assert!(o.busy[0].1.contains(&format!("pid {}", std::process::id())));
+        assert!(
+            !staging.exists(),
+            "the crashed run's staging folder is gone"
+        );
+        assert!(out.join("a/metrics.json").exists());
+        assert!(!claim::path(&out, "a").exists());
+        assert!(claim::path(&out, "b").exists());
+        assert!(!out.join("b").exists());
     }
 }
