@@ -5,7 +5,10 @@
 //!   place), so `kill -9` at any moment loses nothing already finished and leaves no half-written job;
 //! - a rerun skips jobs whose folder exists and redoes the rest;
 //! - a failing job is recorded (`OUT/<name>.error.txt` and the summary) and the batch goes on;
-//! - `OUT/summary.csv` and `OUT/summary.html` give mean +- std per method over finished jobs.
+//! - `OUT/summary.csv` and `OUT/summary.html` give mean +- std per method over finished jobs;
+//! - several processes may share `OUT` (`--shard I/N`, Slurm array tasks: `shard`, `slurm`): each
+//!   job is claimed before it runs (`claim`), a claim of a process that died is taken over, and a
+//!   job folder never replaces another, so a job run twice by mistake still ends whole, once.
 //!
 //! Manifest:
 //! ```yaml
@@ -591,5 +594,30 @@ mod tests {
         assert!(!claim::path(&out, "a").exists());
         assert!(claim::path(&out, "b").exists());
         assert!(!out.join("b").exists());
+    }
+
+    #[test]
+    fn a_job_finished_meanwhile_elsewhere_keeps_the_first_folder() {
+        // Another process (one whose claim was taken over while it still ran) puts the job's
+        // folder in place while this run samples: this run's copy is discarded, theirs stands.
+        let d = tempfile::tempdir().unwrap();
+        let m = load_manifest(&manifest(d.path(), "jobs:\n  - {input: a.nii}\n")).unwrap();
+        let out = d.path().join("out");
+        let o = run_batch(&m, &out, &quiet(Shard::ALL), |job, dir| {
+            let theirs = dir.parent().unwrap().join(&job.name);
+            std::fs::create_dir(&theirs)?;
+            std::fs::write(theirs.join("metrics.json"), "theirs")?;
+            slow_job(job, dir, 1)
+        })
+        .unwrap();
+        assert_eq!(o.skipped, vec!["a"], "{o:?}");
+        assert!(o.finished.is_empty() && o.failed.is_empty(), "{o:?}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("a/metrics.json")).unwrap(),
+            "theirs"
+        );
+        assert!(!out.join("a/partial.txt").exists());
+        assert!(!out.join("a.error.txt").exists());
+        assert!(atomic::leftover_staging(&out.join("a")).is_empty());
     }
 }

@@ -67,7 +67,9 @@ where
         .with_context(|| format!("{}: cannot create a temporary folder", parent.display()))?;
     write(tmp.path())?;
     let staged = tmp.keep();
-    let old = if path.exists() {
+    // Without `force`, a folder that appeared meanwhile (another process finished the same
+    // job) is never replaced: the rename below fails on it, since it is not empty.
+    let old = if force && path.exists() {
         let aside = parent.join(format!(".scorerecon-old-{}", uuid::Uuid::new_v4()));
         std::fs::rename(path, &aside)
             .with_context(|| format!("{}: cannot move the old folder aside", path.display()))?;
@@ -80,6 +82,12 @@ where
             let _ = std::fs::rename(aside, path);
         }
         let _ = std::fs::remove_dir_all(&staged);
+        if !force && path.exists() {
+            bail!(
+                "{}: appeared while this was being written, and is kept as it is",
+                path.display()
+            );
+        }
         return Err(e).with_context(|| {
             format!(
                 "{}: cannot move the finished folder into place",
@@ -200,6 +208,24 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    #[test]
+    fn a_folder_that_appears_meanwhile_is_not_replaced_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("job");
+        let r = write_dir(&p, false, |t| {
+            std::fs::create_dir(&p)?;
+            std::fs::write(p.join("theirs"), b"x")?;
+            Ok(std::fs::write(t.join("ours"), b"y")?)
+        });
+        assert!(r.unwrap_err().to_string().contains("appeared"));
+        assert!(p.join("theirs").exists() && !p.join("ours").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "staging left"
+        );
     }
 
     #[test]
