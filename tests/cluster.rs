@@ -1,8 +1,9 @@
 //! Batches past one machine: `scorerecon batch --shard`, `--status`, `--summary` and `--slurm`
 //! against a real Slurm (Debian's slurm-wlm and munge, installed by scripts/setup.sh): the test
 //! starts munged, slurmctld and slurmd on localhost from a generated slurm.conf in a temporary
-//! folder, submits through sbatch, cancels a task with scancel, and stops every daemon (and any
-//! job process left) when it ends, whether it passed or failed.
+//! folder, submits through sbatch, cancels a task with scancel and requeues one with scontrol
+//! (what preemption does), and stops every daemon (and any job process left) when it ends,
+//! whether it passed or failed. It takes about a minute, most of it the jobs themselves.
 
 mod common;
 
@@ -472,7 +473,7 @@ fn status(s: &Study, out: &Path) -> String {
 }
 
 #[test]
-fn a_slurm_array_runs_every_job_once_and_a_resubmission_redoes_only_the_cancelled_one() {
+fn a_slurm_array_runs_every_job_once_and_resumes_after_scancel_and_requeue() {
     let t0 = Instant::now();
     let s = study();
     let cluster = LocalSlurm::start();
@@ -628,6 +629,79 @@ fn a_slurm_array_runs_every_job_once_and_a_resubmission_redoes_only_the_cancelle
         "{summary_log}"
     );
     assert!(status(&s, &out).starts_with("6 jobs: 6 done"));
+
+    // 4. Preemption: Slurm requeues task 1 while it samples "slow" (`scontrol requeue`, what
+    // PreemptMode=REQUEUE does). The same task runs again, under the same job id with
+    // SLURM_RESTART_COUNT 1, appending to its log: it skips s1 and redoes slow at once.
+    let out = s.root.join("out3");
+    let logs = out.join("slurm");
+    let (array, summary) = submit(&cluster, &s, &out);
+    wait_for(
+        "task 1 to start job slow",
+        Duration::from_secs(120),
+        || out.join("slow.claim").exists(),
+        || read_logs(&logs),
+    );
+    let task = format!("{array}_1");
+    let (ok, _, e) = out_of(cluster.cmd("scontrol").args(["requeue", &task]));
+    assert!(ok, "scontrol requeue: {e}");
+    // A requeued job waits for a begin time Slurm sets (minutes): set it to now, again for as
+    // long as a job of ours waits on it (an update made while the task was being requeued does
+    // not hold).
+    wait_for(
+        "the requeued task to run again",
+        Duration::from_secs(60),
+        || {
+            let (_, q, _) = out_of(cluster.cmd("squeue").args(["-h", "-o", "%i %T %r"]));
+            for line in q.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() == 3 && f[1] == "PENDING" && f[2] == "BeginTime" {
+                    let _ = out_of(cluster.cmd("scontrol").args([
+                        "update",
+                        &format!("jobid={}", f[0]),
+                        "StartTime=now",
+                    ]));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            // The task's second run has claimed slow (or already finished it).
+            let claim = std::fs::read_to_string(out.join("slow.claim")).unwrap_or_default();
+            claim.contains("\"slurm_restart\": 1") || out.join("slow/metrics.json").exists()
+        },
+        || {
+            format!(
+                "{:?}\n{}\n{}",
+                cluster.queue(),
+                read_logs(&logs),
+                cluster.logs()
+            )
+        },
+    );
+    cluster.wait_idle(
+        "the requeued array and its summary job",
+        Duration::from_secs(150),
+        &logs,
+    );
+    let text = std::fs::read_to_string(logs.join(format!("{task}.out"))).unwrap();
+    let started = logged(&logs, &array, "started");
+    assert_eq!(started[&1], vec!["s1", "slow", "slow"], "{text}");
+    assert_eq!(
+        logged(&logs, &array, "already done")[&1],
+        vec!["s1"],
+        "{text}"
+    );
+    let took = logged(&logs, &array, "took over the stale claim");
+    assert_eq!(took[&1], vec!["slow"], "{text}");
+    assert!(
+        text.contains("Slurm requeued job") && text.contains("(restart 0 -> 1)"),
+        "{text}"
+    );
+    assert_no_half_written(&out);
+    let summary_log = std::fs::read_to_string(logs.join(format!("{summary}-summary.out"))).unwrap();
+    assert!(
+        summary_log.contains("6 jobs: 6 done, 0 failed"),
+        "the summary ran before the requeued task ended:\n{summary_log}"
+    );
     drop(cluster);
     eprintln!("slurm test took {:.1} s", t0.elapsed().as_secs_f64());
 }
