@@ -255,6 +255,27 @@ fn publish(path: &Path, record: &[u8]) -> Result<bool> {
     match std::fs::hard_link(tmp.path(), path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        // A file system without hard links (some FUSE and SMB mounts): O_EXCL creation is
+        // atomic too, only a reader may then see the claim before its record (a claim it cannot
+        // read, judged by its age).
+        Err(e) if e.kind() == ErrorKind::Unsupported || e.kind() == ErrorKind::PermissionDenied => {
+            match std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(record)
+                        .with_context(|| format!("{}: cannot write the claim", path.display()))?;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => {
+                    Err(e).with_context(|| format!("{}: cannot create the claim", path.display()))
+                }
+            }
+        }
         Err(e) => Err(e).with_context(|| format!("{}: cannot create the claim", path.display())),
     }
 }
