@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: the project-local Python environment that carries
 # libtorch (PyPI torch==2.11.0) and the independent reference software the tests call
-# (numpy, scikit-image, pydicom, nibabel, pynrrd; dciodvfy from Debian's dicom3tools), and the real scans the tests and the demo read.
+# (numpy, scikit-image, pydicom, nibabel, pynrrd; dciodvfy from Debian's dicom3tools; Slurm and munge
+# from Debian for the cluster test), and the real scans the tests and the demo read.
 # A second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,5 +124,17 @@ if ! command -v dcm2niix >/dev/null 2>&1 && [ ! -x "$CACHE/dcm2niix/usr/bin/dcm2
     && for d in "$tmp"/*.deb; do dpkg-deb -x "$d" "$CACHE/dcm2niix" || exit 1; done \
     || { echo "setup: error: could not fetch dcm2niix (apt-get download $pkgs)" >&2; rm -rf "$tmp"; exit 1; }
   rm -rf "$tmp"
+fi
+# Slurm and munge (Debian's slurm-wlm, munge) for tests/cluster.rs, which starts a single-node
+# cluster of its own (munged, slurmctld, slurmd on localhost, generated slurm.conf in a temporary
+# folder) and stops it; nothing is configured or started here. The daemons are real programs
+# that must be installed (they cannot run from an unpacked cache), so this needs root or sudo.
+if [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmd ] || [ ! -x /usr/sbin/munged ] || ! command -v sbatch >/dev/null 2>&1; then
+  echo "setup: installing slurm-wlm and munge (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+  { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 \
+    || { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null; }; } \
+    || { echo "setup: error: could not install slurm-wlm and munge (apt-get install slurm-wlm munge, as root)" >&2; exit 1; }
 fi
 echo "setup: ready ($VENV, $CACHE)"

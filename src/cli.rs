@@ -138,6 +138,17 @@ fn one_line(text: &str) -> String {
         .next()
         .unwrap_or("error: bad arguments")
         .to_string();
+    // "the following required arguments were not provided:" lists them on the lines below.
+    if line.ends_with(':') {
+        let listed: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with(char::is_whitespace) && !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        line.push(' ');
+        line.push_str(&listed.join(", "));
+    }
     if let Some(values) = text.lines().find(|l| l.contains("[possible values:")) {
         line.push(' ');
         line.push_str(values.trim());

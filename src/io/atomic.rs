@@ -61,12 +61,15 @@ where
     std::fs::create_dir_all(&parent)
         .with_context(|| format!("{}: cannot create folder", parent.display()))?;
     let tmp = tempfile::Builder::new()
-        .prefix(".scorerecon-")
+        .prefix(&staging_prefix(path))
+        .rand_bytes(STAGING_RANDOM_CHARS)
         .tempdir_in(&parent)
         .with_context(|| format!("{}: cannot create a temporary folder", parent.display()))?;
     write(tmp.path())?;
     let staged = tmp.keep();
-    let old = if path.exists() {
+    // Without `force`, a folder that appeared meanwhile (another process finished the same
+    // job) is never replaced: the rename below fails on it, since it is not empty.
+    let old = if force && path.exists() {
         let aside = parent.join(format!(".scorerecon-old-{}", uuid::Uuid::new_v4()));
         std::fs::rename(path, &aside)
             .with_context(|| format!("{}: cannot move the old folder aside", path.display()))?;
@@ -79,6 +82,12 @@ where
             let _ = std::fs::rename(aside, path);
         }
         let _ = std::fs::remove_dir_all(&staged);
+        if !force && path.exists() {
+            bail!(
+                "{}: appeared while this was being written, and is kept as it is",
+                path.display()
+            );
+        }
         return Err(e).with_context(|| {
             format!(
                 "{}: cannot move the finished folder into place",
@@ -90,6 +99,40 @@ where
         let _ = std::fs::remove_dir_all(aside);
     }
     Ok(())
+}
+
+/// A staging folder is named `.scorerecon-<final name>.` and this many random characters, so a
+/// killed writer's leftovers can be told apart per target ([`leftover_staging`]).
+const STAGING_RANDOM_CHARS: usize = 6;
+
+fn staging_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    format!(".scorerecon-{name}.")
+}
+
+/// The staging folders [`write_dir`] left for `path` when it was killed before renaming. Only
+/// for a caller that knows no writer of `path` is alive (a batch that holds the job's claim):
+/// a live writer's staging folder looks the same.
+pub fn leftover_staging(path: &Path) -> Vec<PathBuf> {
+    let prefix = staging_prefix(path);
+    let Ok(entries) = std::fs::read_dir(parent_dir(path)) else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            // Exactly the prefix and the random part: job `a`'s pattern does not match `a.b`'s.
+            n.len() == prefix.len() + STAGING_RANDOM_CHARS
+                && n.starts_with(&prefix)
+                && !n[prefix.len()..].contains('.')
+                && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -144,6 +187,45 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"one");
         write_file(&p, true, |t| Ok(std::fs::write(t, b"two")?)).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
+    }
+
+    #[test]
+    fn leftovers_are_found_per_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        // What a writer killed before its rename leaves, beside other targets' leftovers.
+        let left = dir.path().join(".scorerecon-a.Xy12Z9");
+        std::fs::create_dir(&left).unwrap();
+        std::fs::create_dir(dir.path().join(".scorerecon-a.b.Xy12Z9")).unwrap();
+        std::fs::create_dir(dir.path().join(".scorerecon-ab.Xy12Z9")).unwrap();
+        assert_eq!(leftover_staging(&a), vec![left]);
+        // A real staging folder matches the pattern while it exists.
+        write_dir(&dir.path().join("b"), false, |t| {
+            assert_eq!(
+                leftover_staging(&dir.path().join("b")),
+                vec![t.to_path_buf()]
+            );
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_folder_that_appears_meanwhile_is_not_replaced_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("job");
+        let r = write_dir(&p, false, |t| {
+            std::fs::create_dir(&p)?;
+            std::fs::write(p.join("theirs"), b"x")?;
+            Ok(std::fs::write(t.join("ours"), b"y")?)
+        });
+        assert!(r.unwrap_err().to_string().contains("appeared"));
+        assert!(p.join("theirs").exists() && !p.join("ours").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "staging left"
+        );
     }
 
     #[test]
