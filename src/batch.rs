@@ -172,7 +172,9 @@ where
             bar.inc(1);
             continue;
         }
-        let result = atomic::write_dir(&dir, false, |staging| run(job, staging).map(|_| ()));
+        let result = job_input(job)
+            .map_or(Ok(()), |input| atomic::check_not_input(&dir, &[input]))
+            .and_then(|()| atomic::write_dir(&dir, false, |staging| run(job, staging).map(|_| ())));
         match result {
             Ok(()) => {
                 let _ = std::fs::remove_file(&err_file);
@@ -195,6 +197,14 @@ where
     Ok(outcome)
 }
 
+/// A job's input path, which its output folder may not hold.
+fn job_input(job: &BatchJob) -> Option<&Path> {
+    job.spec
+        .get("input")
+        .and_then(|v| v.as_str())
+        .map(Path::new)
+}
+
 /// Staging folders of a batch killed mid-job: ours by name, never a user's file.
 fn remove_stale_staging(out: &Path) {
     if let Ok(rd) = std::fs::read_dir(out) {
@@ -206,6 +216,9 @@ fn remove_stale_staging(out: &Path) {
         }
     }
 }
+
+/// What a summary row holds for a job a killed batch never reached (not a failure).
+pub const NOT_RUN: &str = "not run yet";
 
 /// `summary.csv` (one row per job and method) and `summary.html` (mean +- std per method).
 pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
@@ -224,17 +237,18 @@ pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
         } else if let Ok(text) = std::fs::read_to_string(&e) {
             rows.push((job.name.clone(), Err(text.trim().to_string())));
         } else {
-            rows.push((job.name.clone(), Err("not run yet".into())));
+            rows.push((job.name.clone(), Err(NOT_RUN.into())));
         }
     }
-    let mut csv = String::from("job,status,method,psnr,ssim,nrmse,residual,seconds\n");
+    // One width for every row: a failed job's message is the last column, empty for done ones.
+    let mut csv = String::from("job,status,method,psnr,ssim,nrmse,residual,seconds,message\n");
     let f = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for (name, r) in &rows {
         match r {
             Ok(r) => {
                 for (m, v) in &r.methods {
                     csv.push_str(&format!(
-                        "{name},done,{m},{},{},{},{},{}\n",
+                        "{name},done,{m},{},{},{},{},{},\n",
                         f(v.psnr),
                         f(v.ssim),
                         f(v.nrmse),
@@ -243,9 +257,10 @@ pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
                     ));
                 }
             }
+            Err(e) if e == NOT_RUN => csv.push_str(&format!("{name},not run,,,,,,,\n")),
             Err(e) => csv.push_str(&format!(
                 "{name},failed,,,,,,,\"{}\"\n",
-                e.replace('"', "'")
+                e.replace('"', "'").replace('\n', " ")
             )),
         }
     }

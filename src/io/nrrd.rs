@@ -1212,6 +1212,13 @@ fn decode_ascii(path: &Path, h: &Header, text: &[u8], n: usize) -> Result<Vec<f3
 
 /// Read a NRRD file (`.nrrd`, or a detached `.nhdr`) into a volume; voxels equal pynrrd's array
 /// cast to f32, in the file's axis order (first axis fastest, as `i`).
+/// The header and geometry checks of `read`, without the data: what a command runs before it
+/// loads a model.
+pub fn check_header(path: &Path) -> Result<()> {
+    let h = parse_header(path)?;
+    geometry(path, &h).map(|_| ())
+}
+
 pub fn read(path: &Path) -> Result<Volume> {
     let h = parse_header(path)?;
     let Geometry {
