@@ -540,6 +540,13 @@ impl JobSpec {
                     "--metal-threshold {}: not a number",
                     self.metal_threshold
                 );
+                // Metal lies above bone (~2000 HU); no CT value, extended scale included, lies
+                // outside (0, 65535] HU, so such a threshold could only fail after the work.
+                require!(
+                    self.metal_threshold > 0.0 && self.metal_threshold <= 65535.0,
+                    "--metal-threshold {}: no CT value can reach it; give a threshold in HU in (0, 65535], above bone (e.g. 3000)",
+                    self.metal_threshold
+                );
             }
             Task::Mri => {
                 require!(

@@ -962,13 +962,15 @@ fn geometry(path: &Path, h: &Header) -> Result<Geometry> {
         }
         _ => {
             for (a, col) in cols.iter_mut().enumerate().take(n_spatial) {
-                let s = h
-                    .spacings
-                    .as_ref()
-                    .map(|s| s[a])
-                    .filter(|s| s.is_finite() && *s != 0.0)
-                    .unwrap_or(1.0);
-                col[a] = s;
+                let given = h.spacings.as_ref().map(|s| s[a]);
+                // NaN is NRRD's "unknown" (taken as 1); zero or infinite is a damaged header.
+                if let Some(s) = given.filter(|s| *s == 0.0 || s.is_infinite()) {
+                    bail!(
+                        "{}: spacings: axis {a} has spacing {s}: a voxel needs a non-zero, finite size; fix the header",
+                        path.display()
+                    );
+                }
+                col[a] = given.filter(|s| s.is_finite()).unwrap_or(1.0);
             }
             notes.push(
                 "no space directions: axes taken along RAS+ x, y, z with the spacings, origin 0 (the file does not say where the patient is)"

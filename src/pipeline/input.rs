@@ -115,8 +115,7 @@ pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
         &ReadOptions {
             series_uid: spec.series.clone(),
         },
-    )
-    .with_context(|| format!("{}: cannot read the input", spec.input.display()))?;
+    )?;
     if spec.anonymise {
         vol.provenance.anonymise();
     }
