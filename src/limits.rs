@@ -22,7 +22,8 @@ pub fn memory_bytes() -> f64 {
 /// needs exceed this machine's memory. f64 so that no product of typed sizes can overflow.
 pub fn check_memory(what: &str, bytes: f64) -> Result<()> {
     let have = memory_bytes();
-    if !(bytes <= have) {
+    // NaN counts as too much.
+    if bytes.is_nan() || bytes > have {
         bail!(
             "{what}: needs {} of memory, more than this machine's {}: choose a smaller value",
             human_bytes(bytes),

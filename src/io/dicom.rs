@@ -257,7 +257,7 @@ fn check_image_tags(file: &Path, obj: &InMemDicomObject) -> Result<()> {
     }
     if let Some(e) = obj.get(tags::NUMBER_OF_FRAMES) {
         let n = e.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok());
-        if !n.is_some_and(|n| n >= 1) {
+        if n.is_none_or(|n| n < 1) {
             bail!(
                 "{p}: NumberOfFrames {:?} must be a whole number of at least 1; the file is damaged",
                 e.to_str().map(|s| s.trim().to_string()).unwrap_or_default()

@@ -390,7 +390,7 @@ fn check_consistent(meta: &MeasurementMeta, data: &[f32], mask: &[f32]) -> Resul
         "the mask must hold only 0 and 1"
     );
     ensure!(
-        mask.iter().any(|&v| v == 1.0),
+        mask.contains(&1.0),
         "the mask is all zero: nothing was measured"
     );
     match (meta.modality, &meta.ct) {

@@ -80,10 +80,9 @@ pub fn read(path: &Path) -> Result<Volume> {
     let pixdim = |i: usize| header.pixdim[i] as f64;
     // Axes the image does not have keep a unit spacing; the ones it has were checked positive.
     let spacing = std::array::from_fn(|a| {
-        if a < ndim && a < 3 {
-            pixdim(a + 1)
-        } else if pixdim(a + 1).is_finite() && pixdim(a + 1) > 0.0 {
-            pixdim(a + 1)
+        let p = pixdim(a + 1);
+        if (a < ndim && a < 3) || (p.is_finite() && p > 0.0) {
+            p
         } else {
             1.0
         }
@@ -279,7 +278,7 @@ fn check_fields(path: &Path, h: &NiftiHeader) -> Result<(NiftiType, usize, Vec<u
         bail!(
             "{p}: the header disagrees with itself: datatype {} has {bits} bits per voxel, bitpix says {}; the file is damaged (rewrite it with nibabel, which sets bitpix from the datatype)",
             type_name(datatype),
-            h.bitpix as i16
+            h.bitpix
         );
     }
     let dim: Vec<i64> = h.dim.iter().map(|&d| d as i16 as i64).collect();
