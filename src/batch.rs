@@ -356,5 +356,69 @@ mod tests {
         let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
         assert!(csv.contains("ok,done,fbp,20,0.5"));
         assert!(csv.contains("bad,failed"));
+        assert_csv_rectangular(&csv);
+    }
+
+    /// Every row has the header's fields (a quoted message counts as one field).
+    fn assert_csv_rectangular(csv: &str) {
+        let fields = |line: &str| {
+            let mut n = 1;
+            let mut quoted = false;
+            for c in line.chars() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => n += 1,
+                    _ => {}
+                }
+            }
+            n
+        };
+        let mut lines = csv.lines();
+        let width = fields(lines.next().unwrap());
+        for l in lines {
+            assert_eq!(fields(l), width, "{l}\n{csv}");
+        }
+    }
+
+    #[test]
+    fn jobs_a_killed_batch_never_reached_are_not_failures() {
+        let d = tempfile::tempdir().unwrap();
+        let m = load_manifest(&manifest(
+            d.path(),
+            "defaults: {task: ct}\njobs:\n  - {name: a, input: a.nii.gz}\n  - {name: b, input: b.nii.gz}\n",
+        ))
+        .unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("a.error.txt"), "a.nii.gz: broken, \"really\"\n").unwrap();
+        write_summary(&m, &out).unwrap();
+        let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        assert!(csv.contains("a,failed,"), "{csv}");
+        assert!(csv.contains("b,not run,"), "{csv}");
+        assert!(!csv.contains("b,failed"), "{csv}");
+        assert_csv_rectangular(&csv);
+        let html = std::fs::read_to_string(out.join("summary.html")).unwrap();
+        assert!(html.contains("not run yet") && !html.contains("failed: not run yet"));
+    }
+
+    #[test]
+    fn a_job_output_may_not_hold_its_input() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir_all(out.join("scan")).unwrap();
+        let input = out.join("scan/in.nii.gz");
+        std::fs::write(&input, b"scan").unwrap();
+        let m = load_manifest(&manifest(
+            d.path(),
+            &format!(
+                "defaults: {{task: ct}}\njobs:\n  - {{name: scan, input: {}}}\n",
+                input.display()
+            ),
+        ))
+        .unwrap();
+        let o = run_batch(&m, &out, true, |_, _| bail!("must not run")).unwrap();
+        assert_eq!(o.failed.len(), 1);
+        assert!(o.failed[0].1.contains("holds the input"), "{:?}", o.failed);
+        assert_eq!(std::fs::read(&input).unwrap(), b"scan");
     }
 }

@@ -266,7 +266,9 @@ fn check_image_tags(file: &Path, obj: &InMemDicomObject) -> Result<()> {
     }
     // Present but unreadable, zero or not finite: refused rather than taken as the default
     // (a slope of "NaN" used to print as NaN and compute as 1).
-    let present = |t| text(obj, t).is_some();
+    // Only tags with their own VR (DS) are judged: a file that stores one as bytes (an
+    // implicit-VR oddity, e.g. pydicom's rtdose_rle.dcm) was read without it before, and is still.
+    let present = |t| text(obj, t).is_some() && obj.get(t).map(|e| e.vr()) == Some(VR::DS);
     for (tag, name) in [
         (tags::RESCALE_SLOPE, "RescaleSlope"),
         (tags::RESCALE_INTERCEPT, "RescaleIntercept"),
@@ -574,10 +576,11 @@ fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
             file.display()
         );
     }
-    // More than a padding byte to an even length plus less than a row: Rows, Columns or
-    // NumberOfFrames do not describe these pixels, and reading them would scramble the image.
-    let row_bytes = cols * bits / 8;
-    if got > expected + 1 && got - expected >= row_bytes.max(2) {
+    // A whole frame or more beyond what the tags need: Rows, Columns or NumberOfFrames do not
+    // describe these pixels, and reading them would scramble the image. Less is padding, which
+    // pydicom trims too (its MR_small_padded.dcm has a row of it).
+    let frame_bytes = rows * cols * bits / 8;
+    if frame_bytes > 0 && got >= expected + frame_bytes {
         bail!(
             "{}: Rows x Columns x NumberOfFrames ({rows} x {cols} x {frames}) of {bits}-bit pixels need {expected} bytes, but the pixel data hold {got}: the image size tags do not match the pixels; the file is damaged",
             file.display()

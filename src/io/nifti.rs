@@ -43,8 +43,9 @@ fn sizeof_hdr(path: &Path) -> Result<i32> {
     };
     r.map_err(|e| {
         anyhow!(
-            "{}: not a NIfTI file: cannot read its header: {e}",
-            path.display()
+            "{}: not a NIfTI file: cannot read its header: {}",
+            path.display(),
+            io_words(&e)
         )
     })?;
     let (le, be) = (i32::from_le_bytes(head), i32::from_be_bytes(head));
@@ -200,16 +201,16 @@ fn io_words(e: &std::io::Error) -> String {
 /// that needs no voxel data. Cheap: what a command checks before it loads a model.
 pub fn check_header(path: &Path) -> Result<()> {
     let (header, image) = read_header(path)?;
-    let (_, ndim, dims) = check_fields(path, &header)?;
+    let (_, _, dims) = check_fields(path, &header)?;
     let bytes = data_bytes(path, &header, &dims)?;
     let data_path = image.as_deref().unwrap_or(path);
+    let offset = vox_offset(data_path, &header, image.is_some())?;
     if !data_path.to_string_lossy().ends_with(".gz") {
         let len = std::fs::metadata(data_path)
             .with_context(|| format!("{}: cannot open", data_path.display()))?
             .len();
-        check_fits(data_path, &header, bytes, len, image.is_some())?;
+        check_fits(data_path, offset, bytes, len)?;
     }
-    let _ = ndim;
     Ok(())
 }
 
@@ -373,9 +374,8 @@ fn vox_offset(path: &Path, h: &NiftiHeader, pair: bool) -> Result<u64> {
     Ok(v as u64)
 }
 
-/// The data file of `len` bytes must hold `bytes` of voxels from vox_offset on.
-fn check_fits(data_path: &Path, h: &NiftiHeader, bytes: u64, len: u64, pair: bool) -> Result<()> {
-    let offset = vox_offset(data_path, h, pair)?;
+/// The data file of `len` bytes must hold `bytes` of voxels from `offset` (vox_offset) on.
+fn check_fits(data_path: &Path, offset: u64, bytes: u64, len: u64) -> Result<()> {
     if offset.saturating_add(bytes) > len {
         bail!(
             "{}: the file is {len} bytes, but its voxels start at byte {offset} (vox_offset) and the header's dims need {bytes} bytes: truncated, or the header is damaged",
@@ -397,7 +397,7 @@ pub fn read_raw(path: &Path) -> Result<RawNifti> {
     let offset = vox_offset(data_path, &header, pair)?;
     let (reader, len) = open_maybe_gz(data_path)?;
     if let Some(len) = len {
-        check_fits(data_path, &header, bytes, len, pair)?;
+        check_fits(data_path, offset, bytes, len)?;
     }
     let mut reader = reader;
     // A single file's stream is read from its start: skip the header and extensions too.

@@ -34,7 +34,8 @@ pub fn run_to_dir(spec: &JobSpec, out: &Path, force: bool) -> Result<JobReport> 
     atomic::write_dir(out, force, |dir| {
         report = Some(run_job(spec, dir)?);
         Ok(())
-    })?;
+    })
+    .map_err(|e| naming(&spec.input, e))?;
     Ok(report.expect("write_dir ran the job"))
 }
 
@@ -191,6 +192,17 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
         scrub_paths(spec, &input, dir)?;
     }
     Ok(report)
+}
+
+/// An error that does not name the job's input yet ("sampling diverged", a non-finite slice)
+/// gets it in front: every message a user sees says which file it is about.
+pub fn naming(input: &Path, e: anyhow::Error) -> anyhow::Error {
+    let name = input.display().to_string();
+    if format!("{e:#}").contains(&name) {
+        e
+    } else {
+        e.context(name)
+    }
 }
 
 /// What `--anonymise` writes where an input path would be.
