@@ -19,10 +19,10 @@ mkdir -p fuzz/corpus/{nifti,dicom,nrrd,measurement} fuzz/measurement
 cp "$work/ct/measurement.nii.gz" "$work/ct/measurement_mask.nii.gz" fuzz/measurement/
 # Uncompressed NIfTI only: the target writes its input as .nii (a gzip stream would stop the
 # mutations at the CRC).
-find data/cache "$work/bad" -name '*.nii' -size -512k -exec cp {} fuzz/corpus/nifti/ \; 2>/dev/null || true
-find data/cache "$work/bad" \( -name '*.dcm' -o -path '*pydicom/data/test_files/*' \) -type f -size -512k \
+find -L data/cache "$work/bad" -name '*.nii' -size -512k -exec cp {} fuzz/corpus/nifti/ \; 2>/dev/null || true
+find -L data/cache "$work/bad" \( -name '*.dcm' -o -path '*pydicom/data/test_files/*' \) -type f -size -512k \
     -exec cp {} fuzz/corpus/dicom/ \; 2>/dev/null || true
-find data/cache "$work/bad" -name '*.nrrd' -size -512k -exec cp {} fuzz/corpus/nrrd/ \; 2>/dev/null || true
+find -L data/cache "$work/bad" -name '*.nrrd' -size -512k -exec cp {} fuzz/corpus/nrrd/ \; 2>/dev/null || true
 find "$work" -name 'measurement.json' | while read -r f; do
     cp "$f" "fuzz/corpus/measurement/$(basename "$(dirname "$f")").json"
 done
