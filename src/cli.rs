@@ -116,7 +116,29 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    match run(cli) {
+    let subject = cli.command.subject();
+    // Last line of defence: a panic in a dependency (or here) becomes one line naming the input
+    // and exit status 1, not a backtrace and 101. Readers validate so that none should happen.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    std::panic::set_hook(default_hook);
+    let outcome = match outcome {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".into());
+            eprintln!(
+                "error: {subject}: internal error ({}): this is a bug in scorerecon, not in your input alone; please report it with the file",
+                what.replace('\n', " ")
+            );
+            return 1;
+        }
+    };
+    match outcome {
         Ok(()) => 0,
         Err(e) => {
             // `{:#}` joins the context chain on one line: "<file>: <what failed>: <why>".
@@ -154,6 +176,27 @@ fn one_line(text: &str) -> String {
         line.push_str(values.trim());
     }
     line + " (see --help)"
+}
+
+impl Command {
+    /// What the command works on, for a message that must name it: the input path (or the
+    /// manifest, the output folder).
+    fn subject(&self) -> String {
+        let p = |p: &std::path::Path| p.display().to_string();
+        match self {
+            Command::Info(a) => Some(p(&a.path)),
+            Command::Convert(a) => Some(p(&a.input)),
+            Command::Ct(a) => a.common.input.as_deref().map(p),
+            Command::Mri(a) => a.common.input.as_deref().map(p),
+            Command::Mar(a) => a.common.input.as_deref().map(p),
+            Command::Batch(a) => Some(p(&a.manifest)),
+            Command::Simulate(a) => a.input.as_deref().map(p),
+            Command::Train(a) => a.data.first().map(|d| p(d)),
+            Command::Demo(a) => Some(p(&a.out)),
+            Command::Calibrate(_) => None,
+        }
+        .unwrap_or_else(|| "scorerecon".into())
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

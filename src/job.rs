@@ -54,7 +54,7 @@ pub enum Task {
 }
 
 /// Settings every task has (`config` names a task config inside a manifest entry).
-const COMMON_KEYS: [&str; 22] = [
+const COMMON_KEYS: [&str; 23] = [
     "task",
     "config",
     "input",
@@ -77,6 +77,7 @@ const COMMON_KEYS: [&str; 22] = [
     "tv_weight",
     "fit",
     "quiet",
+    "anonymise",
 ];
 
 impl Task {
@@ -200,6 +201,10 @@ pub struct JobSpec {
     pub tv_weight: Option<f64>,
     pub fit: Fit,
     pub quiet: bool,
+    /// Leave patient tags out of derived DICOM and input paths out of metrics.json and the
+    /// reports (docs/user-guide.md, "Anonymised outputs").
+    #[serde(default)]
+    pub anonymise: bool,
 }
 
 impl Default for JobSpec {
@@ -237,6 +242,7 @@ impl Default for JobSpec {
             tv_weight: None,
             fit: Fit::Error,
             quiet: false,
+            anonymise: false,
         }
     }
 }
@@ -342,9 +348,32 @@ impl JobSpec {
             };
             m.insert(k.clone(), v);
         }
-        match serde_yaml_ng::from_value::<JobSpec>(base) {
+        match serde_yaml_ng::from_value::<JobSpec>(base.clone()) {
             Ok(spec) => Ok(spec),
-            Err(e) => refuse!("{origin}: invalid settings: {e}"),
+            Err(e) => {
+                // serde names the type but not the key: find the key whose value does not fit.
+                let defaults = serde_yaml_ng::to_value(Self::for_task(task))?;
+                let culprit = base.as_mapping().into_iter().flatten().find(|(k, v)| {
+                    let mut one = defaults.clone();
+                    if let Value::Mapping(d) = &mut one {
+                        d.insert((*k).clone(), (*v).clone());
+                    }
+                    serde_yaml_ng::from_value::<JobSpec>(one).is_err()
+                });
+                match culprit {
+                    Some((k, v)) => refuse!(
+                        "{origin}: `{}: {}`: {}; see docs/user-guide.md for the key's values",
+                        k.as_str().unwrap_or("?"),
+                        serde_yaml_ng::to_string(v).unwrap_or_default().trim(),
+                        // Rust's type names mean nothing to a user.
+                        e.to_string()
+                            .replace("expected usize", "expected a whole number >= 0")
+                            .replace("expected u64", "expected a whole number >= 0")
+                            .replace("expected f64", "expected a number")
+                    ),
+                    None => refuse!("{origin}: invalid settings: {e}"),
+                }
+            }
         }
     }
 
@@ -455,12 +484,30 @@ impl JobSpec {
                     .join(", ")
             );
         }
+        // Typed counts against the memory they need, at the smallest prior grid (64 x 64): what
+        // no machine holds is refused now, with the number, not as an abort in the allocator.
+        let side = 64.0f64;
+        if let Err(e) = crate::limits::check_memory(
+            &format!(
+                "--samples {} x --batch-size {}",
+                self.samples, self.batch_size
+            ),
+            self.samples as f64 * self.batch_size as f64 * side * side * 4.0 * 8.0,
+        ) {
+            refuse!("{e:#}");
+        }
         match self.task {
             Task::Ct | Task::Mar => {
                 require!(
                     self.full_views >= 1,
                     "--full-views 0: the full angle set needs at least one view"
                 );
+                if let Err(e) = crate::limits::check_memory(
+                    &format!("--full-views {}", self.full_views),
+                    self.full_views as f64 * (side * std::f64::consts::SQRT_2).ceil() * 4.0 * 16.0,
+                ) {
+                    refuse!("{e:#}");
+                }
                 if let Some(p) = self.photons {
                     require!(
                         p.is_finite() && p >= 1.0,
@@ -491,6 +538,13 @@ impl JobSpec {
                 require!(
                     self.metal_threshold.is_finite(),
                     "--metal-threshold {}: not a number",
+                    self.metal_threshold
+                );
+                // Metal lies above bone (~2000 HU); no CT value, extended scale included, lies
+                // outside (0, 65535] HU, so such a threshold could only fail after the work.
+                require!(
+                    self.metal_threshold > 0.0 && self.metal_threshold <= 65535.0,
+                    "--metal-threshold {}: no CT value can reach it; give a threshold in HU in (0, 65535], above bone (e.g. 3000)",
                     self.metal_threshold
                 );
             }

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod demo;
 pub mod io;
 pub mod job;
+pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod ops;

@@ -90,6 +90,18 @@ pub struct Provenance {
     pub source_instances: Vec<SourceInstance>,
 }
 
+impl Provenance {
+    /// Drop what identifies the patient: the patient tags a derived DICOM series would carry
+    /// (`io::dicom::PATIENT_TAGS`) and the paths of the files read (which often hold a name).
+    pub fn anonymise(&mut self) {
+        self.carried_tags
+            .retain(|(key, _, _)| !crate::io::dicom::PATIENT_TAGS.contains(&key.as_str()));
+        self.source_files.clear();
+        self.history =
+            vec!["read from an input (anonymised: paths and patient tags removed)".into()];
+    }
+}
+
 /// One source DICOM image: its SOP Class and Instance UIDs, and its frame (1-based) in a
 /// multi-frame object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -258,7 +258,9 @@ where
         }
         bar.println(format!("job {}: started", job.name));
         let t0 = std::time::Instant::now();
-        let result = atomic::write_dir(&dir, false, |staging| run(job, staging).map(|_| ()));
+        let result = job_input(job)
+            .map_or(Ok(()), |input| atomic::check_not_input(&dir, &[input]))
+            .and_then(|()| atomic::write_dir(&dir, false, |staging| run(job, staging).map(|_| ())));
         let err_file = out.join(format!("{}.error.txt", job.name));
         match result {
             Ok(()) => {
@@ -319,6 +321,17 @@ fn remove_old_temporary_files(out: &Path) {
     }
 }
 
+/// A job's input path, which its output folder may not hold.
+fn job_input(job: &BatchJob) -> Option<&Path> {
+    job.spec
+        .get("input")
+        .and_then(|v| v.as_str())
+        .map(Path::new)
+}
+
+/// What a summary row holds for a job a killed batch never reached (not a failure).
+pub const NOT_RUN: &str = "not run yet";
+
 /// `summary.csv` (one row per job and method) and `summary.html` (mean +- std per method).
 pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
     let mut rows: Vec<(String, std::result::Result<JobReport, String>)> = Vec::new();
@@ -336,17 +349,18 @@ pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
         } else if let Ok(text) = std::fs::read_to_string(&e) {
             rows.push((job.name.clone(), Err(text.trim().to_string())));
         } else {
-            rows.push((job.name.clone(), Err("not run yet".into())));
+            rows.push((job.name.clone(), Err(NOT_RUN.into())));
         }
     }
-    let mut csv = String::from("job,status,method,psnr,ssim,nrmse,residual,seconds\n");
+    // One width for every row: a failed job's message is the last column, empty for done ones.
+    let mut csv = String::from("job,status,method,psnr,ssim,nrmse,residual,seconds,message\n");
     let f = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for (name, r) in &rows {
         match r {
             Ok(r) => {
                 for (m, v) in &r.methods {
                     csv.push_str(&format!(
-                        "{name},done,{m},{},{},{},{},{}\n",
+                        "{name},done,{m},{},{},{},{},{},\n",
                         f(v.psnr),
                         f(v.ssim),
                         f(v.nrmse),
@@ -355,9 +369,10 @@ pub fn write_summary(manifest: &Manifest, out: &Path) -> Result<()> {
                     ));
                 }
             }
+            Err(e) if e == NOT_RUN => csv.push_str(&format!("{name},not run,,,,,,,\n")),
             Err(e) => csv.push_str(&format!(
                 "{name},failed,,,,,,,\"{}\"\n",
-                e.replace('"', "'")
+                e.replace('"', "'").replace('\n', " ")
             )),
         }
     }
@@ -457,6 +472,70 @@ mod tests {
         let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
         assert!(csv.contains("ok,done,fbp,20,0.5"));
         assert!(csv.contains("bad,failed"));
+        assert_csv_rectangular(&csv);
+    }
+
+    /// Every row has the header's fields (a quoted message counts as one field).
+    fn assert_csv_rectangular(csv: &str) {
+        let fields = |line: &str| {
+            let mut n = 1;
+            let mut quoted = false;
+            for c in line.chars() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => n += 1,
+                    _ => {}
+                }
+            }
+            n
+        };
+        let mut lines = csv.lines();
+        let width = fields(lines.next().unwrap());
+        for l in lines {
+            assert_eq!(fields(l), width, "{l}\n{csv}");
+        }
+    }
+
+    #[test]
+    fn jobs_a_killed_batch_never_reached_are_not_failures() {
+        let d = tempfile::tempdir().unwrap();
+        let m = load_manifest(&manifest(
+            d.path(),
+            "defaults: {task: ct}\njobs:\n  - {name: a, input: a.nii.gz}\n  - {name: b, input: b.nii.gz}\n",
+        ))
+        .unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("a.error.txt"), "a.nii.gz: broken, \"really\"\n").unwrap();
+        write_summary(&m, &out).unwrap();
+        let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        assert!(csv.contains("a,failed,"), "{csv}");
+        assert!(csv.contains("b,not run,"), "{csv}");
+        assert!(!csv.contains("b,failed"), "{csv}");
+        assert_csv_rectangular(&csv);
+        let html = std::fs::read_to_string(out.join("summary.html")).unwrap();
+        assert!(html.contains("not run yet") && !html.contains("failed: not run yet"));
+    }
+
+    #[test]
+    fn a_job_output_may_not_hold_its_input() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir_all(out.join("scan")).unwrap();
+        let input = out.join("scan/in.nii.gz");
+        std::fs::write(&input, b"scan").unwrap();
+        let m = load_manifest(&manifest(
+            d.path(),
+            &format!(
+                "defaults: {{task: ct}}\njobs:\n  - {{name: scan, input: {}}}\n",
+                input.display()
+            ),
+        ))
+        .unwrap();
+        let o = run_batch(&m, &out, &quiet(Shard::ALL), |_, _| bail!("must not run")).unwrap();
+        assert_eq!(o.failed.len(), 1);
+        assert!(o.failed[0].1.contains("holds the input"), "{:?}", o.failed);
+        assert_eq!(std::fs::read(&input).unwrap(), b"scan");
     }
 
     /// A job that writes a report after `ms` milliseconds.

@@ -37,6 +37,10 @@ pub struct ConvertArgs {
     /// Series description (DICOM SeriesDescription, NIfTI descrip).
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
+    /// Leave the patient tags (name, ID, birth date, sex, age, accession number, referring
+    /// physician) out of a DICOM output, and the input path out of its derivation description.
+    #[arg(long)]
+    pub anonymise: bool,
     /// Replace an existing output.
     #[arg(long)]
     pub force: bool,
@@ -44,6 +48,7 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     // Refuse early, before the (possibly long) read: an existing output, an unknown format.
+    crate::io::atomic::check_not_input(&args.output, &[&args.input])?;
     crate::io::atomic::check_overwrite(&args.output, args.force)?;
     if args.format.is_none() && Format::from_path(&args.output).is_none() {
         anyhow::bail!(
@@ -60,12 +65,21 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     if let Some(m) = args.modality.or(args.ct.then_some(Modality::Ct)) {
         vol.modality = m;
     }
-    vol.provenance.history.push(format!(
-        "scorerecon {} convert {} -> {}",
-        crate::version(),
-        args.input.display(),
-        args.output.display()
-    ));
+    if args.anonymise {
+        vol.provenance.anonymise();
+    } else {
+        vol.provenance.history.push(format!(
+            "scorerecon {} convert {} -> {}",
+            crate::version(),
+            args.input.display(),
+            args.output.display()
+        ));
+    }
+    let source = match (&vol.provenance.series_instance_uid, args.anonymise) {
+        (Some(uid), _) => uid.clone(),
+        (None, true) => crate::pipeline::ANONYMISED.to_string(),
+        (None, false) => args.input.display().to_string(),
+    };
     let opts = WriteOptions {
         format: args.format,
         force: args.force,
@@ -73,12 +87,8 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
         slice: args.slice,
         series_description: args.description.clone(),
         derivation_description: Some(format!(
-            "scorerecon {} convert from {}",
-            crate::version(),
-            vol.provenance
-                .series_instance_uid
-                .clone()
-                .unwrap_or_else(|| args.input.display().to_string())
+            "scorerecon {} convert from {source}",
+            crate::version()
         )),
         ..Default::default()
     };

@@ -96,6 +96,10 @@ pub struct CommonArgs {
     /// No progress (bars on a terminal, timestamped lines otherwise).
     #[arg(long)]
     pub quiet: bool,
+    /// Leave the patient tags (name, ID, birth date, sex, age, accession number, referring
+    /// physician) out of derived DICOM, and input paths out of metrics.json and the reports.
+    #[arg(long)]
+    pub anonymise: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -207,6 +211,7 @@ impl CommonArgs {
         g.opt("tv_weight", &self.tv_weight);
         g.opt("fit", &self.fit);
         g.flag("quiet", self.quiet);
+        g.flag("anonymise", self.anonymise);
         if !self.baselines.is_empty() {
             let mut kinds = Vec::new();
             for b in self.baselines.iter().filter(|b| b.as_str() != "none") {
@@ -281,7 +286,13 @@ fn given<A: TaskArgs>(args: &A) -> Result<Mapping> {
 pub fn to_spec<A: TaskArgs>(args: &A) -> Result<JobSpec> {
     let common = args.common();
     let mut merged = match &common.config {
-        Some(p) => read_yaml_mapping(p, "config")?,
+        Some(p) => {
+            let config = read_yaml_mapping(p, "config")?;
+            // Every value the file holds must parse, also those a flag overrides: `steps: -5`
+            // is a mistake in the file whether or not `--steps` is given today.
+            JobSpec::from_yaml(Some(A::TASK), &config, &p.display().to_string())?;
+            config
+        }
         None => Mapping::new(),
     };
     merged.extend(given(args)?);

@@ -81,6 +81,7 @@ pub struct SimulateArgs {
 }
 
 pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
+    let input = a.input.clone();
     let done = files::run(&files::SimulateArgs {
         input: a.input,
         phantom: a.phantom,
@@ -104,6 +105,10 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         filter: a.filter,
         out: a.out,
         force: a.force,
+    })
+    .map_err(|e| match &input {
+        Some(p) => crate::pipeline::naming(p, e),
+        None => e,
     })?;
     println!("{done}");
     Ok(())

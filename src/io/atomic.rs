@@ -5,9 +5,15 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
+/// Whether anything sits at `path`, a dangling symlink or a symlink loop included (which
+/// `Path::exists` reports as absent, so they were replaced without `--force`).
+pub fn occupied(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}
+
 /// Refuse to touch an existing `path` unless `force`.
 pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
-    if path.exists() && !force {
+    if occupied(path) && !force {
         bail!(
             "{}: already exists; pass --force to overwrite it",
             path.display()
@@ -69,10 +75,14 @@ where
     let staged = tmp.keep();
     // Without `force`, a folder that appeared meanwhile (another process finished the same
     // job) is never replaced: the rename below fails on it, since it is not empty.
-    let old = if force && path.exists() {
+    let old = if force && occupied(path) {
         let aside = parent.join(format!(".scorerecon-old-{}", uuid::Uuid::new_v4()));
-        std::fs::rename(path, &aside)
-            .with_context(|| format!("{}: cannot move the old folder aside", path.display()))?;
+        std::fs::rename(path, &aside).with_context(|| {
+            format!(
+                "{}: cannot move the old output aside (check the folder's permissions)",
+                path.display()
+            )
+        })?;
         Some(aside)
     } else {
         None
@@ -96,7 +106,83 @@ where
         });
     }
     if let Some(aside) = old {
-        let _ = std::fs::remove_dir_all(aside);
+        remove_any(&aside).with_context(|| {
+            format!(
+                "{}: the new output is in place, but the old one could not be removed from {}; delete it by hand",
+                path.display(),
+                aside.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Remove a file, a symlink (not what it points to) or a whole folder: what `--force` replaced.
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    if path.symlink_metadata()?.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// `path` made absolute with every symlink resolved, also when `path` (or the end of it) does not
+/// exist yet: the longest existing prefix is canonicalised and the rest appended. A symlink loop
+/// is an error.
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current folder")?
+            .join(path)
+    };
+    let mut tail = Vec::new();
+    let mut head = abs.as_path();
+    loop {
+        match head.canonicalize() {
+            Ok(c) => {
+                return Ok(tail.iter().rev().fold(c, |p: PathBuf, t| p.join(t)));
+            }
+            Err(e) if occupied(head) => {
+                // It exists but cannot be resolved: a symlink loop or a link into nowhere.
+                bail!(
+                    "{}: cannot resolve this path ({e}); a symbolic link loop or a dangling link? Remove it or choose another name",
+                    head.display()
+                );
+            }
+            Err(_) => match (head.parent(), head.file_name()) {
+                (Some(parent), Some(name)) => {
+                    tail.push(name.to_os_string());
+                    head = parent;
+                }
+                _ => return Ok(abs),
+            },
+        }
+    }
+}
+
+/// Refuse an output that is an input, lies inside one (a folder input), or holds one (replacing
+/// it would delete the input): `convert X X --force`, `ct --input D/m.json --out D --force`.
+/// Paths are compared after resolving symlinks, so a link to the input is the input.
+pub fn check_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
+    let out = resolved(output)?;
+    for input in inputs {
+        let Ok(inp) = resolved(input) else { continue };
+        let why = if out == inp {
+            "is the input"
+        } else if out.starts_with(&inp) {
+            "lies inside the input folder"
+        } else if inp.starts_with(&out) {
+            "holds the input, which writing it would delete"
+        } else {
+            continue;
+        };
+        bail!(
+            "{}: the output {why} {}; choose an output outside the input (--force never replaces an input)",
+            output.display(),
+            input.display()
+        );
     }
     Ok(())
 }
@@ -226,6 +312,46 @@ mod tests {
             1,
             "staging left"
         );
+    }
+
+    #[test]
+    fn force_replacing_a_file_with_a_folder_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out");
+        std::fs::write(&p, b"old file").unwrap();
+        write_dir(&p, true, |t| Ok(std::fs::write(t.join("a"), b"x")?)).unwrap();
+        assert!(p.join("a").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_is_not_replaced_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("loop");
+        std::os::unix::fs::symlink(&p, &p).unwrap();
+        assert!(write_dir(&p, false, |_| Ok(())).is_err());
+        assert!(p.symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(check_not_input(&p, &[]).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_at_in_or_around_an_input_are_refused_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("D");
+        std::fs::create_dir(&d).unwrap();
+        let m = d.join("m.json");
+        std::fs::write(&m, b"{}").unwrap();
+        let link = dir.path().join("L");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(check_not_input(&d, &[&m]).is_err());
+        assert!(check_not_input(&link, &[&m]).is_err());
+        assert!(check_not_input(&link.join("m.json"), &[&m]).is_err());
+        assert!(check_not_input(&d.join("sub/out"), &[&d]).is_err());
+        assert!(check_not_input(&dir.path().join("E"), &[&m]).is_ok());
+        assert!(check_not_input(&dir.path().join("D2"), &[&d]).is_ok());
     }
 
     #[test]

@@ -51,6 +51,14 @@ const CARRIED: &[Tag] = &[
     tags::LATERALITY,
 ];
 
+/// The carried tags (as "GGGGEEEE") that identify the patient, which `--anonymise` drops (the
+/// derived series then has PatientName and PatientID empty, as type-2 attributes allow):
+/// PatientName, PatientID, PatientBirthDate, PatientSex, PatientAge, AccessionNumber,
+/// ReferringPhysicianName.
+pub const PATIENT_TAGS: &[&str] = &[
+    "00100010", "00100020", "00100030", "00100040", "00101010", "00080050", "00080090",
+];
+
 // Acquisition attributes of the CT and MR Image modules are carried too (`carried_tags`), but
 // written only into a series of that modality (`write`), so an MR source converted to CT
 // carries no MR attributes.
@@ -205,6 +213,7 @@ pub fn scan(path: &Path) -> Result<Vec<SeriesSummary>> {
             no_image += 1;
             continue;
         }
+        check_image_tags(f, &obj)?;
         let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
         let entry = by_uid.entry(uid.clone()).or_insert_with(|| SeriesSummary {
             series_instance_uid: uid,
@@ -230,6 +239,73 @@ pub fn scan(path: &Path) -> Result<Vec<SeriesSummary>> {
         );
     }
     Ok(by_uid.into_values().collect())
+}
+
+/// The image tags a file's header must get right before its pixels are worth decoding (cheap:
+/// `scan` runs it on headers only, so a 0x0 image fails before a command loads a model): a
+/// non-empty image, a usable modality rescale and pixel spacing.
+fn check_image_tags(file: &Path, obj: &InMemDicomObject) -> Result<()> {
+    let p = file.display();
+    let int = |t| obj.get(t).and_then(|e| e.to_int::<i64>().ok());
+    let (rows, cols) = (int(tags::ROWS), int(tags::COLUMNS));
+    if rows.unwrap_or(0) < 1 || cols.unwrap_or(0) < 1 {
+        bail!(
+            "{p}: Rows x Columns is {} x {}: an image needs at least one row and one column; the file is damaged",
+            rows.map(|v| v.to_string()).unwrap_or_else(|| "missing".into()),
+            cols.map(|v| v.to_string()).unwrap_or_else(|| "missing".into())
+        );
+    }
+    if let Some(e) = obj.get(tags::NUMBER_OF_FRAMES) {
+        let n = e.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok());
+        if n.is_none_or(|n| n < 1) {
+            bail!(
+                "{p}: NumberOfFrames {:?} must be a whole number of at least 1; the file is damaged",
+                e.to_str().map(|s| s.trim().to_string()).unwrap_or_default()
+            );
+        }
+    }
+    // Present but unreadable, zero or not finite: refused rather than taken as the default
+    // (a slope of "NaN" used to print as NaN and compute as 1).
+    // Only tags with their own VR (DS) are judged: a file that stores one as bytes (an
+    // implicit-VR oddity, e.g. pydicom's rtdose_rle.dcm) was read without it before, and is still.
+    let present = |t| text(obj, t).is_some() && obj.get(t).map(|e| e.vr()) == Some(VR::DS);
+    for (tag, name) in [
+        (tags::RESCALE_SLOPE, "RescaleSlope"),
+        (tags::RESCALE_INTERCEPT, "RescaleIntercept"),
+    ] {
+        if present(tag) {
+            let v = floats(obj, tag).and_then(|v| v.first().copied());
+            let ok = v.is_some_and(|v| v.is_finite() && (tag != tags::RESCALE_SLOPE || v != 0.0));
+            if !ok {
+                bail!(
+                    "{p}: {name} {:?} is not usable ({}): fix the tag (e.g. with pydicom) or remove it",
+                    text(obj, tag).unwrap_or_default(),
+                    if tag == tags::RESCALE_SLOPE { "need a finite, non-zero number" } else { "need a finite number" }
+                );
+            }
+        }
+    }
+    if present(tags::PIXEL_SPACING) {
+        let v = floats(obj, tags::PIXEL_SPACING).unwrap_or_default();
+        if v.len() != 2 || !v.iter().all(|x| x.is_finite() && *x > 0.0) {
+            bail!(
+                "{p}: PixelSpacing {:?} must be two positive numbers of mm (between rows \\ between columns): fix the tag",
+                text(obj, tags::PIXEL_SPACING).unwrap_or_default()
+            );
+        }
+    }
+    for (tag, name) in [
+        (tags::SLICE_THICKNESS, "SliceThickness"),
+        (tags::SPACING_BETWEEN_SLICES, "SpacingBetweenSlices"),
+    ] {
+        if present(tag) && !float(obj, tag).is_some_and(|v| v.is_finite() && v >= 0.0) {
+            bail!(
+                "{p}: {name} {:?} must be a non-negative number of mm: fix the tag or remove it",
+                text(obj, tag).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Pick the series to read: the one asked for, or the only one.
@@ -497,6 +573,16 @@ fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
     if got < expected {
         bail!(
             "{}: pixel data is truncated: {got} bytes where {rows}x{cols}x{frames} pixels of {bits} bits need {expected}",
+            file.display()
+        );
+    }
+    // A whole frame or more beyond what the tags need: Rows, Columns or NumberOfFrames do not
+    // describe these pixels, and reading them would scramble the image. Less is padding, which
+    // pydicom trims too (its MR_small_padded.dcm has a row of it).
+    let frame_bytes = rows * cols * bits / 8;
+    if frame_bytes > 0 && got >= expected + frame_bytes {
+        bail!(
+            "{}: Rows x Columns x NumberOfFrames ({rows} x {cols} x {frames}) of {bits}-bit pixels need {expected} bytes, but the pixel data hold {got}: the image size tags do not match the pixels; the file is damaged",
             file.display()
         );
     }

@@ -18,7 +18,7 @@ use crate::ops::ct::Geometry;
 use crate::simulate::CtTask;
 use anyhow::{bail, ensure, Context, Result};
 use ndarray::{Array3, ShapeBuilder};
-use nifti::{NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use nifti::{NiftiHeader, NiftiType};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -181,9 +181,8 @@ pub fn write_measurement(json_path: &Path, m: &Measurement, force: bool) -> Resu
 /// Read a measurement from its sidecar `NAME.json`, checking that the three files agree.
 pub fn read_measurement(json_path: &Path) -> Result<Measurement> {
     let meta = read_sidecar(json_path)?;
-    let dir = json_path.parent().unwrap_or(Path::new("."));
-    let data_path = dir.join(&meta.data_file);
-    let mask_path = dir.join(&meta.mask_file);
+    let data_path = inside_folder(json_path, "data_file", &meta.data_file)?;
+    let mask_path = inside_folder(json_path, "mask_file", &meta.mask_file)?;
     let (data, data_type) = read_nifti_values(&data_path, meta.shape)?;
     let expected = if meta.complex {
         NiftiType::Complex64
@@ -192,8 +191,11 @@ pub fn read_measurement(json_path: &Path) -> Result<Measurement> {
     };
     ensure!(
         data_type == expected,
-        "{}: data type {data_type:?}, the sidecar says {expected:?}",
-        data_path.display()
+        "{}: data type {}, the sidecar says {} (\"complex\": {})",
+        data_path.display(),
+        super::nifti::type_name(data_type),
+        super::nifti::type_name(expected),
+        meta.complex
     );
     let (mask, _) = read_nifti_values(&mask_path, meta.shape)?;
     check_consistent(&meta, &data, &mask).with_context(|| format!("{}", json_path.display()))?;
@@ -227,7 +229,135 @@ pub fn read_sidecar(json_path: &Path) -> Result<MeasurementMeta> {
         json_path.display(),
         meta.version
     );
+    check_fields(&meta).with_context(|| format!("{}", json_path.display()))?;
     Ok(meta)
+}
+
+/// A data path a sidecar names, which must be a plain file name or a relative path that stays
+/// inside the sidecar's folder (after symlinks): a sidecar from elsewhere must not make us open
+/// `/etc/hostname` or `../../secret`.
+fn inside_folder(json_path: &Path, field: &str, name: &str) -> Result<PathBuf> {
+    let dir = match json_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let rel = Path::new(name);
+    let plain = !name.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    ensure!(
+        plain,
+        "{}: {field} {name:?} must name a file inside the measurement's folder (no absolute path, no \"..\"): move the file next to the sidecar and give its name",
+        json_path.display()
+    );
+    let path = dir.join(rel);
+    if let (Ok(real), Ok(root)) = (path.canonicalize(), dir.canonicalize()) {
+        ensure!(
+            real.starts_with(&root),
+            "{}: {field} {name:?} is a symbolic link out of the measurement's folder (to {}): copy the file into the folder",
+            json_path.display(),
+            real.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Every sidecar field in range, before any data file is opened (and before a model is
+/// loaded): sizes bounded by memory, counts positive, physical quantities finite and positive.
+fn check_fields(meta: &MeasurementMeta) -> Result<()> {
+    let [s, r, c] = meta.shape;
+    ensure!(
+        s >= 1 && r >= 1 && c >= 1,
+        "shape {:?}: every extent must be at least 1",
+        meta.shape
+    );
+    let per = if meta.complex { 8.0 } else { 4.0 };
+    // The data, the mask and a few working copies of each on the way in.
+    crate::limits::check_memory(
+        &format!("shape {:?}", meta.shape),
+        s as f64 * r as f64 * c as f64 * (per + 4.0) * 4.0,
+    )?;
+    ensure!(
+        meta.slices.len() == s,
+        "slices lists {} source slice(s), the shape {:?} has {s}",
+        meta.slices.len(),
+        meta.shape
+    );
+    let finite_pos = |v: f64| v.is_finite() && v > 0.0;
+    if let Some(ct) = &meta.ct {
+        let g = &ct.geometry;
+        g.validate()?;
+        crate::limits::check_memory(
+            &format!("ct.geometry.image_size {}", g.image_size),
+            g.image_size as f64 * g.image_size as f64 * 4.0 * 16.0,
+        )?;
+        ensure!(
+            g.n_det <= 8 * g.image_size.max(1),
+            "ct.geometry.n_det {}: more than 8 bins per image pixel ({}): the sidecar is damaged",
+            g.n_det,
+            g.image_size
+        );
+        ensure!(
+            finite_pos(ct.pixel_spacing_mm),
+            "ct.pixel_spacing_mm {}: must be a positive number of mm",
+            ct.pixel_spacing_mm
+        );
+        if let Some(p) = ct.photons {
+            ensure!(
+                p.is_finite() && p >= 1.0,
+                "ct.photons {p}: the incident photon count must be at least 1"
+            );
+        }
+        let n_angles = g.angles_deg.len();
+        if let Some(rows) = &ct.rows {
+            ensure!(!rows.is_empty(), "ct.rows is empty: no angle was measured");
+            if let Some(bad) = rows.iter().find(|&&k| k >= n_angles) {
+                bail!("ct.rows holds angle index {bad}, but the geometry has {n_angles} angles (indices 0..{n_angles})");
+            }
+        }
+        match ct.task {
+            CtTask::SparseView { views } => ensure!(
+                views >= 1 && views <= n_angles,
+                "ct.task sparse-view: views {views}: must lie in 1..={n_angles} (the geometry's angles)"
+            ),
+            CtTask::LimitedAngle { wedge_deg, start_deg } => ensure!(
+                wedge_deg.is_finite() && wedge_deg > 0.0 && wedge_deg <= 180.0 && start_deg.is_finite(),
+                "ct.task limited-angle: wedge {wedge_deg} from {start_deg} degrees: the wedge must lie in (0, 180]"
+            ),
+            CtTask::Mar { threshold_hu, dilation } => ensure!(
+                threshold_hu.is_finite() && dilation <= 64,
+                "ct.task mar: threshold {threshold_hu} HU, dilation {dilation}: need a finite threshold and a dilation of at most 64 pixels"
+            ),
+        }
+    }
+    if let Some(m) = &meta.mri {
+        if let Some(a) = m.acceleration {
+            ensure!(
+                a.is_finite() && a >= 1.0,
+                "mri.acceleration {a}: must be at least 1"
+            );
+        }
+        if let Some(f) = m.center_fraction {
+            ensure!(
+                f.is_finite() && f > 0.0 && f <= 1.0,
+                "mri.center_fraction {f}: must lie in (0, 1]"
+            );
+        }
+        if let Some(d) = m.snr_db {
+            ensure!(
+                d.is_finite(),
+                "mri.snr_db {d}: must be a finite number of dB"
+            );
+        }
+        if let Some(p) = m.pixel_spacing_mm {
+            ensure!(
+                p.iter().all(|&v| finite_pos(v)),
+                "mri.pixel_spacing_mm {p:?}: must be positive numbers of mm"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn file_name(p: &Path) -> String {
@@ -258,6 +388,10 @@ fn check_consistent(meta: &MeasurementMeta, data: &[f32], mask: &[f32]) -> Resul
     ensure!(
         mask.iter().all(|&v| v == 0.0 || v == 1.0),
         "the mask must hold only 0 and 1"
+    );
+    ensure!(
+        mask.contains(&1.0),
+        "the mask is all zero: nothing was measured"
     );
     match (meta.modality, &meta.ct) {
         (MeasurementModality::Ct, Some(ct)) => {
@@ -300,15 +434,9 @@ fn check_consistent(meta: &MeasurementMeta, data: &[f32], mask: &[f32]) -> Resul
 /// A NIfTI-1 file's values as f32 in C order over `shape` (complex: interleaved), after its
 /// scaling, and its stored data type.
 fn read_nifti_values(path: &Path, shape: [usize; 3]) -> Result<(Vec<f32>, NiftiType)> {
-    let obj = ReaderOptions::new()
-        .read_file(path)
-        .with_context(|| format!("{}: cannot read as NIfTI-1", path.display()))?;
-    let header = obj.header().clone();
-    let dim = header
-        .dim()
-        .with_context(|| format!("{}: invalid dimensions", path.display()))?;
+    let raw = super::nifti::read_raw(path)?;
     let [s, r, c] = shape;
-    let dims: Vec<usize> = dim.iter().map(|&d| d as usize).collect();
+    let dims = raw.dims.clone();
     let mut want = vec![c, r, s];
     while want.len() > dims.len() && want.last() == Some(&1) {
         want.pop();
@@ -318,10 +446,9 @@ fn read_nifti_values(path: &Path, shape: [usize; 3]) -> Result<(Vec<f32>, NiftiT
         "{}: dims {dims:?}, the sidecar's shape {shape:?} needs {want:?}",
         path.display()
     );
-    let data_type = header
-        .data_type()
-        .with_context(|| format!("{}: unknown NIfTI data type", path.display()))?;
-    let raw = obj.into_volume().into_raw_data();
+    let data_type = raw.datatype;
+    let header = raw.header;
+    let raw = raw.bytes;
     let big = header.endianness == nifti::Endianness::Big;
     let f32_at = |b: &[u8]| {
         let a = [b[0], b[1], b[2], b[3]];
@@ -335,12 +462,18 @@ fn read_nifti_values(path: &Path, shape: [usize; 3]) -> Result<(Vec<f32>, NiftiT
         NiftiType::Float32 | NiftiType::Complex64 => raw.chunks_exact(4).map(f32_at).collect(),
         NiftiType::Uint8 => raw.iter().map(|&b| f32::from(b)).collect(),
         other => bail!(
-            "{}: data type {other:?} is not used by measurement files (float32, complex64, uint8 mask)",
-            path.display()
+            "{}: data type {} is not used by measurement files (float32, complex64, uint8 mask)",
+            path.display(),
+            super::nifti::type_name(other)
         ),
     };
     let (slope, inter) = (header.scl_slope, header.scl_inter);
-    if slope != 0.0 && (slope != 1.0 || inter != 0.0) && data_type != NiftiType::Complex64 {
+    // As nibabel: a zero or non-finite slope means the values are not scaled.
+    if slope != 0.0
+        && slope.is_finite()
+        && (slope != 1.0 || inter != 0.0)
+        && data_type != NiftiType::Complex64
+    {
         for v in values.iter_mut() {
             *v = *v * slope + inter;
         }

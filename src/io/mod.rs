@@ -141,6 +141,20 @@ pub fn read_volume(path: &Path, opts: &ReadOptions) -> Result<Volume> {
     }
 }
 
+/// The cheap checks of an input (a measurement sidecar's fields, a NIfTI or NRRD header, DICOM
+/// headers and image tags), so that a damaged file fails in well under a second, before a
+/// command loads a model or simulates anything. The full read checks the rest.
+pub fn check_input(path: &Path) -> Result<()> {
+    if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+        return measurement::read_sidecar(path).map(|_| ());
+    }
+    match InputKind::detect(path)? {
+        InputKind::Nifti => nifti::check_header(path),
+        InputKind::Nrrd => nrrd::check_header(path),
+        InputKind::DicomFolder | InputKind::DicomFile => dicom::scan(path).map(|_| ()),
+    }
+}
+
 /// How to write: everything beyond the format has a default.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {

@@ -8,7 +8,7 @@ use crate::volume::{Modality, Provenance, Volume};
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::ShapeBuilder;
 use nifti::writer::WriterOptions;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
+use nifti::{IntoNdArray, NiftiHeader, NiftiType};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -43,8 +43,9 @@ fn sizeof_hdr(path: &Path) -> Result<i32> {
     };
     r.map_err(|e| {
         anyhow!(
-            "{}: not a NIfTI file: cannot read its header: {e}",
-            path.display()
+            "{}: not a NIfTI file: cannot read its header: {}",
+            path.display(),
+            io_words(&e)
         )
     })?;
     let (le, be) = (i32::from_le_bytes(head), i32::from_be_bytes(head));
@@ -64,6 +65,157 @@ pub fn modality_from_descrip(descrip: &str) -> Modality {
 }
 
 pub fn read(path: &Path) -> Result<Volume> {
+    let raw = read_raw(path)?;
+    if let NiftiType::Complex64 | NiftiType::Complex128 = raw.datatype {
+        bail!(
+            "{}: complex voxels ({}) are not an image: for MRI k-space write a measurement file (NAME.json + NAME.nii.gz + NAME_mask.nii.gz, docs/formats.md) and pass the .json, or save the magnitude with nibabel (`np.abs(img.get_fdata(dtype=np.complex64))`)",
+            path.display(),
+            type_name(raw.datatype)
+        );
+    }
+    let header = raw.header.clone();
+    let dims = raw.dims4();
+    let ndim = raw.ndim;
+    let (slope, inter) = raw.scaling().unwrap_or((1.0, 0.0));
+    let data = raw.values_f32(path)?;
+    let pixdim = |i: usize| header.pixdim[i] as f64;
+    // Axes the image does not have keep a unit spacing; the ones it has were checked positive.
+    let spacing = std::array::from_fn(|a| {
+        let p = pixdim(a + 1);
+        if (a < ndim && a < 3) || (p.is_finite() && p > 0.0) {
+            p
+        } else {
+            1.0
+        }
+    });
+    let affine = best_affine(&header, &dims);
+    let descrip = String::from_utf8_lossy(&header.descrip)
+        .trim_end_matches('\0')
+        .trim()
+        .to_string();
+    Ok(Volume {
+        data,
+        dims,
+        spacing,
+        affine,
+        slice_positions: Vec::new(),
+        // NIfTI has no modality field; files we (or scripts/setup.sh) write carry it as a
+        // leading "[CT] " / "[MR] " tag in `descrip`. Anything else is Other: the caller (a
+        // flag, or the task of a reconstruction command) decides.
+        modality: modality_from_descrip(&descrip),
+        provenance: Provenance {
+            source_files: vec![path.display().to_string()],
+            rescale_slope: slope,
+            rescale_intercept: inter,
+            series_description: (!descrip.is_empty()).then_some(descrip),
+            history: vec![format!("read NIfTI-1 {}", path.display())],
+            ..Default::default()
+        },
+    })
+}
+
+/// A NIfTI-1 file's header and voxel bytes, checked against each other: the data type is known
+/// and its size is bitpix, the dims are positive, the voxel offset lies in the file, and the file
+/// holds every voxel the dims declare. Nothing is decoded yet.
+pub struct RawNifti {
+    pub header: NiftiHeader,
+    pub datatype: NiftiType,
+    /// dim[0]: how many of `dims` the image has.
+    pub ndim: usize,
+    /// dim[1..=ndim].
+    pub dims: Vec<usize>,
+    /// The voxel bytes in the header's byte order.
+    pub bytes: Vec<u8>,
+}
+
+impl RawNifti {
+    /// [nx, ny, nz, nt] (missing axes 1; `read_raw` refused extents beyond the 4th).
+    pub fn dims4(&self) -> [usize; 4] {
+        std::array::from_fn(|a| self.dims.get(a).copied().unwrap_or(1))
+    }
+
+    /// (slope, intercept) when the header scales the stored values, as nibabel's
+    /// `get_slope_inter`: a slope of 0, NaN or infinity means no scaling (None).
+    pub fn scaling(&self) -> Option<(f64, f64)> {
+        let (slope, inter) = (self.header.scl_slope as f64, self.header.scl_inter as f64);
+        (slope != 0.0 && slope.is_finite()).then_some((slope, inter))
+    }
+
+    /// The voxel values after scaling, as f32 in the Volume's C order over (t, k, j, i); equal to
+    /// nibabel's `get_fdata()` rounded to f32.
+    pub fn values_f32(self, path: &Path) -> Result<Vec<f32>> {
+        let mut header = self.header.clone();
+        // The nifti crate scales whenever scl_slope != 0 (NaN included); nibabel ignores a
+        // non-finite slope, and so do we: the crate gets a header without one.
+        if self.scaling().is_none() {
+            header.scl_slope = 0.0;
+            header.scl_inter = 0.0;
+        }
+        let volume = nifti::InMemNiftiVolume::from_reader(&self.bytes[..], &header)
+            .map_err(|e| anyhow!("{}: cannot decode voxels: {e}", path.display()))?;
+        // f64 first so scl_slope/scl_inter are applied in double precision, as nibabel does.
+        let array = volume
+            .into_ndarray::<f64>()
+            .map_err(|e| anyhow!("{}: cannot decode voxels: {e}", path.display()))?;
+        // nifti returns Fortran order (i fastest in memory, index [i, j, k, t]); the reversed
+        // axes in standard layout are C order over (t, k, j, i), the Volume's layout.
+        Ok(array
+            .reversed_axes()
+            .as_standard_layout()
+            .iter()
+            .map(|&v| v as f32)
+            .collect())
+    }
+}
+
+/// A reader over a file, gunzipped when its name ends in `.gz`, and the file's length when it
+/// is not compressed (a bound on what it can hold).
+fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let len = file.metadata().map(|m| m.len()).ok();
+    if path.to_string_lossy().ends_with(".gz") {
+        Ok((
+            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file))),
+            None,
+        ))
+    } else {
+        Ok((Box::new(std::io::BufReader::new(file)), len))
+    }
+}
+
+/// A data type as nibabel names it ("int16", "complex64").
+pub fn type_name(t: NiftiType) -> String {
+    format!("{t:?}").to_lowercase()
+}
+
+/// An I/O error in words (the nifti crate's errors print as Rust debug text).
+fn io_words(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "the file ends early (truncated?)".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Read and check a NIfTI-1 header (`.nii`, `.nii.gz`, `.hdr`): everything `read_raw` checks
+/// that needs no voxel data. Cheap: what a command checks before it loads a model.
+pub fn check_header(path: &Path) -> Result<()> {
+    let (header, image) = read_header(path)?;
+    let (_, _, dims) = check_fields(path, &header)?;
+    let bytes = data_bytes(path, &header, &dims)?;
+    let data_path = image.as_deref().unwrap_or(path);
+    let offset = vox_offset(data_path, &header, image.is_some())?;
+    if !data_path.to_string_lossy().ends_with(".gz") {
+        let len = std::fs::metadata(data_path)
+            .with_context(|| format!("{}: cannot open", data_path.display()))?
+            .len();
+        check_fits(data_path, offset, bytes, len)?;
+    }
+    Ok(())
+}
+
+/// The header (of `path`, or of the `.hdr` of a pair) and the `.img` path of a pair.
+fn read_header(path: &Path) -> Result<(NiftiHeader, Option<PathBuf>)> {
     let is_pair = {
         let n = path.to_string_lossy();
         n.ends_with(".hdr") || n.ends_with(".hdr.gz")
@@ -89,80 +241,200 @@ pub fn read(path: &Path) -> Result<Volume> {
             path.display()
         ),
     }
-    let reader = ReaderOptions::new();
-    let obj = match &image {
-        Some(img) => reader.read_file_pair(path, img),
-        None => reader.read_file(path),
-    }
-    .map_err(|e| anyhow!("{}: cannot read NIfTI: {e}", path.display()))?;
-    let header = obj.header().clone();
-    let dim = header
-        .dim()
-        .map_err(|e| anyhow!("{}: bad dim field: {e}", path.display()))?
-        .to_vec();
-    if dim.len() > 4 && dim[4..].iter().any(|&d| d > 1) {
-        bail!(
-            "{}: {}-D data (dim {:?}) is not supported: at most 4 dimensions",
+    let (reader, _) = open_maybe_gz(path)?;
+    let header = NiftiHeader::from_reader(reader).map_err(|e| match e {
+        nifti::NiftiError::Io(io) => anyhow!(
+            "{}: cannot read the NIfTI header: {}",
             path.display(),
-            dim.len(),
-            dim
+            io_words(&io)
+        ),
+        e => anyhow!("{}: not a valid NIfTI-1 header: {e}", path.display()),
+    })?;
+    Ok((header, image))
+}
+
+/// The checks on header fields alone: data type vs bitpix, dims, pixdims, scaling, affine.
+/// Returns the data type, dim[0] and dim[1..=dim[0]].
+fn check_fields(path: &Path, h: &NiftiHeader) -> Result<(NiftiType, usize, Vec<usize>)> {
+    let p = path.display();
+    let datatype = h.data_type().map_err(|_| {
+        anyhow!(
+            "{p}: unknown NIfTI datatype code {}: the file is damaged or not NIfTI-1",
+            h.datatype
+        )
+    })?;
+    match datatype {
+        NiftiType::Rgb24 | NiftiType::Rgba32 => bail!(
+            "{p}: colour voxels ({}) are not supported: only grayscale images; convert to one channel first",
+            type_name(datatype)
+        ),
+        NiftiType::Float128 | NiftiType::Complex256 => bail!(
+            "{p}: datatype {} is not supported: save it as float32 or float64",
+            type_name(datatype)
+        ),
+        _ => {}
+    }
+    let bits = datatype.size_of() * 8;
+    if h.bitpix as i32 != bits as i32 {
+        bail!(
+            "{p}: the header disagrees with itself: datatype {} has {bits} bits per voxel, bitpix says {}; the file is damaged (rewrite it with nibabel, which sets bitpix from the datatype)",
+            type_name(datatype),
+            h.bitpix
         );
     }
-    // f64 first so scl_slope/scl_inter are applied in double precision, as nibabel does.
-    let array = obj
-        .into_volume()
-        .into_ndarray::<f64>()
-        .map_err(|e| anyhow!("{}: cannot decode voxels: {e}", path.display()))?;
-    // nifti returns Fortran order (i fastest in memory, index [i, j, k, t]); the reversed axes in
-    // standard layout are C order over (t, k, j, i), the Volume's layout.
-    let data: Vec<f32> = array
-        .reversed_axes()
-        .as_standard_layout()
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
-    let get = |i: usize| dim.get(i).copied().unwrap_or(1).max(1) as usize;
-    let dims = [get(0), get(1), get(2), get(3)];
-    let pixdim = |i: usize| {
-        let p = header.pixdim[i] as f64;
-        if i < 3 || p > 0.0 {
-            p
-        } else {
-            1.0
+    let dim: Vec<i64> = h.dim.iter().map(|&d| d as i16 as i64).collect();
+    if !(1..=7).contains(&dim[0]) {
+        bail!(
+            "{p}: dim[0] = {} (the number of dimensions) must lie in 1..=7: the header is damaged",
+            dim[0]
+        );
+    }
+    let ndim = dim[0] as usize;
+    if let Some(i) = (1..=ndim).find(|&i| dim[i] < 1) {
+        bail!(
+            "{p}: dim[{i}] = {} (the extent of axis {}) must be at least 1: the header is damaged",
+            dim[i],
+            i - 1
+        );
+    }
+    let dims: Vec<usize> = (1..=ndim).map(|i| dim[i] as usize).collect();
+    if dims.len() > 4 && dims[4..].iter().any(|&d| d > 1) {
+        bail!(
+            "{p}: {ndim}-D data (dims {}) is not supported: at most 4 dimensions",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" x ")
+        );
+    }
+    for i in 1..=ndim.min(3) {
+        let v = h.pixdim[i];
+        if !(v.is_finite() && v > 0.0) {
+            bail!(
+                "{p}: pixdim[{i}] = {v} (the voxel size along axis {}) must be a positive number of mm: fix the header (nibabel: `img.header.set_zooms(...)`)",
+                i - 1
+            );
         }
+    }
+    let (slope, inter) = (h.scl_slope, h.scl_inter);
+    if slope != 0.0 && slope.is_finite() && !inter.is_finite() {
+        bail!("{p}: scl_slope {slope} with scl_inter {inter}: the intercept must be a finite number (nibabel refuses it too)");
+    }
+    let rows = [h.srow_x, h.srow_y, h.srow_z];
+    if h.sform_code > 0 && rows.iter().flatten().any(|v| !v.is_finite()) {
+        bail!("{p}: the sform (srow_x/y/z) holds a non-finite value: fix the header or set sform_code 0");
+    }
+    let q = [
+        h.quatern_b,
+        h.quatern_c,
+        h.quatern_d,
+        h.quatern_x,
+        h.quatern_y,
+        h.quatern_z,
+    ];
+    if h.sform_code <= 0 && h.qform_code > 0 && q.iter().any(|v| !v.is_finite()) {
+        bail!("{p}: the qform (quatern_b/c/d, qoffset) holds a non-finite value: fix the header or set qform_code 0");
+    }
+    Ok((datatype, ndim, dims))
+}
+
+/// Bytes of voxel data the dims declare, refused when reading them (with the f64 and f32 copies
+/// decoding makes) needs more memory than this machine has: a header is a few bytes a damaged
+/// file can set to anything, and a gzip stream's length is not known before it is read.
+fn data_bytes(path: &Path, h: &NiftiHeader, dims: &[usize]) -> Result<u64> {
+    let size = h.data_type().map(|t| t.size_of() as u64).unwrap_or(1);
+    let voxels = dims.iter().fold(1.0, |a, &d| a * d as f64);
+    crate::limits::check_memory(
+        &format!(
+            "{}: dims {}",
+            path.display(),
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" x ")
+        ),
+        voxels * (size as f64 + 12.0),
+    )
+    .map_err(|e| anyhow!("{e:#} (or the header is damaged)"))?;
+    Ok(voxels as u64 * size)
+}
+
+/// Where the voxels start: vox_offset, which for a single `.nii` must lie past the 352 bytes of
+/// header and extender (nibabel refuses less too).
+fn vox_offset(path: &Path, h: &NiftiHeader, pair: bool) -> Result<u64> {
+    let v = h.vox_offset;
+    let min = if pair { 0.0 } else { 352.0 };
+    if !v.is_finite() || v < min || v.fract() != 0.0 {
+        bail!(
+            "{}: vox_offset {v} (where the voxels start) must be a whole number of bytes, at least {min}{}: the header is damaged",
+            path.display(),
+            if pair { "" } else { " (past the header)" }
+        );
+    }
+    Ok(v as u64)
+}
+
+/// The data file of `len` bytes must hold `bytes` of voxels from `offset` (vox_offset) on.
+fn check_fits(data_path: &Path, offset: u64, bytes: u64, len: u64) -> Result<()> {
+    if offset.saturating_add(bytes) > len {
+        bail!(
+            "{}: the file is {len} bytes, but its voxels start at byte {offset} (vox_offset) and the header's dims need {bytes} bytes: truncated, or the header is damaged",
+            data_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Read a NIfTI-1 file's header and voxel bytes, every size checked before anything is
+/// allocated (`RawNifti`). The nifti crate's own reader is not used for the data: it ignores
+/// vox_offset when there are no extensions, and panics when bitpix and the data type disagree.
+pub fn read_raw(path: &Path) -> Result<RawNifti> {
+    let (header, image) = read_header(path)?;
+    let (datatype, ndim, dims) = check_fields(path, &header)?;
+    let bytes = data_bytes(path, &header, &dims)?;
+    let pair = image.is_some();
+    let data_path = image.as_deref().unwrap_or(path);
+    let offset = vox_offset(data_path, &header, pair)?;
+    let (reader, len) = open_maybe_gz(data_path)?;
+    if let Some(len) = len {
+        check_fits(data_path, offset, bytes, len)?;
+    }
+    let mut reader = reader;
+    // A single file's stream is read from its start: skip the header and extensions too.
+    let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
+        .map_err(|e| anyhow!("{}: cannot read: {}", data_path.display(), io_words(&e)))?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(bytes as usize).map_err(|_| {
+        anyhow!(
+            "{}: not enough memory for the voxel data ({})",
+            path.display(),
+            crate::limits::human_bytes(bytes as f64)
+        )
+    })?;
+    let got = if skipped == offset {
+        reader.take(bytes).read_to_end(&mut data).map_err(|e| {
+            anyhow!(
+                "{}: cannot read the voxel data: {}",
+                data_path.display(),
+                io_words(&e)
+            )
+        })?
+    } else {
+        0
     };
-    let spacing = [pixdim(1), pixdim(2), pixdim(3), pixdim(4)];
-    let affine = best_affine(&header, &dims);
-    let descrip = String::from_utf8_lossy(&header.descrip)
-        .trim_end_matches('\0')
-        .trim()
-        .to_string();
-    Ok(Volume {
-        data,
+    if (got as u64) < bytes {
+        bail!(
+            "{}: truncated: the voxels start at byte {offset} (vox_offset) and the header's dims need {bytes} bytes of them, but the file ends after {}",
+            data_path.display(),
+            if skipped < offset { format!("{skipped} bytes") } else { format!("{got} bytes of voxel data") }
+        );
+    }
+    Ok(RawNifti {
+        header,
+        datatype,
+        ndim,
         dims,
-        spacing,
-        affine,
-        slice_positions: Vec::new(),
-        // NIfTI has no modality field; files we (or scripts/setup.sh) write carry it as a
-        // leading "[CT] " / "[MR] " tag in `descrip`. Anything else is Other: the caller (a
-        // flag, or the task of a reconstruction command) decides.
-        modality: modality_from_descrip(&descrip),
-        provenance: Provenance {
-            source_files: vec![path.display().to_string()],
-            rescale_slope: if header.scl_slope == 0.0 || !header.scl_slope.is_finite() {
-                1.0
-            } else {
-                header.scl_slope as f64
-            },
-            rescale_intercept: if header.scl_slope == 0.0 || !header.scl_slope.is_finite() {
-                0.0
-            } else {
-                header.scl_inter as f64
-            },
-            series_description: (!descrip.is_empty()).then_some(descrip),
-            history: vec![format!("read NIfTI-1 {}", path.display())],
-            ..Default::default()
-        },
+        bytes: data,
     })
 }
 

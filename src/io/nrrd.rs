@@ -962,13 +962,15 @@ fn geometry(path: &Path, h: &Header) -> Result<Geometry> {
         }
         _ => {
             for (a, col) in cols.iter_mut().enumerate().take(n_spatial) {
-                let s = h
-                    .spacings
-                    .as_ref()
-                    .map(|s| s[a])
-                    .filter(|s| s.is_finite() && *s != 0.0)
-                    .unwrap_or(1.0);
-                col[a] = s;
+                let given = h.spacings.as_ref().map(|s| s[a]);
+                // NaN is NRRD's "unknown" (taken as 1); zero or infinite is a damaged header.
+                if let Some(s) = given.filter(|s| *s == 0.0 || s.is_infinite()) {
+                    bail!(
+                        "{}: spacings: axis {a} has spacing {s}: a voxel needs a non-zero, finite size; fix the header",
+                        path.display()
+                    );
+                }
+                col[a] = given.filter(|s| s.is_finite()).unwrap_or(1.0);
             }
             notes.push(
                 "no space directions: axes taken along RAS+ x, y, z with the spacings, origin 0 (the file does not say where the patient is)"
@@ -1212,6 +1214,13 @@ fn decode_ascii(path: &Path, h: &Header, text: &[u8], n: usize) -> Result<Vec<f3
 
 /// Read a NRRD file (`.nrrd`, or a detached `.nhdr`) into a volume; voxels equal pynrrd's array
 /// cast to f32, in the file's axis order (first axis fastest, as `i`).
+/// The header and geometry checks of `read`, without the data: what a command runs before it
+/// loads a model.
+pub fn check_header(path: &Path) -> Result<()> {
+    let h = parse_header(path)?;
+    geometry(path, &h).map(|_| ())
+}
+
 pub fn read(path: &Path) -> Result<Volume> {
     let h = parse_header(path)?;
     let Geometry {

@@ -149,6 +149,18 @@ fn write_png_to(tmp: &Path, w: usize, h: usize, pixels: &[u8], shown: &Path) -> 
 /// any other path becomes a folder with one PNG per slice (`slice_000.png`, ...; with frames
 /// `t00_slice_000.png`). The window is resolved once over the whole volume so slices compare.
 pub fn write(vol: &Volume, path: &Path, opts: &WriteOptions) -> Result<()> {
+    // A picture of nothing would pass for an image: an all-black PNG of NaN is refused.
+    if !vol.data.iter().any(|v| v.is_finite()) {
+        bail!(
+            "{}: the volume holds no finite value (all NaN or infinite), so there is no image to draw; check the input ({})",
+            path.display(),
+            vol.provenance
+                .source_files
+                .first()
+                .map(|s| s.as_str())
+                .unwrap_or("unknown source")
+        );
+    }
     let window = opts
         .window
         .unwrap_or(WindowPreset::Auto)

@@ -115,8 +115,10 @@ pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
         &ReadOptions {
             series_uid: spec.series.clone(),
         },
-    )
-    .with_context(|| format!("{}: cannot read the input", spec.input.display()))?;
+    )?;
+    if spec.anonymise {
+        vol.provenance.anonymise();
+    }
     check_modality(spec, &vol)?;
     if vol.modality == Modality::Other {
         // NIfTI does not say; the task does.
@@ -243,6 +245,20 @@ fn validation_slice(vol: &Volume, ks: &[usize]) -> Option<usize> {
     (0..vol.nz())
         .filter(|&k| far(k))
         .min_by_key(|&k| (k as i64 - k0).abs())
+}
+
+/// The files a job reads, which its output may not replace or hold: the input, and for a
+/// measurement its data and mask files (which may sit in a subfolder of the sidecar's).
+pub fn files_read(spec: &JobSpec) -> Vec<std::path::PathBuf> {
+    let mut files = vec![spec.input.clone()];
+    if is_measurement(&spec.input) {
+        if let Ok(meta) = measurement::read_sidecar(&spec.input) {
+            let dir = spec.input.parent().unwrap_or(Path::new("."));
+            files.push(dir.join(&meta.data_file));
+            files.push(dir.join(&meta.mask_file));
+        }
+    }
+    files
 }
 
 /// Whether `path` names a measurement sidecar (a `.json` file carrying the format tag).

@@ -25,12 +25,17 @@ use std::path::Path;
 /// finished; an existing folder is replaced only with `force`).
 pub fn run_to_dir(spec: &JobSpec, out: &Path, force: bool) -> Result<JobReport> {
     spec.validate()?;
+    let inputs = input::files_read(spec);
+    atomic::check_not_input(out, &inputs.iter().map(|p| p.as_path()).collect::<Vec<_>>())?;
     atomic::check_overwrite(out, force)?;
+    // Cheap checks of the input before the model loads (seconds): a damaged header fails now.
+    crate::io::check_input(&spec.input)?;
     let mut report = None;
     atomic::write_dir(out, force, |dir| {
         report = Some(run_job(spec, dir)?);
         Ok(())
-    })?;
+    })
+    .map_err(|e| naming(&spec.input, e))?;
     Ok(report.expect("write_dir ran the job"))
 }
 
@@ -64,11 +69,19 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
     let device = spec.device.resolve()?;
     let model = input::load_model(spec, device)?;
     let input = input::read(spec, model.as_ref())?;
+    let mut settings = spec.settings_json();
+    if spec.anonymise {
+        settings["input"] = ANONYMISED.into();
+    }
     let mut report = JobReport::new(
         &format!("scorerecon {}", spec.task.name()),
         spec.task.name(),
-        &spec.input.display().to_string(),
-        spec.settings_json(),
+        &if spec.anonymise {
+            ANONYMISED.to_string()
+        } else {
+            spec.input.display().to_string()
+        },
+        settings,
     );
     let model = model.as_ref();
     match &input {
@@ -175,7 +188,57 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             write::outputs(spec, &grid, &assessed, dir, &mut report)?;
         }
     }
+    if spec.anonymise {
+        scrub_paths(spec, &input, dir)?;
+    }
     Ok(report)
+}
+
+/// An error that does not name the job's input yet ("sampling diverged", a non-finite slice)
+/// gets it in front: every message a user sees says which file it is about.
+pub fn naming(input: &Path, e: anyhow::Error) -> anyhow::Error {
+    let name = input.display().to_string();
+    if format!("{e:#}").contains(&name) {
+        e
+    } else {
+        e.context(name)
+    }
+}
+
+/// What `--anonymise` writes where an input path would be.
+pub const ANONYMISED: &str = "(anonymised)";
+
+/// `--anonymise`, the last pass: no text output (metrics.json, reports) may still name the input
+/// or a file it came from (notes and warnings quote paths), whichever stage wrote it.
+fn scrub_paths(spec: &JobSpec, input: &Input, dir: &Path) -> Result<()> {
+    let mut paths = vec![spec.input.display().to_string()];
+    if let Ok(c) = spec.input.canonicalize() {
+        paths.push(c.display().to_string());
+    }
+    if let Input::Measurement(m) = input {
+        paths.push(m.meta.source.clone());
+    }
+    // Longest first, so a path is replaced whole rather than its prefix.
+    paths.retain(|p| p.len() > 1);
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        let text_file = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["json", "html", "md", "txt", "csv", "svg"].contains(&e));
+        if !text_file || !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let clean = paths
+            .iter()
+            .fold(text.clone(), |t, p| t.replace(p.as_str(), ANONYMISED));
+        if clean != text {
+            std::fs::write(&path, clean)?;
+        }
+    }
+    Ok(())
 }
 
 /// The job loop of one measurement setting: reconstruct every case with every method, and assess.

@@ -23,6 +23,16 @@ pub enum Architecture {
     Torchscript,
 }
 
+impl Architecture {
+    /// The sidecar's `kind`, for messages (the whole configuration would be a page of it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Architecture::Ncsnpp(_) => "ncsnpp",
+            Architecture::Torchscript => "torchscript",
+        }
+    }
+}
+
 /// Where the training data came from (free text plus counts; for reports and provenance).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {

@@ -304,9 +304,9 @@ impl NcsnppPrior {
         let config = match &meta.architecture {
             Architecture::Ncsnpp(c) => c.clone(),
             other => bail!(
-                "{}: the sidecar describes a {:?} model, not NCSN++",
+                "{}: the sidecar describes a {} model, not NCSN++",
                 weights.display(),
-                other
+                other.kind()
             ),
         };
         let mut prior = NcsnppPrior::new(&config, meta.sde, meta.normalisation.clone(), device)?;

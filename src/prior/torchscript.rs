@@ -25,9 +25,9 @@ impl TorchScriptPrior {
         let meta = PriorMetadata::read(&PriorMetadata::sidecar_path(path))?;
         if meta.architecture != Architecture::Torchscript {
             bail!(
-                "{}: its sidecar describes {:?}, expected {{\"kind\": \"torchscript\"}}",
+                "{}: its sidecar describes a {} model, expected {{\"kind\": \"torchscript\"}}: a .pt file needs a torchscript sidecar (docs/models.md)",
                 path.display(),
-                meta.architecture
+                meta.architecture.kind()
             );
         }
         let mut module = CModule::load_on_device(path, device).with_context(|| {

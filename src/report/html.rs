@@ -294,9 +294,16 @@ fn jobs_table(dir: &Path, jobs: &[(String, String, Result<&JobReport, &str>)]) -
         let r = match r {
             Ok(r) => r,
             Err(e) => {
+                // A job a killed batch never reached has not failed.
+                let status = if *e == crate::batch::NOT_RUN {
+                    "not run yet"
+                } else {
+                    "failed: "
+                };
+                let e = if *e == crate::batch::NOT_RUN { "" } else { e };
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td></td><td colspan=\"4\">failed: {}</td></tr>",
+                    "<tr><td>{}</td><td></td><td colspan=\"4\">{status}{}</td></tr>",
                     escape(name),
                     escape(e)
                 );

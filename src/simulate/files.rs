@@ -189,11 +189,16 @@ fn load_source(args: &SimulateArgs) -> Result<Source> {
 /// Simulate `args` and write the measurement folder `args.out` whole (or nothing); returns what
 /// was written, in a line for the user.
 pub fn run(args: &SimulateArgs) -> Result<String> {
+    if let Some(input) = &args.input {
+        atomic::check_not_input(&args.out, &[input])?;
+    }
     atomic::check_overwrite(&args.out, args.force)?;
+    check_sizes(args, args.phantom.map(|_| args.size))?;
     if args.task == Task::Mri {
         return run_mri(args);
     }
     let source = load_source(args)?;
+    check_sizes(args, Some(source.n))?;
     let task = match args.task {
         Task::SparseView => CtTask::SparseView { views: args.views },
         Task::LimitedAngle => CtTask::LimitedAngle {
@@ -340,6 +345,31 @@ fn write_simulation(
 
 /// `--task mri`: the k-space of one MR slice (averaged down and padded as asked), written with
 /// the zero-filled image and the image measured, in the input's intensity units.
+/// The typed sizes against the memory they need, before anything is allocated: the image
+/// (`--size`, or the input's `n` once read), the full sinogram (`--full-views` x detector bins)
+/// and MRI's `--pad-to`. The factors count the working copies a simulation holds at once.
+fn check_sizes(args: &SimulateArgs, n: Option<usize>) -> Result<()> {
+    let f = |v: usize| v as f64;
+    if let Some(n) = n {
+        let what = match args.phantom {
+            Some(_) => format!("--size {n}"),
+            None => format!("the input's {n}x{n} slices"),
+        };
+        crate::limits::check_memory(&what, f(n) * f(n) * 4.0 * 16.0)?;
+        if args.task != Task::Mri {
+            let n_det = (std::f64::consts::SQRT_2 * f(n)).ceil();
+            crate::limits::check_memory(
+                &format!("--full-views {} of a {n}x{n} image", args.full_views),
+                f(args.full_views) * n_det * 4.0 * 16.0,
+            )?;
+        }
+    }
+    if let Some(p) = args.pad_to {
+        crate::limits::check_memory(&format!("--pad-to {p}"), f(p) * f(p) * 8.0 * 16.0)?;
+    }
+    Ok(())
+}
+
 fn run_mri(args: &SimulateArgs) -> Result<String> {
     let Some(path) = args.input.as_ref() else {
         bail!("--task mri needs an MR image (--input); the phantoms are CT phantoms");

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Seed corpora of the fuzz targets (docs/fuzzing.md): the small real files in data/cache and
+# the bad-input corpus of tests/bad_input/corpus.py, one folder per target under fuzz/corpus/.
+# Usage: bash fuzz/seed.sh   (from the repository root, after scripts/setup.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=target/release/scorerecon
+[ -x "$bin" ] || cargo build --release
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" simulate --phantom shepp-logan --task sparse-view --size 32 --views 4 --full-views 16 --out "$work/ct" >/dev/null
+.venv/bin/python -c "
+import nibabel as nib, numpy as np
+img = nib.Nifti1Image(np.random.default_rng(0).uniform(0, 100, (32, 32, 1)).astype(np.float32), np.eye(4))
+img.header['descrip'] = b'[MR] seed'; nib.save(img, '$work/mr.nii.gz')"
+"$bin" simulate --input "$work/mr.nii.gz" --task mri --out "$work/mri" >/dev/null
+.venv/bin/python tests/bad_input/corpus.py "$work/bad" "$work/ct" "$work/mri" >/dev/null 2>&1
+mkdir -p fuzz/corpus/{nifti,dicom,nrrd,measurement} fuzz/measurement
+cp "$work/ct/measurement.nii.gz" "$work/ct/measurement_mask.nii.gz" fuzz/measurement/
+# Uncompressed NIfTI only: the target writes its input as .nii (a gzip stream would stop the
+# mutations at the CRC).
+find -L data/cache "$work/bad" -name '*.nii' -size -512k -exec cp {} fuzz/corpus/nifti/ \; 2>/dev/null || true
+find -L data/cache "$work/bad" \( -name '*.dcm' -o -path '*pydicom/data/test_files/*' \) -type f -size -512k \
+    -exec cp {} fuzz/corpus/dicom/ \; 2>/dev/null || true
+find -L data/cache "$work/bad" -name '*.nrrd' -size -512k -exec cp {} fuzz/corpus/nrrd/ \; 2>/dev/null || true
+find "$work" -name 'measurement.json' | while read -r f; do
+    cp "$f" "fuzz/corpus/measurement/$(basename "$(dirname "$f")").json"
+done
+for t in nifti dicom nrrd measurement; do
+    echo "$t: $(ls fuzz/corpus/$t | wc -l) seed files"
+done
