@@ -424,3 +424,135 @@ fn fan_beam_fbp_is_as_good_as_parallel_fbp() {
         }
     }
 }
+
+/// `simulate --geometry fan` writes the scanner into measurement.json; bad geometry, on the
+/// command line or in a measurement file, fails with one line naming the reason before any work.
+#[test]
+fn fan_beam_measurement_files_and_bad_geometry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    let sim = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec![
+            "simulate",
+            "--phantom",
+            "shepp-logan",
+            "--size",
+            "128",
+            "--pixel-mm",
+            "2.5",
+            "--task",
+            "sparse-view",
+            "--views",
+            "23",
+            "--full-views",
+            "360",
+            "--geometry",
+            "fan",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        common::bin().args(&args).output().unwrap()
+    };
+    let o = sim(
+        &[
+            "--scan",
+            "short",
+            "--detector",
+            "flat",
+            "--detector-offset",
+            "0.25",
+        ],
+        &m,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("measurement.json")).unwrap())
+            .unwrap();
+    let fan = &json["ct"]["geometry"]["fan"];
+    assert_eq!(fan["detector"], "flat");
+    assert_eq!(fan["scan"], "short");
+    assert_eq!(fan["detector_offset"], 0.25);
+    assert_eq!(fan["source_to_isocentre_mm"], 595.0);
+    assert_eq!(fan["pixel_mm"], 2.5);
+    // 360 views over 180 degrees plus the fan angle.
+    let angles = json["ct"]["geometry"]["angles_deg"].as_array().unwrap();
+    assert_eq!(angles.len(), 360);
+    let last = angles[359].as_f64().unwrap();
+    assert!(last > 180.0 && last < 240.0, "{last}");
+
+    let fails = |o: std::process::Output, reason: &str| {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        let line = err.lines().last().unwrap_or("");
+        assert!(
+            line.starts_with("error: ") && line.contains(reason),
+            "{reason}: {err}"
+        );
+    };
+    let bad = tmp.path().join("bad");
+    fails(
+        sim(&["--source-to-isocentre-mm", "-5"], &bad),
+        "source-to-isocentre",
+    );
+    fails(sim(&["--detector-bins", "20"], &bad), "field of view");
+    fails(
+        sim(&["--source-to-isocentre-mm", "200"], &bad),
+        "inside the 128x128 image",
+    );
+    assert!(!bad.exists());
+
+    // A measurement file whose geometry is wrong, or contradicted by a flag.
+    let edit = |name: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        for e in std::fs::read_dir(&m).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+        let mut j = json.clone();
+        f(&mut j);
+        std::fs::write(dir.join("measurement.json"), j.to_string()).unwrap();
+        dir.join("measurement.json")
+    };
+    let recon = |input: &std::path::Path, extra: &[&str]| {
+        let out = tmp.path().join("recon");
+        let mut args = vec![
+            "ct",
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        let o = common::bin().args(&args).output().unwrap();
+        assert!(!out.exists(), "no output for a refused measurement");
+        o
+    };
+    let negative = edit("negative", &|j| {
+        j["ct"]["geometry"]["fan"]["source_to_detector_mm"] = (-1085.6).into()
+    });
+    fails(
+        recon(&negative, &[]),
+        "source-to-detector distance -1085.6 mm",
+    );
+    let too_few = edit("angles", &|j| {
+        let a = j["ct"]["geometry"]["angles_deg"].as_array_mut().unwrap();
+        a.truncate(300);
+    });
+    fails(
+        recon(&too_few, &[]),
+        "does not match the geometry (300 angles",
+    );
+    let wide = edit("wide", &|j| {
+        let a = j["ct"]["geometry"]["angles_deg"].as_array_mut().unwrap();
+        a[359] = 300.0.into();
+    });
+    fails(recon(&wide, &[]), "beyond the Short scan");
+    fails(
+        recon(&m.join("measurement.json"), &["--geometry", "fan"]),
+        "fixes its own beam geometry",
+    );
+}

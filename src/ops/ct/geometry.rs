@@ -76,6 +76,87 @@ pub struct FanBeam {
     pub pixel_mm: f64,
 }
 
+/// Parallel or fan beam: what `--geometry` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Beam {
+    #[default]
+    Parallel,
+    Fan,
+}
+
+crate::names::named!(Beam, "--geometry", {
+    Parallel => "parallel",
+    Fan => "fan",
+});
+
+/// A fan-beam scanner as a user describes it, before an image grid places it: [`FanBeam`]
+/// without the pixel size, the detector sampling optional (default: bins one pixel wide at the
+/// isocentre, as many as cover the image).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanSpec {
+    pub source_to_isocentre_mm: f64,
+    pub source_to_detector_mm: f64,
+    pub detector: Detector,
+    pub detector_spacing_mm: Option<f64>,
+    pub n_det: Option<usize>,
+    pub detector_offset: f64,
+    pub scan: Scan,
+}
+
+impl Default for FanSpec {
+    /// The typical scanner of [`FanBeam::typical`].
+    fn default() -> Self {
+        FanSpec {
+            source_to_isocentre_mm: DEFAULT_SOURCE_TO_ISOCENTRE_MM,
+            source_to_detector_mm: DEFAULT_SOURCE_TO_DETECTOR_MM,
+            detector: Detector::Curved,
+            detector_spacing_mm: None,
+            n_det: None,
+            detector_offset: 0.0,
+            scan: Scan::Full,
+        }
+    }
+}
+
+impl FanSpec {
+    /// The fan-beam geometry of `n_views` over the scan of an `image_size` image of `pixel_mm`
+    /// pixels.
+    pub fn geometry(&self, image_size: usize, n_views: usize, pixel_mm: f64) -> Result<Geometry> {
+        ensure!(
+            pixel_mm.is_finite() && pixel_mm > 0.0,
+            "fan-beam geometry: pixel size {pixel_mm} mm must be positive"
+        );
+        let spacing = self
+            .detector_spacing_mm
+            .unwrap_or(pixel_mm * self.source_to_detector_mm / self.source_to_isocentre_mm);
+        let fan = FanBeam {
+            source_to_isocentre_mm: self.source_to_isocentre_mm,
+            source_to_detector_mm: self.source_to_detector_mm,
+            detector: self.detector,
+            detector_spacing_mm: spacing,
+            detector_offset: self.detector_offset,
+            scan: self.scan,
+            pixel_mm,
+        };
+        Geometry::fan(image_size, n_views, self.n_det, fan)
+    }
+}
+
+/// The CT geometry of `full_views` angles of an `image_size` image: parallel beam over [0, 180)
+/// when `fan` is None, else that scanner's fan over its scan.
+pub fn ct_geometry(
+    image_size: usize,
+    full_views: usize,
+    fan: Option<&FanSpec>,
+    pixel_mm: f64,
+) -> Result<Geometry> {
+    match fan {
+        None => Geometry::new(image_size, full_views),
+        Some(f) => f.geometry(image_size, full_views, pixel_mm),
+    }
+}
+
 /// Source-to-isocentre distance of a typical clinical head/body scanner (Siemens SOMATOM
 /// Definition, as in the AAPM low-dose CT data's DICOM-CT-PD headers), mm.
 pub const DEFAULT_SOURCE_TO_ISOCENTRE_MM: f64 = 595.0;
@@ -167,6 +248,12 @@ impl FanBeam {
     }
 
     fn validate(&self, image_size: usize, n_det: usize) -> Result<()> {
+        self.validate_lengths()?;
+        self.validate_fit(image_size, n_det)
+    }
+
+    /// The distances and sizes alone (what the detector count's default needs).
+    fn validate_lengths(&self) -> Result<()> {
         let pos = |v: f64| v.is_finite() && v > 0.0;
         ensure!(
             pos(self.source_to_isocentre_mm),
@@ -189,6 +276,11 @@ impl FanBeam {
             "fan-beam geometry: pixel size {} mm must be positive",
             self.pixel_mm
         );
+        Ok(())
+    }
+
+    /// The detector and the image inside the scanner.
+    fn validate_fit(&self, image_size: usize, n_det: usize) -> Result<()> {
         ensure!(
             self.detector_offset.is_finite() && self.detector_offset.abs() < n_det as f64 / 2.0,
             "fan-beam geometry: detector offset {} bins is not inside the {n_det}-bin detector",
@@ -262,6 +354,11 @@ impl Geometry {
         n_det: Option<usize>,
         fan: FanBeam,
     ) -> Result<Self> {
+        fan.validate_lengths()?;
+        ensure!(
+            n_views >= 1,
+            "CT geometry: zero views; give at least one projection angle"
+        );
         let n_det = n_det.unwrap_or_else(|| fan.covering_n_det(image_size));
         let g = Geometry {
             image_size,
@@ -328,6 +425,20 @@ impl Geometry {
         );
         if let Some(f) = &self.fan {
             f.validate(self.image_size, self.n_det)?;
+            // Parker's weights are zero outside the short scan's arc: views there would be
+            // silently dropped, so angles that do not fit it are an error.
+            let arc = f.scan_deg(self.n_det);
+            let a0 = self.angles_deg[0];
+            let span = self
+                .angles_deg
+                .iter()
+                .map(|a| a - a0)
+                .fold(0.0f64, |m, d| m.max(d.abs()));
+            ensure!(
+                span <= arc + 1e-6 && self.angles_deg.iter().all(|&a| a >= a0),
+                "fan-beam geometry: the angles span {span:.2} degrees from {a0}, beyond the {:?} scan's {arc:.2} (angles must run upwards from the first one)",
+                f.scan
+            );
         }
         Ok(())
     }

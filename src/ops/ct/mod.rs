@@ -12,7 +12,8 @@ pub mod metal;
 pub mod radon;
 
 pub use geometry::{
-    default_n_det, full_angles, limited_angle_rows, limited_angle_rows_over, rows_mask,
-    rows_mask_values, sparse_view_rows, Detector, FanBeam, Geometry, Scan,
+    ct_geometry, default_n_det, full_angles, limited_angle_rows, limited_angle_rows_over,
+    rows_mask, rows_mask_values, sparse_view_rows, Beam, Detector, FanBeam, FanSpec, Geometry,
+    Scan,
 };
 pub use radon::{Radon, SparseRadon};
