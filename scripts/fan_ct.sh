@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release
 ./target/release/scorerecon batch scripts/fan_ct.yaml "$@"
-.venv/bin/python scripts/results_table.py out/fan/ct | tee out/fan/tables.md
+./target/release/scorerecon batch scripts/fan_mar.yaml "$@"
+.venv/bin/python scripts/results_table.py out/fan/ct out/fan/mar | tee out/fan/tables.md
