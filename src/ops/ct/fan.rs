@@ -194,3 +194,121 @@ pub fn fan_fbp(
     }
     Ok(out)
 }
+
+/// Rebin full-scan or short-scan fan-beam sinograms (`b` of `geometry`, its angles equally
+/// spaced) to the parallel beam of `Geometry::new(N, n_parallel)` (angles over [0, 180), the
+/// scikit-image conventions of docs/operators.md), so parallel-beam code can take fan-beam data.
+///
+/// The parallel ray at angle `theta` and detector coordinate `u` (from the fan grid's centre) is
+/// the fan ray with `gamma = asin(u / D)` from `beta = theta + gamma`, or its conjugate
+/// `(theta + 180 - gamma, -gamma)` when that one lies in the scan (short scans); the fan
+/// sinogram is interpolated bilinearly in `(beta, bin)`. Bins no fan ray reaches are zero.
+pub fn rebin_to_parallel(
+    geometry: &Geometry,
+    sinograms: &[f32],
+    b: usize,
+    n_parallel: usize,
+) -> Result<(Geometry, Vec<f32>)> {
+    let fan = geometry
+        .fan
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("rebinning: the geometry is not fan beam"))?;
+    let (n, n_det, n_ang) = (geometry.image_size, geometry.n_det, geometry.n_angles());
+    ensure!(
+        sinograms.len() == b * n_ang * n_det,
+        "rebinning: sinogram buffer size does not match the geometry"
+    );
+    ensure!(n_ang >= 2, "rebinning: needs at least 2 fan-beam views");
+    let beta0 = geometry.angles_deg[0];
+    let step = geometry.angles_deg[1] - beta0;
+    ensure!(
+        geometry
+            .angles_deg
+            .iter()
+            .enumerate()
+            .all(|(k, a)| (a - beta0 - k as f64 * step).abs() < 1e-6 * step.abs().max(1.0)),
+        "rebinning: the fan-beam angles must be equally spaced"
+    );
+    let arc = fan.scan_deg(n_det);
+    let par = Geometry::new(n, n_parallel)?.with_pixel_size(geometry.pixel_size)?;
+    let (np_det, d) = (par.n_det, fan.sid());
+    let full = fan.scan == Scan::Full;
+    let mut out = vec![0f32; b * n_parallel * np_det];
+    out.par_chunks_mut(np_det)
+        .enumerate()
+        .for_each(|(row, line)| {
+            let (bi, a) = (row / n_parallel, row % n_parallel);
+            let theta = par.angles_deg[a];
+            let (st, ct) = theta.to_radians().sin_cos();
+            let sino = &sinograms[bi * n_ang * n_det..(bi + 1) * n_ang * n_det];
+            for (s, v) in line.iter_mut().enumerate() {
+                // From the parallel centre N/2 to the fan grid's centre (N - 1)/2.
+                let u = s as f64 - (np_det / 2) as f64 + 0.5 * ct - 0.5 * st;
+                if u.abs() >= d {
+                    continue;
+                }
+                let gamma = (u / d).asin();
+                let candidates = [
+                    (theta + gamma.to_degrees(), gamma),
+                    (theta + 180.0 - gamma.to_degrees(), -gamma),
+                ];
+                for (beta, g) in candidates {
+                    let mut rel = beta - beta0;
+                    if full {
+                        rel = rel.rem_euclid(360.0);
+                    }
+                    if !(0.0..=arc).contains(&rel) {
+                        continue;
+                    }
+                    let fa = rel / step;
+                    let fb = fan.bin_of_gamma(g, n_det);
+                    if fb < 0.0 || fb > (n_det - 1) as f64 {
+                        continue;
+                    }
+                    let (k0, wk) = (fa.floor() as usize, fa - fa.floor());
+                    // The next view wraps around on a full scan and stops at the last otherwise.
+                    let (ka, kb) = if full {
+                        (k0 % n_ang, (k0 + 1) % n_ang)
+                    } else {
+                        (k0.min(n_ang - 1), (k0 + 1).min(n_ang - 1))
+                    };
+                    let j0 = (fb as usize).min(n_det - 2);
+                    let wj = fb - j0 as f64;
+                    let at = |k: usize, j: usize| f64::from(sino[k * n_det + j]);
+                    let lerp = |k: usize| at(k, j0) * (1.0 - wj) + at(k, j0 + 1) * wj;
+                    *v = (lerp(ka) * (1.0 - wk) + lerp(kb) * wk) as f32;
+                    break;
+                }
+            }
+        });
+    Ok((par, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parker's weights count every line once: a ray and its conjugate `(beta + pi - 2 gamma,
+    /// -gamma)` add up to 1 wherever both lie in the short scan.
+    #[test]
+    fn parker_weights_of_conjugate_rays_sum_to_one() {
+        let delta = 0.4;
+        for k in 0..200 {
+            let beta = (k as f64 + 0.5) / 200.0 * (PI + 2.0 * delta);
+            for m in 0..21 {
+                let gamma = (m as f64 / 10.0 - 1.0) * delta * 0.999;
+                let conj = beta + PI - 2.0 * gamma;
+                let (b2, g2) = if conj <= PI + 2.0 * delta {
+                    (conj, -gamma)
+                } else {
+                    (beta - PI - 2.0 * gamma, -gamma)
+                };
+                if !(0.0..=PI + 2.0 * delta).contains(&b2) {
+                    continue;
+                }
+                let sum = parker_weight(beta, gamma, delta) + parker_weight(b2, g2, delta);
+                assert!((sum - 1.0).abs() < 1e-9, "beta {beta} gamma {gamma}: {sum}");
+            }
+        }
+    }
+}
