@@ -22,3 +22,4 @@ lint: setup
 
 bench: build
 	cargo bench --bench operators
+	cargo bench --bench fan_beam

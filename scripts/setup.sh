@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: the project-local Python environment that carries
 # libtorch (PyPI torch==2.11.0) and the independent reference software the tests call
-# (numpy, scikit-image, pydicom, nibabel, pynrrd; dciodvfy from Debian's dicom3tools; Slurm and munge
-# from Debian for the cluster test), and the real scans the tests and the demo read.
+# (numpy, scikit-image, pydicom, nibabel, pynrrd, ASTRA's CPU projectors (astra-toolbox); dciodvfy from
+# Debian's dicom3tools; Slurm and munge from Debian for the cluster test), and the real scans the tests and
+# the demo read.
 # A second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +11,13 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 CACHE="$ROOT/data/cache"
 
-PY_PKGS=(torch==2.11.0 numpy scikit-image pydicom==3.0.2 nibabel==5.4.2 safetensors pynrrd==1.1.3)
+PY_PKGS=(torch==2.11.0 numpy scikit-image pydicom==3.0.2 nibabel==5.4.2 safetensors pynrrd==1.1.3 astra-toolbox==2.5.0)
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import torch, numpy, skimage, pydicom, nibabel, safetensors, nrrd; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import torch, numpy, skimage, pydicom, nibabel, safetensors, nrrd, astra; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
   echo "setup: installing ${PY_PKGS[*]} into $VENV (first time: a few minutes, about 5 GB)"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi

@@ -84,8 +84,30 @@ impl Task {
     /// The settings of this task beyond the common ones.
     pub fn own_keys(self) -> &'static [&'static str] {
         match self {
-            Task::Ct => &["views", "full_views", "limited_angle", "photons", "window"],
+            Task::Ct => &[
+                "views",
+                "full_views",
+                "limited_angle",
+                "photons",
+                "window",
+                "geometry",
+                "detector",
+                "source_to_isocentre_mm",
+                "source_to_detector_mm",
+                "detector_spacing_mm",
+                "detector_bins",
+                "detector_offset",
+                "scan",
+            ],
             Task::Mar => &[
+                "geometry",
+                "detector",
+                "source_to_isocentre_mm",
+                "source_to_detector_mm",
+                "detector_spacing_mm",
+                "detector_bins",
+                "detector_offset",
+                "scan",
                 "full_views",
                 "photons",
                 "metal_threshold",
@@ -160,6 +182,18 @@ pub struct JobSpec {
     pub limited_angle: Option<f64>,
     /// Incident photons per detector bin for Poisson noise on simulated sinograms (None: noise-free).
     pub photons: Option<f64>,
+    /// CT/MAR: parallel or fan beam; the `fan` settings below describe the scanner.
+    pub geometry: crate::ops::ct::Beam,
+    pub detector: crate::ops::ct::Detector,
+    pub source_to_isocentre_mm: f64,
+    pub source_to_detector_mm: f64,
+    /// Bin pitch on the detector; None: one image pixel at the isocentre.
+    pub detector_spacing_mm: Option<f64>,
+    /// None: as many bins as cover the image.
+    pub detector_bins: Option<usize>,
+    /// Detector shift in bins (a quarter-detector offset is 0.25).
+    pub detector_offset: f64,
+    pub scan: crate::ops::ct::Scan,
 
     // MRI
     pub acceleration: Vec<f64>,
@@ -219,6 +253,14 @@ impl Default for JobSpec {
             full_views: 180,
             limited_angle: None,
             photons: None,
+            geometry: crate::ops::ct::Beam::Parallel,
+            detector: crate::ops::ct::Detector::Curved,
+            source_to_isocentre_mm: crate::ops::ct::geometry::DEFAULT_SOURCE_TO_ISOCENTRE_MM,
+            source_to_detector_mm: crate::ops::ct::geometry::DEFAULT_SOURCE_TO_DETECTOR_MM,
+            detector_spacing_mm: None,
+            detector_bins: None,
+            detector_offset: 0.0,
+            scan: crate::ops::ct::Scan::Full,
             acceleration: vec![4.0],
             center_fraction: 0.08,
             mask: MaskKind::Equispaced,
@@ -253,6 +295,19 @@ pub fn read_yaml_mapping(path: &Path, what: &str) -> Result<Mapping> {
 }
 
 impl JobSpec {
+    /// The fan-beam scanner of a `--geometry fan` job; None for parallel beam.
+    pub fn fan_spec(&self) -> Option<crate::ops::ct::FanSpec> {
+        (self.geometry == crate::ops::ct::Beam::Fan).then_some(crate::ops::ct::FanSpec {
+            source_to_isocentre_mm: self.source_to_isocentre_mm,
+            source_to_detector_mm: self.source_to_detector_mm,
+            detector: self.detector,
+            detector_spacing_mm: self.detector_spacing_mm,
+            n_det: self.detector_bins,
+            detector_offset: self.detector_offset,
+            scan: self.scan,
+        })
+    }
+
     /// The paper's tuned values per task (method.md, "Tuned hyper-parameters"), the task's
     /// baselines and its default prior.
     pub fn for_task(task: Task) -> Self {
@@ -512,6 +567,32 @@ impl JobSpec {
                     require!(
                         p.is_finite() && p >= 1.0,
                         "--photons {p}: the incident photon count must be at least 1"
+                    );
+                }
+                if self.geometry == crate::ops::ct::Beam::Fan {
+                    let pos = |v: f64| v.is_finite() && v > 0.0;
+                    require!(
+                        pos(self.source_to_isocentre_mm),
+                        "--source-to-isocentre-mm {}: must be a positive distance",
+                        self.source_to_isocentre_mm
+                    );
+                    require!(
+                        pos(self.source_to_detector_mm)
+                            && self.source_to_detector_mm > self.source_to_isocentre_mm,
+                        "--source-to-detector-mm {}: must exceed --source-to-isocentre-mm {}",
+                        self.source_to_detector_mm,
+                        self.source_to_isocentre_mm
+                    );
+                    if let Some(d) = self.detector_spacing_mm {
+                        require!(pos(d), "--detector-spacing-mm {d}: must be positive");
+                    }
+                    if let Some(b) = self.detector_bins {
+                        require!(b >= 2, "--detector-bins {b}: need at least 2");
+                    }
+                    require!(
+                        self.detector_offset.is_finite(),
+                        "--detector-offset {}: not a number",
+                        self.detector_offset
                     );
                 }
             }

@@ -270,6 +270,7 @@ fn metal_in_a_real_head_ct_streaks_and_its_trace_covers_the_metal() {
         seed: 1,
         pixel_mm,
         filter: Filter::Ramp,
+        fan: None,
     };
     let with_metal = simulate::simulate_ct(&spec, &slice, n, &metal).unwrap();
     // The same scan without metal: the metal objects with zero density leave the tissue alone
@@ -446,6 +447,7 @@ fn simulated_measurement() -> scorerecon::io::measurement::Measurement {
         seed: 3,
         pixel_mm: 1.0,
         filter: Filter::Ramp,
+        fan: None,
     };
     let sim = simulate::simulate_ct(&spec, &hu_slice, n, &[]).unwrap();
     let g = sim.geometry.clone();

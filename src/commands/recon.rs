@@ -102,14 +102,77 @@ pub struct CommonArgs {
     pub anonymise: bool,
 }
 
+/// The CT beam geometry (`ct`, `mar`; `simulate` has its own copy with defaults).
+#[derive(Args, Debug, Clone, Default)]
+pub struct BeamArgs {
+    /// Parallel beam (angles over [0, 180)) or the fan beam of a clinical scanner (angles over
+    /// its scan: 360 degrees, or 180 plus the fan angle with --scan short).
+    #[arg(long, value_parser = crate::cli::named::<crate::ops::ct::Beam>())]
+    pub geometry: Option<crate::ops::ct::Beam>,
+    /// Fan beam: curved (equiangular arc, clinical scanners) or flat (equispaced) detector.
+    #[arg(long, value_parser = crate::cli::named::<crate::ops::ct::Detector>())]
+    pub detector: Option<crate::ops::ct::Detector>,
+    /// Fan beam: source to isocentre, mm (default 595, a typical head/body scanner).
+    #[arg(long, allow_hyphen_values = true)]
+    pub source_to_isocentre_mm: Option<f64>,
+    /// Fan beam: source to detector, mm (default 1085.6).
+    #[arg(long, allow_hyphen_values = true)]
+    pub source_to_detector_mm: Option<f64>,
+    /// Fan beam: bin pitch on the detector, mm (default: one image pixel at the isocentre).
+    #[arg(long, allow_hyphen_values = true)]
+    pub detector_spacing_mm: Option<f64>,
+    /// Fan beam: detector bins (default: as many as cover the image).
+    #[arg(long)]
+    pub detector_bins: Option<usize>,
+    /// Fan beam: detector shift in bins (0.25: a quarter-detector offset).
+    #[arg(long, allow_hyphen_values = true)]
+    pub detector_offset: Option<f64>,
+    /// Fan beam: full (360 degrees) or short scan (180 plus the fan angle, Parker weights).
+    #[arg(long, value_parser = crate::cli::named::<crate::ops::ct::Scan>())]
+    pub scan: Option<crate::ops::ct::Scan>,
+}
+
+impl BeamArgs {
+    /// The scanner these flags describe, defaults filled in; None for parallel beam.
+    pub fn fan_spec(&self) -> Option<crate::ops::ct::FanSpec> {
+        let d = crate::ops::ct::FanSpec::default();
+        (self.geometry == Some(crate::ops::ct::Beam::Fan)).then(|| crate::ops::ct::FanSpec {
+            source_to_isocentre_mm: self
+                .source_to_isocentre_mm
+                .unwrap_or(d.source_to_isocentre_mm),
+            source_to_detector_mm: self
+                .source_to_detector_mm
+                .unwrap_or(d.source_to_detector_mm),
+            detector: self.detector.unwrap_or(d.detector),
+            detector_spacing_mm: self.detector_spacing_mm,
+            n_det: self.detector_bins,
+            detector_offset: self.detector_offset.unwrap_or(d.detector_offset),
+            scan: self.scan.unwrap_or(d.scan),
+        })
+    }
+
+    fn add(&self, g: &mut Given) {
+        g.opt("geometry", &self.geometry);
+        g.opt("detector", &self.detector);
+        g.opt("source_to_isocentre_mm", &self.source_to_isocentre_mm);
+        g.opt("source_to_detector_mm", &self.source_to_detector_mm);
+        g.opt("detector_spacing_mm", &self.detector_spacing_mm);
+        g.opt("detector_bins", &self.detector_bins);
+        g.opt("detector_offset", &self.detector_offset);
+        g.opt("scan", &self.scan);
+    }
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct CtArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub beam: BeamArgs,
     /// Measured views; a comma-separated list makes a sweep (e.g. 10,23,45,90).
     #[arg(long, value_delimiter = ',')]
     pub views: Vec<usize>,
-    /// Size of the full angle set over [0, 180) degrees.
+    /// Size of the full angle set, over [0, 180) degrees (parallel) or the fan-beam scan's arc.
     #[arg(long)]
     pub full_views: Option<usize>,
     /// Limited-angle wedge in degrees instead of sparse views.
@@ -146,7 +209,9 @@ pub struct MriArgs {
 pub struct MarArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Size of the full angle set over [0, 180) degrees.
+    #[command(flatten)]
+    pub beam: BeamArgs,
+    /// Size of the full angle set, over [0, 180) degrees (parallel) or the fan-beam scan's arc.
     #[arg(long)]
     pub full_views: Option<usize>,
     /// Incident photons per bin for Poisson noise on the simulated sinogram (default: noise-free).
@@ -240,6 +305,7 @@ impl TaskArgs for CtArgs {
         &self.common
     }
     fn add_own(&self, g: &mut Given) {
+        self.beam.add(g);
         g.list("views", &self.views);
         g.opt("full_views", &self.full_views);
         g.opt("limited_angle", &self.limited_angle);
@@ -267,6 +333,7 @@ impl TaskArgs for MarArgs {
         &self.common
     }
     fn add_own(&self, g: &mut Given) {
+        self.beam.add(g);
         g.opt("full_views", &self.full_views);
         g.opt("photons", &self.photons);
         g.opt("metal_threshold", &self.metal_threshold);

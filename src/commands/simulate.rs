@@ -31,9 +31,12 @@ pub struct SimulateArgs {
     /// Measured views for sparse-view CT: indices floor(k * full / views).
     #[arg(long, default_value_t = 23)]
     pub views: usize,
-    /// Angles of the full set, equally spaced over [0, 180) degrees.
+    /// Angles of the full set, equally spaced over [0, 180) degrees (parallel) or the fan-beam
+    /// scan's arc.
     #[arg(long, default_value_t = 180)]
     pub full_views: usize,
+    #[command(flatten)]
+    pub beam: super::recon::BeamArgs,
     /// Wedge of limited-angle CT, degrees.
     #[arg(long, default_value_t = 90.0)]
     pub wedge: f64,
@@ -91,6 +94,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         task: a.task,
         views: a.views,
         full_views: a.full_views,
+        fan: a.beam.fan_spec(),
         wedge: a.wedge,
         wedge_start: a.wedge_start,
         photons: a.photons,

@@ -326,7 +326,21 @@ pub struct GivenFlags {
     pub center_fraction: Option<f64>,
     pub mask: Option<MaskKind>,
     pub snr_db: Option<f64>,
+    /// The beam settings given (`--geometry` and the fan-beam scanner's), by key.
+    pub beam: Vec<&'static str>,
 }
+
+/// The settings of the CT beam geometry: a measurement file fixes them.
+const BEAM_KEYS: [&str; 8] = [
+    "geometry",
+    "detector",
+    "source_to_isocentre_mm",
+    "source_to_detector_mm",
+    "detector_spacing_mm",
+    "detector_bins",
+    "detector_offset",
+    "scan",
+];
 
 impl GivenFlags {
     /// The settings of `spec` whose keys appear in `given`.
@@ -351,6 +365,7 @@ impl GivenFlags {
             center_fraction: has("center_fraction").then_some(spec.center_fraction),
             mask: has("mask").then_some(spec.mask),
             snr_db: spec.snr_db.filter(|_| has("snr_db")),
+            beam: BEAM_KEYS.into_iter().filter(|k| has(k)).collect(),
         }
     }
 }
@@ -410,6 +425,11 @@ pub fn check_flags(spec: &JobSpec, given: &GivenFlags) -> Result<()> {
         return Ok(());
     }
     let Some(ct) = &meta.ct else { return Ok(()) };
+    ensure!(
+        given.beam.is_empty(),
+        "{file}: --{} given, but a measurement file fixes its own beam geometry (its \"ct\".\"geometry\"; docs/formats.md)",
+        given.beam.join(", --").replace('_', "-")
+    );
     if let Some(f) = full_views {
         ensure!(
             f == ct.geometry.n_angles(),

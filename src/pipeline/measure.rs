@@ -166,6 +166,7 @@ pub fn simulate_cases(
                 seed: spec.seed,
                 pixel_mm,
                 filter: crate::ops::ct::fbp::Filter::Ramp,
+                fan: spec.fan_spec(),
             };
             let per_slice = |k: usize| &host[k * n * n..(k + 1) * n * n];
             let image_tensor = |v: &[f32], b: i64| {

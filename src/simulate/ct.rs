@@ -12,6 +12,7 @@ use crate::ops::ct::fbp::Filter;
 use crate::ops::ct::hu;
 use crate::ops::ct::metal;
 use crate::ops::ct::{self, Geometry, Radon};
+
 use anyhow::{bail, ensure, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -104,6 +105,8 @@ pub struct CtSimulationSpec {
     pub seed: u64,
     pub pixel_mm: f64,
     pub filter: Filter,
+    /// Fan beam from this scanner; None: parallel beam.
+    pub fan: Option<ct::FanSpec>,
 }
 
 /// A simulated CT measurement of one slice and what it came from.
@@ -138,7 +141,8 @@ pub fn simulate_ct(
     if let Some(k) = hu_slice.iter().position(|v| !v.is_finite()) {
         bail!("CT simulation: the slice holds a non-finite value (voxel {k})");
     }
-    let geometry = Geometry::new(n, spec.full_views).context("--full-views")?;
+    let geometry = ct::ct_geometry(n, spec.full_views, spec.fan.as_ref(), spec.pixel_mm)
+        .context("--full-views / --geometry")?;
     let radon = Radon::new(geometry.clone())?;
     let to_dimensionless = 2.0 * hu::MU_WATER_PER_MM * spec.pixel_mm;
     let n_det = geometry.n_det;
@@ -150,7 +154,12 @@ pub fn simulate_ct(
                 CtTask::LimitedAngle {
                     wedge_deg,
                     start_deg,
-                } => ct::limited_angle_rows(&geometry.angles_deg, start_deg, wedge_deg)?,
+                } => ct::limited_angle_rows_over(
+                    &geometry.angles_deg,
+                    start_deg,
+                    wedge_deg,
+                    geometry.arc_deg(),
+                )?,
                 CtTask::Mar { .. } => unreachable!(),
             };
             let x: Vec<f32> = hu_slice

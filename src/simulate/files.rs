@@ -74,8 +74,11 @@ pub struct SimulateArgs {
     pub task: Task,
     /// Measured views for sparse-view CT: indices floor(k * full / views).
     pub views: usize,
-    /// Angles of the full set, equally spaced over [0, 180) degrees.
+    /// Angles of the full set, equally spaced over [0, 180) degrees (parallel) or the fan-beam
+    /// scan's arc.
     pub full_views: usize,
+    /// Fan beam from this scanner; None: parallel beam.
+    pub fan: Option<crate::ops::ct::FanSpec>,
     /// Wedge of limited-angle CT, degrees.
     pub wedge: f64,
     /// Start of the wedge, degrees.
@@ -228,6 +231,7 @@ pub fn run(args: &SimulateArgs) -> Result<String> {
         seed: args.seed,
         pixel_mm: source.pixel_mm,
         filter: args.filter,
+        fan: args.fan.clone(),
     };
     let sim = simulate::simulate_ct(&spec, &source.hu, source.n, &metal)?;
     let physics = match args.task {

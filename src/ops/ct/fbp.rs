@@ -49,12 +49,19 @@ pub fn padded_size(n_det: usize) -> usize {
 /// The ramp is `2 Re FFT(h)` of the spatial Ram-Lak kernel `h[0] = 1/4`, `h[n] = -1/(pi n)^2`
 /// for odd `n` (Kak & Slaney eq. 61), which removes the DC bias of sampling `|f|` directly.
 pub fn fourier_filter(size: usize, filter: Filter) -> Vec<f64> {
+    fourier_filter_taps(size, filter, &|_| 1.0)
+}
+
+/// [`fourier_filter`] with the Ram-Lak tap `n` (in bins, `0..=size/2`) multiplied by `taps(n)`
+/// before the transform: `(n alpha / sin n alpha)^2` gives the equiangular fan-beam kernel
+/// (Kak & Slaney eq. 3.100), 1 the parallel-beam one.
+pub fn fourier_filter_taps(size: usize, filter: Filter, taps: &dyn Fn(usize) -> f64) -> Vec<f64> {
     use std::f64::consts::PI;
     let mut h = vec![Complex::new(0.0, 0.0); size];
-    h[0].re = 0.25;
+    h[0].re = 0.25 * taps(0);
     for (k, hk) in h.iter_mut().enumerate().skip(1).step_by(2) {
-        let n = if k <= size / 2 { k } else { size - k } as f64;
-        hk.re = -1.0 / (PI * n).powi(2);
+        let n = if k <= size / 2 { k } else { size - k };
+        hk.re = -taps(n) / (PI * n as f64).powi(2);
     }
     rustfft::FftPlanner::<f64>::new()
         .plan_fft_forward(size)
@@ -105,8 +112,18 @@ pub fn fourier_filter(size: usize, filter: Filter) -> Vec<f64> {
 /// even part `(F[m] + F[-m]) / 2` (the fftshifted Hamming and Hann windows are not exactly
 /// even), which a real-to-complex FFT applies directly.
 pub fn filter_rows(rows: &mut [f32], n_det: usize, filter: Filter) {
+    filter_rows_taps(rows, n_det, filter, &|_| 1.0)
+}
+
+/// [`filter_rows`] with the kernel of [`fourier_filter_taps`].
+pub fn filter_rows_taps(
+    rows: &mut [f32],
+    n_det: usize,
+    filter: Filter,
+    taps: &dyn Fn(usize) -> f64,
+) {
     let size = padded_size(n_det);
-    let f = fourier_filter(size, filter);
+    let f = fourier_filter_taps(size, filter, taps);
     let half: Vec<f32> = (0..=size / 2)
         .map(|m| ((f[m] + f[(size - m) % size]) / 2.0 / size as f64) as f32)
         .collect();
@@ -140,7 +157,8 @@ pub fn filter_rows(rows: &mut [f32], n_det: usize, filter: Filter) {
 }
 
 /// FBP of `b` host sinograms (`n_angles x n_det` each) of `geometry`, using the angle rows
-/// `rows` only; returns `b` images of `N x N`.
+/// `rows` only; returns `b` images of `N x N`. A fan-beam geometry takes fan-beam FBP
+/// (`fan::fan_fbp`).
 pub fn fbp(
     geometry: &Geometry,
     sinograms: &[f32],
@@ -148,6 +166,9 @@ pub fn fbp(
     filter: Filter,
     rows: &[usize],
 ) -> Result<Vec<f32>> {
+    if let Some(fan) = &geometry.fan {
+        return super::fan::fan_fbp(geometry, fan, sinograms, b, filter, rows);
+    }
     fbp_with(geometry, sinograms, b, filter, rows, avx2_available())
 }
 

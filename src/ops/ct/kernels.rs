@@ -1,6 +1,8 @@
 //! The host kernels of the Joseph projector (`Radon`): one shared description of an angle's rays
 //! (`AngleParams`), the scalar gather/scatter along a padded image line, and the AVX2 forward
-//! kernel. `Radon` in radon.rs drives them over angles and images.
+//! kernel; for fan beam, where every ray has its own direction, one description of a ray
+//! (`RayParams`) and its gather/scatter over the same padded planes. `Radon` in radon.rs drives
+//! them over angles and images.
 
 /// One angle's rays, in the frame of the image axis they step along.
 ///
@@ -177,6 +179,104 @@ pub(super) unsafe fn project_angle_avx2(
     }
     for v in sino.iter_mut() {
         *v *= p.weight;
+    }
+}
+
+/// One fan-beam ray, in the frame of the image axis it steps along (Joseph 1982, as
+/// [`AngleParams`] for a whole parallel view): at step `k` (row `k`, or column `k` when
+/// `transposed`) it crosses the other axis at `t(k) - 1` with `t(k) = start + k * shear`, for
+/// `k` in `k0..k1`, the steps where `0 < t < n + 1` (inside the line padded with a zero on each
+/// side); it reads pixels `floor(t) - 1` and `floor(t)` with weights `1 - frac(t)` and
+/// `frac(t)`, times `weight`. This is the one definition of a fan-beam matrix entry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RayParams {
+    pub(super) transposed: bool,
+    pub(super) start: f32,
+    pub(super) shear: f32,
+    pub(super) k0: u32,
+    pub(super) k1: u32,
+    /// Path length of one step, `1 / |cos|` of the angle to the stepped axis, times the pixel size.
+    pub(super) weight: f32,
+}
+
+impl RayParams {
+    /// The ray through `source` (pixel coordinates `(i, j)`: column, row) along `dir` (unit) in an
+    /// `n x n` image.
+    pub(super) fn new(source: (f64, f64), dir: (f64, f64), n: usize, pixel_size: f64) -> Self {
+        let (si, sj) = source;
+        let (di, dj) = dir;
+        // Step the axis the ray runs closest to, so each step moves at most one pixel across.
+        let (transposed, s_step, s_other, d_step, d_other) = if dj.abs() >= di.abs() {
+            (false, sj, si, dj, di)
+        } else {
+            (true, si, sj, di, dj)
+        };
+        let shear = d_other / d_step;
+        let offset = s_other - s_step * shear;
+        let (start, shear32) = ((offset + 1.0) as f32, shear as f32);
+        // Steps with -1 < offset + k shear < n, then trimmed with the kernels' own expression.
+        let (lo, hi) = if shear.abs() < 1e-12 {
+            if offset > -1.0 && offset < n as f64 {
+                (0.0, n as f64)
+            } else {
+                (0.0, 0.0)
+            }
+        } else {
+            let a = (-1.0 - offset) / shear;
+            let b = (n as f64 - offset) / shear;
+            (a.min(b), a.max(b))
+        };
+        let mut k0 = (lo.floor().max(0.0) as usize).min(n);
+        let mut k1 = ((hi.ceil() + 1.0).max(0.0) as usize).min(n);
+        let inside = |k: usize| {
+            let t = start + k as f32 * shear32;
+            t > 0.0 && t < (n + 1) as f32
+        };
+        while k0 < k1 && !inside(k0) {
+            k0 += 1;
+        }
+        while k1 > k0 && !inside(k1 - 1) {
+            k1 -= 1;
+        }
+        RayParams {
+            transposed,
+            start,
+            shear: shear32,
+            k0: k0 as u32,
+            k1: k1 as u32,
+            weight: (pixel_size / d_step.abs()) as f32,
+        }
+    }
+}
+
+/// The line integral of one ray over a plane of padded lines (`n + 2` each): the image for a
+/// row-stepping ray, its transpose for a column-stepping one.
+#[inline(always)]
+pub(super) fn gather_ray(r: &RayParams, plane: &[f32], n: usize) -> f32 {
+    let mut acc = 0f32;
+    for k in r.k0 as usize..r.k1 as usize {
+        let t = r.start + k as f32 * r.shear;
+        let i = t as usize; // t > 0: truncation is floor
+        let f = t - i as f32;
+        let line = &plane[k * (n + 2)..(k + 1) * (n + 2)];
+        // SAFETY: `RayParams::new` keeps 0 < t < n + 1, so i + 1 <= n + 1 < line.len().
+        let (a, b) = unsafe { (*line.get_unchecked(i), *line.get_unchecked(i + 1)) };
+        acc += a + f * (b - a);
+    }
+    acc * r.weight
+}
+
+/// The transpose of [`gather_ray`]: spread `v` along the ray with the same weights.
+#[inline(always)]
+pub(super) fn scatter_ray(r: &RayParams, plane: &mut [f32], n: usize, v: f32) {
+    let v = v * r.weight;
+    for k in r.k0 as usize..r.k1 as usize {
+        let t = r.start + k as f32 * r.shear;
+        let i = t as usize;
+        let f = t - i as f32;
+        let line = &mut plane[k * (n + 2)..(k + 1) * (n + 2)];
+        line[i] += v - f * v;
+        line[i + 1] += f * v;
     }
 }
 

@@ -18,22 +18,28 @@
 //! `1 / |cos|` of the angle between the ray and that axis. `forward` gathers with those weights,
 //! `adjoint` scatters with the very same weights, so `<T x, y> = <x, T^T y>` holds up to float
 //! rounding by construction.
+//!
+//! A fan-beam geometry (`Geometry::fan`) makes the same operator the fan-beam transform: every
+//! ray has its own direction (`fan::fan_rays`, `kernels::RayParams`), stepped and interpolated
+//! the same way over the same padded planes; the masked paths, the device path and FBP as
+//! `T^-1` are shared. Fan-beam conventions: fan.rs.
 
 use super::fbp::{self, Filter};
 use super::geometry::{full_angles, Geometry};
 use super::kernels::{
-    add_assign, padded_lines, project_angle_dispatch, scatter_line, transpose, unpadded_lines,
-    AngleParams,
+    add_assign, gather_ray, padded_lines, project_angle_dispatch, scatter_line, scatter_ray,
+    transpose, unpadded_lines, AngleParams, RayParams,
 };
 use crate::ops::Transform;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-/// The Radon transform over a geometry's angles: `T` for CT.
+/// The Radon transform over a geometry's angles (parallel beam), or the fan-beam transform
+/// (a fan-beam geometry): `T` for CT.
 pub struct Radon {
     geometry: Geometry,
-    params: Vec<AngleParams>,
+    rays: Rays,
     /// The projector as sparse matrices on a CUDA device, built on first use there.
     on_device: std::sync::Mutex<Option<(Device, SparseRadon)>>,
 }
@@ -47,6 +53,14 @@ pub struct SparseRadon {
     n: i64,
     n_angles: i64,
     n_det: i64,
+}
+
+/// The rays of a geometry as the kernels walk them.
+enum Rays {
+    /// One description per angle (all its rays are parallel).
+    Parallel(Vec<AngleParams>),
+    /// One per ray, `n_angles * n_det`, angle major.
+    Fan(Vec<RayParams>),
 }
 
 impl SparseRadon {
@@ -82,14 +96,26 @@ impl SparseRadon {
 impl Radon {
     pub fn new(geometry: Geometry) -> Result<Self> {
         geometry.validate()?;
-        let params = geometry
-            .angles_deg
-            .iter()
-            .map(|&a| AngleParams::new(a, geometry.image_size, geometry.n_det, geometry.pixel_size))
-            .collect();
+        let rays = match &geometry.fan {
+            None => Rays::Parallel(
+                geometry
+                    .angles_deg
+                    .iter()
+                    .map(|&a| {
+                        AngleParams::new(
+                            a,
+                            geometry.image_size,
+                            geometry.n_det,
+                            geometry.pixel_size,
+                        )
+                    })
+                    .collect(),
+            ),
+            Some(fan) => Rays::Fan(super::fan::fan_rays(&geometry, fan)),
+        };
         Ok(Radon {
             geometry,
-            params,
+            rays,
             on_device: std::sync::Mutex::new(None),
         })
     }
@@ -100,7 +126,34 @@ impl Radon {
         let n = self.geometry.image_size;
         let n_det = self.geometry.n_det;
         let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
-        for (a, p) in self.params.iter().enumerate() {
+        let params = match &self.rays {
+            Rays::Parallel(p) => p,
+            Rays::Fan(rays) => {
+                for (ray, r) in rays.iter().enumerate() {
+                    for k in r.k0 as usize..r.k1 as usize {
+                        // As gather_ray: padded index i reads pixel i - 1 with 1 - f, i with f.
+                        let t = r.start + k as f32 * r.shear;
+                        let i = t as usize;
+                        let f = t - i as f32;
+                        for (pix, w) in [(i as i64 - 1, 1.0 - f), (i as i64, f)] {
+                            if pix < 0 || pix >= n as i64 || w == 0.0 {
+                                continue;
+                            }
+                            let (row, col) = if r.transposed {
+                                (pix, k as i64)
+                            } else {
+                                (k as i64, pix)
+                            };
+                            rows.push(ray as i64);
+                            cols.push(row * n as i64 + col);
+                            vals.push(w * r.weight);
+                        }
+                    }
+                }
+                return (rows, cols, vals);
+            }
+        };
+        for (a, p) in params.iter().enumerate() {
             for k in 0..n {
                 let (start, slope, s0, s1) = p.span(n, n_det, k);
                 for s in s0..s1 {
@@ -230,7 +283,7 @@ impl Radon {
     ) -> Vec<f32> {
         let n = self.geometry.image_size;
         let n_det = self.geometry.n_det;
-        let n_ang = self.params.len();
+        let n_ang = self.geometry.n_angles();
         assert_eq!(images.len(), b * n * n, "project: image buffer size");
         // Each image and its transpose, lines padded with a zero on each side: row-stepping
         // angles read the image, column-stepping angles its transpose, both along memory.
@@ -249,13 +302,24 @@ impl Radon {
                 if active.is_some_and(|m| !m[a]) {
                     return;
                 }
-                let p = &self.params[a];
-                let plane = if p.transposed {
-                    &planes[bi].1
-                } else {
-                    &planes[bi].0
+                let plane = |transposed: bool| {
+                    if transposed {
+                        &planes[bi].1
+                    } else {
+                        &planes[bi].0
+                    }
                 };
-                project_angle_dispatch(p, plane, n, sino, simd);
+                match &self.rays {
+                    Rays::Parallel(params) => {
+                        let p = &params[a];
+                        project_angle_dispatch(p, plane(p.transposed), n, sino, simd);
+                    }
+                    Rays::Fan(rays) => {
+                        for (v, r) in sino.iter_mut().zip(&rays[a * n_det..(a + 1) * n_det]) {
+                            *v = gather_ray(r, plane(r.transposed), n);
+                        }
+                    }
+                }
             });
         out
     }
@@ -264,7 +328,7 @@ impl Radon {
     /// ray with the same weights. Angles are split between threads, each with its own image
     /// accumulator (one for row-stepping angles, one transposed for column-stepping angles).
     pub fn backproject(&self, sinograms: &[f32], b: usize) -> Vec<f32> {
-        let all: Vec<usize> = (0..self.params.len()).collect();
+        let all: Vec<usize> = (0..self.geometry.n_angles()).collect();
         self.backproject_angles(sinograms, b, &all)
     }
 
@@ -273,7 +337,7 @@ impl Radon {
     fn backproject_angles(&self, sinograms: &[f32], b: usize, angles: &[usize]) -> Vec<f32> {
         let n = self.geometry.image_size;
         let n_det = self.geometry.n_det;
-        let n_ang = self.params.len();
+        let n_ang = self.geometry.n_angles();
         assert_eq!(
             sinograms.len(),
             b * n_ang * n_det,
@@ -292,16 +356,24 @@ impl Radon {
                 .fold(
                     || (vec![0f32; n * (n + 2)], vec![0f32; n * (n + 2)]),
                     |(mut rows, mut cols), &a| {
-                        let p = &self.params[a];
-                        let plane = if p.transposed { &mut cols } else { &mut rows };
-                        let y: Vec<f32> = sino[a * n_det..(a + 1) * n_det]
-                            .iter()
-                            .map(|v| v * p.weight)
-                            .collect();
-                        for k in 0..n {
-                            let (start, slope, s0, s1) = p.span(n, n_det, k);
-                            let line = &mut plane[k * (n + 2)..(k + 1) * (n + 2)];
-                            scatter_line(line, &y[s0..s1], start, slope, s0);
+                        let y = &sino[a * n_det..(a + 1) * n_det];
+                        match &self.rays {
+                            Rays::Parallel(params) => {
+                                let p = &params[a];
+                                let plane = if p.transposed { &mut cols } else { &mut rows };
+                                let y: Vec<f32> = y.iter().map(|v| v * p.weight).collect();
+                                for k in 0..n {
+                                    let (start, slope, s0, s1) = p.span(n, n_det, k);
+                                    let line = &mut plane[k * (n + 2)..(k + 1) * (n + 2)];
+                                    scatter_line(line, &y[s0..s1], start, slope, s0);
+                                }
+                            }
+                            Rays::Fan(rays) => {
+                                for (&v, r) in y.iter().zip(&rays[a * n_det..(a + 1) * n_det]) {
+                                    let plane = if r.transposed { &mut cols } else { &mut rows };
+                                    scatter_ray(r, plane, n, v);
+                                }
+                            }
                         }
                         (rows, cols)
                     },
@@ -429,6 +501,23 @@ impl Transform for Radon {
 
     fn describe(&self) -> String {
         let g = &self.geometry;
+        if let Some(f) = &g.fan {
+            return format!(
+                "fan-beam transform (Joseph), {0}x{0} image of {1} mm pixels, {2} views over {3:.1} deg ({4:?} scan), {5:?} detector of {6} bins x {7} mm (offset {8} bins), source-isocentre {9} mm, source-detector {10} mm",
+                g.image_size,
+                f.pixel_mm,
+                g.n_angles(),
+                f.scan_deg(g.n_det),
+                f.scan,
+                f.detector,
+                g.n_det,
+                f.detector_spacing_mm,
+                f.detector_offset,
+                f.source_to_isocentre_mm,
+                f.source_to_detector_mm
+            )
+            .to_lowercase();
+        }
         let angles = if g.angles_deg == full_angles(g.n_angles()) {
             format!("{} angles over [0, 180) deg", g.n_angles())
         } else {
