@@ -80,34 +80,24 @@ const COMMON_KEYS: [&str; 23] = [
     "anonymise",
 ];
 
+/// The CT beam geometry's settings (`ct` and `mar`; a measurement file fixes them).
+pub const BEAM_KEYS: [&str; 8] = [
+    "geometry",
+    "detector",
+    "source_to_isocentre_mm",
+    "source_to_detector_mm",
+    "detector_spacing_mm",
+    "detector_bins",
+    "detector_offset",
+    "scan",
+];
+
 impl Task {
-    /// The settings of this task beyond the common ones.
+    /// The settings of this task beyond the common ones and the beam's (`BEAM_KEYS`).
     pub fn own_keys(self) -> &'static [&'static str] {
         match self {
-            Task::Ct => &[
-                "views",
-                "full_views",
-                "limited_angle",
-                "photons",
-                "window",
-                "geometry",
-                "detector",
-                "source_to_isocentre_mm",
-                "source_to_detector_mm",
-                "detector_spacing_mm",
-                "detector_bins",
-                "detector_offset",
-                "scan",
-            ],
+            Task::Ct => &["views", "full_views", "limited_angle", "photons", "window"],
             Task::Mar => &[
-                "geometry",
-                "detector",
-                "source_to_isocentre_mm",
-                "source_to_detector_mm",
-                "detector_spacing_mm",
-                "detector_bins",
-                "detector_offset",
-                "scan",
                 "full_views",
                 "photons",
                 "metal_threshold",
@@ -120,7 +110,9 @@ impl Task {
 
     /// Whether `key` is a setting of this task.
     pub fn has_key(self, key: &str) -> bool {
-        COMMON_KEYS.contains(&key) || self.own_keys().contains(&key)
+        COMMON_KEYS.contains(&key)
+            || self.own_keys().contains(&key)
+            || (self != Task::Mri && BEAM_KEYS.contains(&key))
     }
 
     /// The shipped prior a job of this task uses unless told otherwise (models/*.md).
@@ -386,7 +378,7 @@ impl JobSpec {
             if m.contains_key(key) && !task.has_key(key) {
                 let owner = [Task::Ct, Task::Mar, Task::Mri]
                     .into_iter()
-                    .filter(|t| t.own_keys().contains(&key))
+                    .filter(|t| t.has_key(key))
                     .map(Task::name)
                     .collect::<Vec<_>>()
                     .join("/");

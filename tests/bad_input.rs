@@ -111,10 +111,8 @@ struct Cases {
     good: Vec<GoodCase>,
 }
 
-/// The corpus in `dir/corpus`, from measurement folders `simulate` writes (so they follow the
-/// current sidecar schema).
-fn make_corpus(dir: &Path) -> Cases {
-    let base_ct = dir.join("base_ct");
+/// A small sparse-view CT measurement folder (Shepp-Logan, 32x32, 4 of 16 views) at `out`.
+fn simulate_small_ct(out: &Path) {
     let o = run(&[
         "simulate",
         "--phantom",
@@ -128,9 +126,16 @@ fn make_corpus(dir: &Path) -> Cases {
         "--full-views",
         "16",
         "--out",
-        base_ct.to_str().unwrap(),
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The corpus in `dir/corpus`, from measurement folders `simulate` writes (so they follow the
+/// current sidecar schema).
+fn make_corpus(dir: &Path) -> Cases {
+    let base_ct = dir.join("base_ct");
+    simulate_small_ct(&base_ct);
     let mr = dir.join("mr.nii.gz");
     phantoms(&mr, 1, 32, 3, "MR");
     let base_mri = dir.join("base_mri");
@@ -327,22 +332,7 @@ fn convert_refuses_to_replace_its_own_input_even_through_a_symlink() {
 fn a_job_may_not_write_over_or_around_its_measurement() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("D");
-    let o = run(&[
-        "simulate",
-        "--phantom",
-        "shepp-logan",
-        "--task",
-        "sparse-view",
-        "--size",
-        "32",
-        "--views",
-        "4",
-        "--full-views",
-        "16",
-        "--out",
-        d.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    simulate_small_ct(&d);
     let before = snapshot(&d);
     let m = d.join("measurement.json");
     let link = dir.path().join("L");

@@ -8,7 +8,7 @@
 
 use crate::io::measurement::{self, Measurement, MeasurementModality};
 use crate::io::{self, ReadOptions};
-use crate::job::{Fit, InvalidSettings, JobSpec, Task};
+use crate::job::{Fit, InvalidSettings, JobSpec, Task, BEAM_KEYS};
 use crate::ops::mri::masks::MaskKind;
 use crate::prior::normalisation::{Normalisation, Scaling};
 use crate::prior::ScoreModel;
@@ -329,18 +329,6 @@ pub struct GivenFlags {
     /// The beam settings given (`--geometry` and the fan-beam scanner's), by key.
     pub beam: Vec<&'static str>,
 }
-
-/// The settings of the CT beam geometry: a measurement file fixes them.
-const BEAM_KEYS: [&str; 8] = [
-    "geometry",
-    "detector",
-    "source_to_isocentre_mm",
-    "source_to_detector_mm",
-    "detector_spacing_mm",
-    "detector_bins",
-    "detector_offset",
-    "scan",
-];
 
 impl GivenFlags {
     /// The settings of `spec` whose keys appear in `given`.

@@ -9,7 +9,7 @@
 //! `s - (n_det - 1) / 2 + offset` bins along it. On a curved detector that position is an arc
 //! length, the fan angle `gamma = position / SDD`; on a flat one `gamma = atan(position / SDD)`.
 
-use super::fbp::{filter_rows_taps, Filter};
+use super::fbp::{check_input, filter_rows_taps, Filter};
 use super::geometry::{Detector, FanBeam, Geometry, Scan};
 use super::kernels::RayParams;
 use anyhow::{ensure, Result};
@@ -95,18 +95,7 @@ pub fn fan_fbp(
     rows: &[usize],
 ) -> Result<Vec<f32>> {
     let (n, n_det, n_ang) = (geometry.image_size, geometry.n_det, geometry.n_angles());
-    ensure!(
-        !rows.is_empty(),
-        "FBP: zero views; give at least one projection angle"
-    );
-    ensure!(
-        rows.iter().all(|&r| r < n_ang),
-        "FBP: an angle index is out of range for {n_ang} angles"
-    );
-    ensure!(
-        sinograms.len() == b * n_ang * n_det,
-        "FBP: sinogram buffer size does not match the geometry"
-    );
+    check_input(geometry, sinograms.len(), b, rows)?;
     let d = fan.sid();
     let gammas: Vec<f64> = (0..n_det).map(|s| fan.gamma(s as f64, n_det)).collect();
     let delta = fan.half_fan(n_det);

@@ -182,18 +182,7 @@ fn fbp_with(
     simd: bool,
 ) -> Result<Vec<f32>> {
     let (n, n_det, n_ang) = (geometry.image_size, geometry.n_det, geometry.n_angles());
-    ensure!(
-        !rows.is_empty(),
-        "FBP: zero views; give at least one projection angle"
-    );
-    ensure!(
-        rows.iter().all(|&r| r < n_ang),
-        "FBP: an angle index is out of range for {n_ang} angles"
-    );
-    ensure!(
-        sinograms.len() == b * n_ang * n_det,
-        "FBP: sinogram buffer size does not match the geometry"
-    );
+    check_input(geometry, sinograms.len(), b, rows)?;
     // Gather the used rows, then filter them.
     let mut filtered = Vec::with_capacity(b * rows.len() * n_det);
     for bi in 0..b {
@@ -744,6 +733,25 @@ fn interp_run(line: &mut [f32], q: &[f32], base: f32, step: f32, i0: usize, i1: 
         let (qa, qb) = unsafe { (*q.get_unchecked(k), *q.get_unchecked(k + 1)) };
         *v += qa + f * (qb - qa);
     }
+}
+
+/// What every FBP (parallel or fan) needs of its input: some views, every one of the
+/// geometry's, and `b` whole sinograms.
+pub(crate) fn check_input(geometry: &Geometry, len: usize, b: usize, rows: &[usize]) -> Result<()> {
+    let (n_det, n_ang) = (geometry.n_det, geometry.n_angles());
+    ensure!(
+        !rows.is_empty(),
+        "FBP: zero views; give at least one projection angle"
+    );
+    ensure!(
+        rows.iter().all(|&r| r < n_ang),
+        "FBP: an angle index is out of range for {n_ang} angles"
+    );
+    ensure!(
+        len == b * n_ang * n_det,
+        "FBP: sinogram buffer size does not match the geometry"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
