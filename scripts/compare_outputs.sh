@@ -10,7 +10,7 @@ mkdir -p "$O"
 CT=data/cache/cranium/head_ct.nii.gz
 MNI=data/cache/nilearn/nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz
 run() { echo "== $*" >> $O/log.txt; "$@" >> $O/log.txt 2>&1; echo "rc=$?" >> $O/log.txt; }
-run $B ct --config configs/ct_cpu.yaml --input $CT --slice 50,52 --model ct_head_128 --fit resample --steps 40 --seed 3 --samples 2 --views 10,23 --quiet --out $O/ct
+run $B ct --config configs/ct_cpu.yaml --sampler pc --input $CT --slice 50,52 --model ct_head_128 --fit resample --steps 40 --seed 3 --samples 2 --views 10,23 --quiet --out $O/ct
 run $B mri --config configs/mri_cpu.yaml --input $MNI --slice 95 --model mri_brain_128 --fit resample --steps 40 --seed 1 --quiet --out $O/mri
 run $B mar --config configs/mar_cpu.yaml --input $CT --slice 52 --model ct_head_128 --fit resample --steps 40 --insert-metal --quiet --out $O/mar
 run $B simulate --input $CT --slice 52 --task sparse-view --views 23 --photons 1e5 --seed 2 --out $O/sim_ct
