@@ -12,11 +12,8 @@ use scorerecon::prior::load_prior;
 use scorerecon::sampler::{reconstruct, SamplerKind, SamplerOptions};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+mod common;
+use common::median;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

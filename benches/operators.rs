@@ -12,6 +12,8 @@ use scorerecon::ops::ct::{Geometry, Radon};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
+mod common;
+use common::{median, phantom};
 
 const SKIMAGE_TIMING: &str = r#"
 import sys, time, numpy as np
@@ -26,34 +28,6 @@ for _ in range(reps):
     tf.append(t1 - t0); tb.append(t2 - t1)
 print(np.median(tf), np.median(tb))
 "#;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    }
-}
-
-/// A disc phantom with a few inserts: the content does not change the operators' cost.
-fn phantom(n: usize) -> Vec<f32> {
-    let c = n as f64 / 2.0;
-    (0..n * n)
-        .map(|p| {
-            let (x, y) = (((p % n) as f64 - c) / c, ((p / n) as f64 - c) / c);
-            let mut v = if x * x + y * y < 0.8 { 1.0 } else { 0.0 };
-            if (x - 0.3).powi(2) + y * y < 0.02 {
-                v += 0.5;
-            }
-            if (x + 0.2).powi(2) + (y - 0.3).powi(2) < 0.01 {
-                v -= 0.3;
-            }
-            v as f32
-        })
-        .collect()
-}
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

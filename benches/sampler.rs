@@ -25,16 +25,8 @@ use scorerecon::sampler::{reconstruct, SamplerKind, SamplerOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
+mod common;
+use common::median;
 
 fn sync(device: Device) {
     if let Device::Cuda(i) = device {
