@@ -18,6 +18,42 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().unwrap()
 }
 
+/// Runs `cmd` to the end and returns its output and its peak resident memory in KiB (wait4's
+/// `ru_maxrss` for this child alone, which `Command::output` does not report).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std does not know about
+fn output_and_peak_kib(cmd: &mut std::process::Command) -> (Output, i64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).unwrap();
+        v
+    });
+    let mut stderr = Vec::new();
+    err.read_to_end(&mut stderr).unwrap();
+    let stdout = reader.join().unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: the child is ours and not yet reaped; both out-pointers are valid.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let status = std::process::ExitStatus::from_raw(status);
+    (
+        Output {
+            status,
+            stdout,
+            stderr,
+        },
+        usage.ru_maxrss,
+    )
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into()
 }
@@ -206,6 +242,11 @@ fn every_bad_input_fails_cleanly_and_legal_oddities_read_as_nibabel_and_pydicom(
             std::fs::write(out.join(name), b"an earlier output").unwrap();
         }
     }
+    // What the binary takes to start (libtorch is linked): every bad input may cost at most
+    // this plus 512 MiB, so no declared size is allocated before it is checked.
+    let (o, start_kib) = output_and_peak_kib(bin().arg("--version"));
+    assert!(o.status.success());
+    let peak_limit_kib = start_kib + 512 * 1024;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failures = std::sync::Mutex::new(Vec::<String>::new());
     std::thread::scope(|scope| {
@@ -216,10 +257,14 @@ fn every_bad_input_fails_cleanly_and_legal_oddities_read_as_nibabel_and_pydicom(
                     break;
                 };
                 let args = arguments(command, case, out);
-                let o = bin().args(&args).current_dir(dir.path()).output().unwrap();
+                let (o, peak_kib) = output_and_peak_kib(bin().args(&args).current_dir(dir.path()));
                 let label = format!("{} ({command})", case.name);
                 let checked = std::panic::catch_unwind(|| {
                     assert_clean_failure(&label, &o, &case.names, case.why.as_deref());
+                    assert!(
+                        peak_kib <= peak_limit_kib,
+                        "{label}: peak memory {peak_kib} KiB, over the {peak_limit_kib} KiB allowed"
+                    );
                     let mut left: Vec<String> = snapshot(out)
                         .into_iter()
                         .map(|(p, bytes)| {

@@ -115,6 +115,7 @@ fn open(path: &Path, header_only: bool) -> Result<Object> {
             path.display()
         );
     }
+    check_declared_lengths(path, header_only)?;
     let mut opts = OpenFileOptions::new();
     if header_only {
         opts = opts.read_until(tags::PIXEL_DATA);
@@ -126,6 +127,123 @@ fn open(path: &Path, header_only: bool) -> Result<Object> {
             one_line(&e)
         )
     })
+}
+
+/// Refuses a file in which an element or a pixel data fragment declares more value bytes than
+/// the file holds after it. dicom-rs allocates (and zero-fills) a value's declared length before
+/// it reads the value, so a damaged 32-bit length (an item tag read as a length, say) would cost
+/// up to 4 GiB of memory before the read fails. This walk uses dicom-parser's lazy reader, which
+/// reads headers and skips values without allocating them, and checks every length against the
+/// bytes left; anything else it cannot parse is left to `open_file` to report.
+fn check_declared_lengths(path: &Path, header_only: bool) -> Result<()> {
+    use dicom::parser::dataset::{lazy_read::LazyDataSetReader, LazyDataToken};
+    use dicom::parser::StatefulDecode;
+    use std::io::{BufReader, Seek, SeekFrom};
+
+    let open = |offset: u64| -> Result<BufReader<std::fs::File>> {
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        f.seek(SeekFrom::Start(offset))
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        Ok(BufReader::new(f))
+    };
+    let file_len = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .len();
+    let mut head = [0u8; 132];
+    let n = read_up_to(&mut std::fs::File::open(path)?, &mut head)?;
+    let meta_start: u64 = if n == 132 && &head[128..132] == b"DICM" {
+        132
+    } else {
+        4
+    };
+    let too_long = |what: String, len: u32, at: u64| -> anyhow::Error {
+        anyhow!(
+            "{}: damaged DICOM file: {what} declares {len} value bytes at byte {at}, but the file has only {} bytes after it",
+            path.display(),
+            file_len.saturating_sub(at)
+        )
+    };
+
+    // The file meta group, always Explicit VR Little Endian; its group length says where the
+    // data set starts, and (0002,0010) in which transfer syntax.
+    let explicit_le = TransferSyntaxRegistry
+        .get(EXPLICIT_VR_LE)
+        .expect("Explicit VR Little Endian is built in");
+    let Ok(mut meta) = LazyDataSetReader::new_with_ts(open(meta_start)?, explicit_le) else {
+        return Ok(());
+    };
+    let mut data_start = None;
+    let mut ts_uid = None;
+    while let Some(Ok(token)) = meta.advance() {
+        let LazyDataToken::LazyValue { header, decoder } = token else {
+            continue;
+        };
+        if header.tag.group() != 2 {
+            break;
+        }
+        // The decoders count from the start of the file (the stream position they began at).
+        let at = decoder.position();
+        let len = header.len.get().unwrap_or(0);
+        if u64::from(len) > file_len.saturating_sub(at) {
+            return Err(too_long(format!("meta element {}", header.tag), len, at));
+        }
+        let token = LazyDataToken::LazyValue { header, decoder };
+        let Ok(value) = token.into_value_with_strategy(Default::default()) else {
+            return Ok(());
+        };
+        if header.tag == tags::FILE_META_INFORMATION_GROUP_LENGTH {
+            let Ok(gl) = value.to_int::<u32>() else {
+                return Ok(());
+            };
+            data_start = Some(meta_start + 12 + u64::from(gl));
+        } else if header.tag == tags::TRANSFER_SYNTAX_UID {
+            ts_uid = Some(value.to_str().trim_end_matches(['\0', ' ']).to_string());
+        }
+        if data_start.is_some_and(|d| at + u64::from(len) >= d) {
+            break;
+        }
+    }
+    let (Some(data_start), Some(ts_uid)) = (data_start, ts_uid) else {
+        return Ok(());
+    };
+    // A deflated data set's lengths count inflated bytes, which the file size does not bound;
+    // an unknown transfer syntax is open_file's to refuse.
+    let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
+        return Ok(());
+    };
+    if !ts.is_codec_free() && !ts.is_encapsulated_pixel_data() {
+        return Ok(());
+    }
+
+    let Ok(mut data) = LazyDataSetReader::new_with_ts(open(data_start)?, ts) else {
+        return Ok(());
+    };
+    while let Some(Ok(token)) = data.advance() {
+        let (what, len, at) = match &token {
+            LazyDataToken::LazyValue { header, decoder } => {
+                if header_only && header.tag == tags::PIXEL_DATA {
+                    break;
+                }
+                let len = header.len.get().unwrap_or(0);
+                (format!("element {}", header.tag), len, decoder.position())
+            }
+            LazyDataToken::LazyItemValue { len, decoder } => (
+                "a pixel data fragment".to_string(),
+                *len,
+                decoder.position(),
+            ),
+            LazyDataToken::PixelSequenceStart if header_only => break,
+            _ => continue,
+        };
+        if u64::from(len) > file_len.saturating_sub(at) {
+            return Err(too_long(what, len, at));
+        }
+        if token.skip().is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// An error and its causes on one line (dicom-rs errors nest their reasons).

@@ -24,6 +24,7 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pydicom
+import pydicom.data
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -242,6 +243,19 @@ open(p("d_header_only.dcm"), "wb").write(raw[:200])
 add_bad("d_header_only", p("d_header_only.dcm"), "dicom")
 open(p("d_dicm_garbage.dcm"), "wb").write(b"\0" * 128 + b"DICM" + bytes(rng.integers(0, 256, 500, dtype=np.uint8)))
 add_bad("d_dicm_garbage", p("d_dicm_garbage.dcm"), "dicom")
+# Declared lengths beyond the file (a damaged length once made dicom-rs allocate up to 4 GiB
+# before failing): the Pixel Data length, a meta element's, and pydicom's own UN_sequence.dcm.
+def patch_length(data, tag, value):
+    at = data.index(tag) + 8  # tag (4), VR (2), reserved (2), then the 4-byte length
+    return data[:at] + struct.pack("<I", value) + data[at + 4 :]
+
+
+open(p("d_length_huge.dcm"), "wb").write(patch_length(raw, b"\xe0\x7f\x10\x00OW", 0xE000FFFE))
+add_bad("d_length_huge", p("d_length_huge.dcm"), "dicom", "declares 3758161918 value bytes", commands=("info", "convert", "ct"))
+open(p("d_meta_length_huge.dcm"), "wb").write(patch_length(raw, b"\x02\x00\x01\x00OB", 0xFFFFFFF0))
+add_bad("d_meta_length_huge", p("d_meta_length_huge.dcm"), "dicom", "meta element (0002,0001) declares")
+shutil.copy(pydicom.data.get_testdata_file("UN_sequence.dcm"), p("d_un_sequence.dcm"))
+add_bad("d_un_sequence", p("d_un_sequence.dcm"), "dicom", "declares 3758161918 value bytes")
 open(p("d_text.dcm"), "wb").write(b"hello, I am not DICOM\n" * 10)
 add_bad("d_text", p("d_text.dcm"), "dicom", "not a DICOM file")
 os.remove(good_dcm)
