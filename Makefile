@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
 # Both run scripts/setup.sh first, which creates .venv (libtorch + reference software) and fetches
 # the real scans into data/cache; it is idempotent and fast on a second run.
-.PHONY: setup build demo test lint bench
+.PHONY: setup build demo test lint bench fuzz-smoke
 
 setup:
 	bash scripts/setup.sh
@@ -14,6 +14,10 @@ demo: build
 
 test: setup
 	cargo test --release -- --test-threads=2
+
+# 60 s of each reader's fuzz target, as CI runs it after the tests (docs/fuzzing.md).
+fuzz-smoke: build
+	bash fuzz/ci.sh
 
 # What .ci/run checks before the tests.
 lint: setup

@@ -22,6 +22,7 @@ type Object = dicom_object::FileDicomObject<InMemDicomObject>;
 
 /// Explicit VR Little Endian: what every derived file is written in.
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
 const SECONDARY_CAPTURE_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.7";
@@ -672,10 +673,23 @@ fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
             file.display()
         );
     };
-    if pd.value().fragments().is_some() {
+    let get = |t| obj.get(t).and_then(|e| e.to_int::<u64>().ok());
+    if let Some(fragments) = pd.value().fragments() {
+        if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
+            let pixels = get(tags::ROWS).unwrap_or(0) * get(tags::COLUMNS).unwrap_or(0);
+            let segments = get(tags::SAMPLES_PER_PIXEL).unwrap_or(1)
+                * get(tags::BITS_ALLOCATED).unwrap_or(16).div_ceil(8);
+            for (frame, fragment) in fragments.iter().enumerate() {
+                check_rle_frame(fragment, segments, pixels).map_err(|why| {
+                    anyhow!(
+                        "{}: damaged RLE Lossless pixel data in frame {frame}: {why}",
+                        file.display()
+                    )
+                })?;
+            }
+        }
         return Ok(());
     }
-    let get = |t| obj.get(t).and_then(|e| e.to_int::<u64>().ok());
     let (rows, cols) = (
         get(tags::ROWS).unwrap_or(0),
         get(tags::COLUMNS).unwrap_or(0),
@@ -705,6 +719,69 @@ fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One frame of RLE Lossless (PS3.5 Annex G): a 64-byte header with the segment count and up to
+/// 15 offsets, then one PackBits segment per byte of each sample, each decoding to a byte for
+/// every pixel. dicom-rs indexes the header and the decoded segments without checking them (a
+/// short segment panicked under fuzzing), so they are checked here first.
+fn check_rle_frame(fragment: &[u8], segments: u64, pixels: u64) -> std::result::Result<(), String> {
+    let word = |k: usize| u32::from_le_bytes(fragment[4 * k..4 * k + 4].try_into().unwrap());
+    if fragment.len() < 64 {
+        return Err(format!(
+            "{} bytes, shorter than the 64-byte RLE header",
+            fragment.len()
+        ));
+    }
+    let count = u64::from(word(0));
+    if count != segments {
+        return Err(format!(
+            "the header declares {count} segments where the image needs {segments}"
+        ));
+    }
+    let mut bounds: Vec<usize> = (1..=count as usize).map(|k| word(k) as usize).collect();
+    bounds.push(fragment.len());
+    for (k, w) in bounds.windows(2).enumerate() {
+        if w[0] < 64 || w[0] > w[1] || w[1] > fragment.len() {
+            return Err(format!(
+                "segment {k} spans bytes {}..{} of a {}-byte fragment",
+                w[0],
+                w[1],
+                fragment.len()
+            ));
+        }
+        let decoded = packbits_len(&fragment[w[0]..w[1]]);
+        if decoded < pixels {
+            return Err(format!(
+                "segment {k} decodes to {decoded} bytes where the image has {pixels} pixels"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The number of bytes a PackBits run list decodes to: a header `h` in 0..=127 is followed by
+/// `h + 1` literal bytes, one in -127..=-1 by a byte repeated `1 - h` times, and -128 is a no-op.
+fn packbits_len(segment: &[u8]) -> u64 {
+    let (mut at, mut out) = (0usize, 0u64);
+    while at < segment.len() {
+        let h = segment[at] as i8;
+        at += 1;
+        match h {
+            0.. => {
+                let n = (h as usize + 1).min(segment.len() - at);
+                out += n as u64;
+                at += n;
+            }
+            -128 => {}
+            _ if at == segment.len() => break,
+            _ => {
+                out += (1 - i64::from(h)) as u64;
+                at += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Geometry of each frame: from the top-level Image Plane tags, the enhanced multi-frame

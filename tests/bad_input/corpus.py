@@ -234,6 +234,25 @@ def jpeg_ls_claim(ds):
 
 bad_dicom("d_jpegls_claimed", "JPEG-LS", jpeg_ls_claim)
 
+
+# RLE Lossless frames whose header or segments do not fit the image (16x16 pixels of 16 bits: two
+# segments of 256 bytes each); a short segment once panicked inside dicom-rs (found by fuzzing).
+def rle(header_words, segments):
+    def f(ds):
+        from pydicom.encaps import encapsulate
+
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.5"
+        header = struct.pack("<16I", *(header_words + [0] * (16 - len(header_words))))
+        ds.PixelData = encapsulate([header + b"".join(segments)])
+
+    return f
+
+
+half = bytes([127]) + bytes(128)  # a PackBits literal run of 128 bytes
+bad_dicom("d_rle_short_segment", "segment 0 decodes to 128 bytes", rle([2, 64, 64 + len(half)], [half, half]))
+bad_dicom("d_rle_segment_count", "declares 5 segments", rle([5, 64], [half]))
+bad_dicom("d_rle_offsets", "segment 0 spans bytes 64..100000", rle([2, 64, 100000], [half, half]))
+
 good_dcm = p("_good.dcm")
 ct_dataset().save_as(good_dcm, enforce_file_format=True)
 raw = open(good_dcm, "rb").read()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# CI's short fuzz run (issue 16, docs/fuzzing.md): every reader's target for FUZZ_SECONDS
+# (default 60) from the seeds of fuzz/seed.sh. A crash, a hang over 10 s or an allocation over
+# 2 GiB fails the run and leaves the input in fuzz/artifacts/<target>/.
+# Usage: bash fuzz/ci.sh   (from the repository root, after scripts/setup.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-60}
+
+# cargo-fuzz drives libFuzzer through -Z flags; the stable compiler takes them with
+# RUSTC_BOOTSTRAP=1 (no nightly toolchain needed).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+export LIBTORCH=$PWD/.venv/libtorch LIBTORCH_CXX11_ABI=1 RUSTC_BOOTSTRAP=1
+export LD_LIBRARY_PATH=$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+bash fuzz/seed.sh
+cargo fuzz build -s none
+
+declare -A max_len=([nifti]=65536 [dicom]=262144 [nrrd]=65536 [measurement]=16384)
+for t in nifti dicom nrrd measurement; do
+    echo "fuzz: $t for ${seconds} s"
+    mkdir -p "fuzz/artifacts/$t"
+    # The seed corpus is copied so the run adds nothing to fuzz/corpus.
+    work=$(mktemp -d)
+    cp -r "fuzz/corpus/$t/." "$work/"
+    status=0
+    SCORERECON_FUZZ_MEASUREMENT=fuzz/measurement \
+        "fuzz/target/x86_64-unknown-linux-gnu/release/$t" "$work" \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="${max_len[$t]}" \
+        -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$work.log" 2>&1 || status=$?
+    # The final stats (executions, peak RSS, corpus) and any report, without the progress lines.
+    grep -E '^(stat::|Done |SUMMARY|==[0-9]+== ERROR)|deadly signal|timeout|out-of-memory' "$work.log" || true
+    if [ "$status" -ne 0 ]; then
+        tail -n 40 "$work.log" >&2
+    fi
+    rm -f "$work.log"
+    rm -rf "$work"
+    if [ "$status" -ne 0 ]; then
+        echo "fuzz: $t found an input that fails (exit $status): fuzz/artifacts/$t/" >&2
+        exit 1
+    fi
+done
+echo "fuzz: no finding in ${seconds} s per target"
