@@ -135,71 +135,67 @@ fn open(path: &Path, header_only: bool) -> Result<Object> {
 /// it reads the value, so a damaged 32-bit length (an item tag read as a length, say) would cost
 /// up to 4 GiB of memory before the read fails. This walk uses dicom-parser's lazy reader, which
 /// reads headers and skips values without allocating them, and checks every length against the
-/// bytes left; anything else it cannot parse is left to `open_file` to report.
+/// bytes left (of the inflated data set, for Deflated Explicit VR Little Endian); anything else
+/// it cannot parse is left to `open_file` to report.
 fn check_declared_lengths(path: &Path, header_only: bool) -> Result<()> {
+    use dicom::parser::dataset::read::ValueReadStrategy;
     use dicom::parser::dataset::{lazy_read::LazyDataSetReader, LazyDataToken};
     use dicom::parser::StatefulDecode;
     use std::io::{BufReader, Seek, SeekFrom};
 
+    let cannot_read = |e: std::io::Error| anyhow!("{}: cannot read: {e}", path.display());
     let open = |offset: u64| -> Result<BufReader<std::fs::File>> {
-        let mut f = std::fs::File::open(path)
-            .with_context(|| format!("{}: cannot open", path.display()))?;
-        f.seek(SeekFrom::Start(offset))
-            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let mut f = std::fs::File::open(path).map_err(cannot_read)?;
+        f.seek(SeekFrom::Start(offset)).map_err(cannot_read)?;
         Ok(BufReader::new(f))
     };
-    let file_len = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .len();
+    let file_len = std::fs::metadata(path).map_err(cannot_read)?.len();
     let mut head = [0u8; 132];
-    let n = read_up_to(&mut std::fs::File::open(path)?, &mut head)?;
+    let n = read_up_to(
+        &mut std::fs::File::open(path).map_err(cannot_read)?,
+        &mut head,
+    )
+    .map_err(cannot_read)?;
     let meta_start: u64 = if n == 132 && &head[128..132] == b"DICM" {
         132
     } else {
         4
     };
-    let too_long = |what: String, len: u32, at: u64| -> anyhow::Error {
-        anyhow!(
-            "{}: damaged DICOM file: {what} declares {len} value bytes at byte {at}, but the file has only {} bytes after it",
-            path.display(),
-            file_len.saturating_sub(at)
-        )
-    };
 
     // The file meta group, always Explicit VR Little Endian; its group length says where the
-    // data set starts, and (0002,0010) in which transfer syntax.
+    // data set starts, and (0002,0010) in which transfer syntax. Values are read as raw bytes:
+    // a malformed UID must not end the walk where dicom-object would read on.
     let explicit_le = TransferSyntaxRegistry
         .get(EXPLICIT_VR_LE)
         .expect("Explicit VR Little Endian is built in");
     let Ok(mut meta) = LazyDataSetReader::new_with_ts(open(meta_start)?, explicit_le) else {
         return Ok(());
     };
-    let mut data_start = None;
-    let mut ts_uid = None;
+    let (mut data_start, mut ts_uid) = (None, None);
     while let Some(Ok(token)) = meta.advance() {
         let LazyDataToken::LazyValue { header, decoder } = token else {
             continue;
         };
-        if header.tag.group() != 2 {
-            break;
+        // dicom-object requires the group length first and then reads whatever elements the
+        // group length spans, of group 2 or not; so does this walk.
+        if data_start.is_none() && header.tag != tags::FILE_META_INFORMATION_GROUP_LENGTH {
+            return Ok(());
         }
         // The decoders count from the start of the file (the stream position they began at).
         let at = decoder.position();
         let len = header.len.get().unwrap_or(0);
-        if u64::from(len) > file_len.saturating_sub(at) {
-            return Err(too_long(format!("meta element {}", header.tag), len, at));
-        }
+        check_length(path, "meta element", header.tag, len, at, file_len)?;
         let token = LazyDataToken::LazyValue { header, decoder };
-        let Ok(value) = token.into_value_with_strategy(Default::default()) else {
+        let Ok(value) = token.into_value_with_strategy(ValueReadStrategy::Raw) else {
             return Ok(());
         };
-        if header.tag == tags::FILE_META_INFORMATION_GROUP_LENGTH {
-            let Ok(gl) = value.to_int::<u32>() else {
-                return Ok(());
-            };
+        let bytes = value.to_bytes();
+        if header.tag == tags::FILE_META_INFORMATION_GROUP_LENGTH && bytes.len() == 4 {
+            let gl = u32::from_le_bytes(bytes[..4].try_into().unwrap());
             data_start = Some(meta_start + 12 + u64::from(gl));
         } else if header.tag == tags::TRANSFER_SYNTAX_UID {
-            ts_uid = Some(value.to_str().trim_end_matches(['\0', ' ']).to_string());
+            let uid = String::from_utf8_lossy(&bytes);
+            ts_uid = Some(uid.trim_end_matches(['\0', ' ']).to_string());
         }
         if data_start.is_some_and(|d| at + u64::from(len) >= d) {
             break;
@@ -208,41 +204,99 @@ fn check_declared_lengths(path: &Path, header_only: bool) -> Result<()> {
     let (Some(data_start), Some(ts_uid)) = (data_start, ts_uid) else {
         return Ok(());
     };
-    // A deflated data set's lengths count inflated bytes, which the file size does not bound;
-    // an unknown transfer syntax is open_file's to refuse.
+    // An unknown transfer syntax is open_file's to refuse.
     let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
         return Ok(());
     };
-    if !ts.is_codec_free() && !ts.is_encapsulated_pixel_data() {
-        return Ok(());
+    if ts.is_codec_free() || ts.is_encapsulated_pixel_data() {
+        return walk_data_set(
+            path,
+            open(data_start)?,
+            data_start,
+            file_len,
+            ts,
+            header_only,
+        );
     }
-
-    let Ok(mut data) = LazyDataSetReader::new_with_ts(open(data_start)?, ts) else {
+    // Deflated: the lengths count inflated bytes. Inflate once to count them (streaming, no
+    // buffer), then walk the inflated stream again.
+    let Ok(inflated_len) = std::io::copy(
+        &mut flate2::read::DeflateDecoder::new(open(data_start)?),
+        &mut std::io::sink(),
+    ) else {
         return Ok(());
     };
-    while let Some(Ok(token)) = data.advance() {
-        let (what, len, at) = match &token {
-            LazyDataToken::LazyValue { header, decoder } => {
+    let inflated = flate2::read::DeflateDecoder::new(open(data_start)?);
+    walk_data_set(path, inflated, 0, inflated_len, explicit_le, header_only)
+}
+
+/// Walks a data set's tokens with dicom-parser's `DataSetReader` (the reader dicom-object opens
+/// files with, so both see the same elements), checking each declared length before the token
+/// that reads the value; `end` is the length of the stream `source` reads, whose first byte is
+/// byte `base` of it.
+fn walk_data_set<R: Read>(
+    path: &Path,
+    source: R,
+    base: u64,
+    end: u64,
+    ts: &dicom::encoding::TransferSyntax,
+    header_only: bool,
+) -> Result<()> {
+    use dicom::parser::dataset::read::{DataSetReaderOptions, ValueReadStrategy};
+    use dicom::parser::dataset::{DataSetReader, DataToken};
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// The bytes the decoder has consumed: it reads exactly what each header and value takes.
+    struct Counting<R>(R, Rc<Cell<u64>>);
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.set(self.1.get() + n as u64);
+            Ok(n)
+        }
+    }
+    let consumed = Rc::new(Cell::new(0u64));
+    let options = DataSetReaderOptions::default().value_read(ValueReadStrategy::Raw);
+    let Ok(data) =
+        DataSetReader::new_with_ts_options(Counting(source, consumed.clone()), ts, options)
+    else {
+        return Ok(());
+    };
+    let mut pixel_items = false;
+    for token in data {
+        let Ok(token) = token else {
+            break;
+        };
+        let at = base + consumed.get();
+        match token {
+            DataToken::ElementHeader(header) => {
                 if header_only && header.tag == tags::PIXEL_DATA {
                     break;
                 }
                 let len = header.len.get().unwrap_or(0);
-                (format!("element {}", header.tag), len, decoder.position())
+                check_length(path, "element", header.tag, len, at, end)?;
             }
-            LazyDataToken::LazyItemValue { len, decoder } => (
-                "a pixel data fragment".to_string(),
-                *len,
-                decoder.position(),
-            ),
-            LazyDataToken::PixelSequenceStart if header_only => break,
-            _ => continue,
-        };
-        if u64::from(len) > file_len.saturating_sub(at) {
-            return Err(too_long(what, len, at));
+            DataToken::PixelSequenceStart if header_only => break,
+            DataToken::PixelSequenceStart => pixel_items = true,
+            DataToken::SequenceEnd => pixel_items = false,
+            DataToken::ItemStart { len } if pixel_items => {
+                let len = len.get().unwrap_or(0);
+                check_length(path, "a fragment of", tags::PIXEL_DATA, len, at, end)?;
+            }
+            _ => {}
         }
-        if token.skip().is_err() {
-            break;
-        }
+    }
+    Ok(())
+}
+
+fn check_length(path: &Path, what: &str, tag: Tag, len: u32, at: u64, end: u64) -> Result<()> {
+    if u64::from(len) > end.saturating_sub(at) {
+        bail!(
+            "{}: damaged DICOM file: {what} {tag} declares {len} value bytes at byte {at}, but only {} bytes follow",
+            path.display(),
+            end.saturating_sub(at)
+        );
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ import shutil
 import struct
 import sys
 import gzip
+import zlib
 
 import nibabel as nib
 import numpy as np
@@ -273,6 +274,21 @@ open(p("d_length_huge.dcm"), "wb").write(patch_length(raw, b"\xe0\x7f\x10\x00OW"
 add_bad("d_length_huge", p("d_length_huge.dcm"), "dicom", "declares 3758161918 value bytes", commands=("info", "convert", "ct"))
 open(p("d_meta_length_huge.dcm"), "wb").write(patch_length(raw, b"\x02\x00\x01\x00OB", 0xFFFFFFF0))
 add_bad("d_meta_length_huge", p("d_meta_length_huge.dcm"), "dicom", "meta element (0002,0001) declares")
+# Two the dicom fuzz target found after that fix: a meta element whose group is not 2 inside the
+# group length (dicom-object reads on), and a huge length inside a deflated data set.
+bent = patch_length(raw, b"\xe0\x7f\x10\x00OW", 0xE000FFFE).replace(b"\x02\x00\x03\x00UI", b"\x00\x00\x03\x00UI", 1)
+open(p("d_meta_group_bent.dcm"), "wb").write(bent)
+add_bad("d_meta_group_bent", p("d_meta_group_bent.dcm"), "dicom", "declares 3758161918 value bytes")
+deflated = ct_dataset()
+deflated.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+deflated.save_as(p("d_deflated_length_huge.dcm"), enforce_file_format=True)
+d = open(p("d_deflated_length_huge.dcm"), "rb").read()
+start = 132 + 12 + struct.unpack("<I", d[140:144])[0]
+inflated = zlib.decompress(d[start:], -15)
+z = zlib.compressobj(9, zlib.DEFLATED, -15)
+packed = z.compress(patch_length(inflated, b"\xe0\x7f\x10\x00OW", 0xE000FFFE)) + z.flush()
+open(p("d_deflated_length_huge.dcm"), "wb").write(d[:start] + packed)
+add_bad("d_deflated_length_huge", p("d_deflated_length_huge.dcm"), "dicom", "declares 3758161918 value bytes")
 shutil.copy(pydicom.data.get_testdata_file("UN_sequence.dcm"), p("d_un_sequence.dcm"))
 add_bad("d_un_sequence", p("d_un_sequence.dcm"), "dicom", "declares 3758161918 value bytes")
 open(p("d_text.dcm"), "wb").write(b"hello, I am not DICOM\n" * 10)
