@@ -553,6 +553,19 @@ fn fan_beam_measurement_files_and_bad_geometry() {
         a[359] = 300.0.into();
     });
     fails(recon(&wide, &[]), "beyond the Short scan");
+    // A detector too narrow for the image, and data of another shape than the angles: both
+    // from the sidecar alone, before the data file is read.
+    let narrow = edit("narrow", &|j| {
+        let f = &mut j["ct"]["geometry"]["fan"];
+        let w = f["detector_spacing_mm"].as_f64().unwrap();
+        f["detector_spacing_mm"] = (w / 2.0).into();
+    });
+    fails(recon(&narrow, &[]), "sees a field of view of radius");
+    let shape = edit("shape", &|j| j["shape"][1] = 359.into());
+    fails(
+        recon(&shape, &[]),
+        "does not match the geometry's 360 angles",
+    );
     fails(
         recon(&m.join("measurement.json"), &["--geometry", "fan"]),
         "fixes its own beam geometry",
