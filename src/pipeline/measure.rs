@@ -220,7 +220,8 @@ pub fn simulate_cases(
                     reference: Some(image_tensor(&refs, b)),
                     fbp_full: None,
                     metal: None,
-                    noise_free: spec.photons.is_none(),
+                    // Rebinned data are interpolated: not exact measurements of the parallel `A`.
+                    noise_free: spec.photons.is_none() && !spec.rebin,
                     noise_sigma,
                 });
             } else {
@@ -347,7 +348,9 @@ fn ct_file_cases(
             y,
             fbp_full: None,
             metal: None,
-            noise_free: ct.photons.is_none() && !matches!(ct.task, CtTask::Mar { .. }),
+            noise_free: ct.photons.is_none()
+                && !matches!(ct.task, CtTask::Mar { .. })
+                && !spec.rebin,
             noise_sigma: None,
         });
     }
