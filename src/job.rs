@@ -96,9 +96,17 @@ impl Task {
     /// The settings of this task beyond the common ones and the beam's (`BEAM_KEYS`).
     pub fn own_keys(self) -> &'static [&'static str] {
         match self {
-            Task::Ct => &["views", "full_views", "limited_angle", "photons", "window"],
+            Task::Ct => &[
+                "views",
+                "full_views",
+                "limited_angle",
+                "photons",
+                "window",
+                "rebin",
+            ],
             Task::Mar => &[
                 "full_views",
+                "rebin",
                 "photons",
                 "metal_threshold",
                 "insert_metal",
@@ -186,6 +194,9 @@ pub struct JobSpec {
     /// Detector shift in bins (a quarter-detector offset is 0.25).
     pub detector_offset: f64,
     pub scan: crate::ops::ct::Scan,
+    /// CT/MAR: rebin fan-beam data to parallel beam (`fan::rebin_to_parallel_masked`) and
+    /// reconstruct with the parallel-beam operator.
+    pub rebin: bool,
 
     // MRI
     pub acceleration: Vec<f64>,
@@ -253,6 +264,7 @@ impl Default for JobSpec {
             detector_bins: None,
             detector_offset: 0.0,
             scan: crate::ops::ct::Scan::Full,
+            rebin: false,
             acceleration: vec![4.0],
             center_fraction: 0.08,
             mask: MaskKind::Equispaced,
@@ -561,6 +573,12 @@ impl JobSpec {
                         "--photons {p}: the incident photon count must be at least 1"
                     );
                 }
+                // A measurement file's beam comes from the file (`pipeline::check_flags`).
+                let measurement_file = self.input.extension().is_some_and(|e| e == "json");
+                require!(
+                    !self.rebin || self.geometry == crate::ops::ct::Beam::Fan || measurement_file,
+                    "--rebin turns fan-beam data into parallel beam; this job is parallel beam (give --geometry fan, or leave --rebin out)"
+                );
                 if self.geometry == crate::ops::ct::Beam::Fan {
                     let pos = |v: f64| v.is_finite() && v > 0.0;
                     require!(
@@ -601,9 +619,21 @@ impl JobSpec {
                     );
                 }
                 if let Some(w) = self.limited_angle {
+                    // Parallel beam repeats itself after 180 degrees; a fan-beam scan covers its
+                    // arc (360, or 180 plus the fan angle: that bound is checked with the
+                    // geometry, `geometry::limited_angle_rows_over`).
+                    let (arc, beam) = match self.geometry {
+                        crate::ops::ct::Beam::Parallel => (180.0, "parallel beam"),
+                        crate::ops::ct::Beam::Fan => (360.0, "a fan-beam scan"),
+                    };
                     require!(
-                        w.is_finite() && w > 0.0 && w <= 180.0,
-                        "--limited-angle {w}: the wedge must be in (0, 180] degrees"
+                        w.is_finite() && w > 0.0 && w <= arc,
+                        "--limited-angle {w}: the wedge must be in (0, {arc}] degrees for {beam}{}",
+                        if arc < 360.0 {
+                            " (fan beam, --geometry fan, allows up to its scan's arc: 360 for a full scan, 180 plus the fan angle for a short one)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }

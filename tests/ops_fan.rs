@@ -553,6 +553,19 @@ fn fan_beam_measurement_files_and_bad_geometry() {
         a[359] = 300.0.into();
     });
     fails(recon(&wide, &[]), "beyond the Short scan");
+    // A detector too narrow for the image, and data of another shape than the angles: both
+    // from the sidecar alone, before the data file is read.
+    let narrow = edit("narrow", &|j| {
+        let f = &mut j["ct"]["geometry"]["fan"];
+        let w = f["detector_spacing_mm"].as_f64().unwrap();
+        f["detector_spacing_mm"] = (w / 2.0).into();
+    });
+    fails(recon(&narrow, &[]), "sees a field of view of radius");
+    let shape = edit("shape", &|j| j["shape"][1] = 359.into());
+    fails(
+        recon(&shape, &[]),
+        "does not match the geometry's 360 angles",
+    );
     fails(
         recon(&m.join("measurement.json"), &["--geometry", "fan"]),
         "fixes its own beam geometry",
@@ -595,4 +608,415 @@ fn rebinned_fan_beam_data_equal_the_parallel_projection() {
         );
         assert!(rel < 1e-2, "{detector:?} {scan:?}: {rel}");
     }
+}
+
+/// `scorerecon` with the args, its success and stderr.
+fn cli(args: &[&str]) -> (bool, String) {
+    let o = common::bin().args(args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// Values of a NIfTI image (numpy, float64), as text.
+fn nifti_values(path: &std::path::Path) -> Vec<f64> {
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+np.asarray(nib.load(sys.argv[2]).dataobj, dtype=np.float64).ravel().tofile(sys.argv[1])
+"#;
+    common::python_array(script, &[path.to_str().unwrap()])
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// A measured fan-beam sinogram may come as NRRD (pynrrd) or raw little-endian float32 next to
+/// the sidecar: `ct` reconstructs each to the FBP of the NIfTI original, on the command line
+/// and through `batch`; a raw file one float short is refused with the byte counts.
+#[test]
+fn fan_beam_sinograms_as_nrrd_and_raw_float32_reconstruct_like_nifti() {
+    let s = common::setup("CT");
+    let sim = s.root.join("sim");
+    let (ok, err) = cli(&[
+        "simulate",
+        "--phantom",
+        "shepp-logan",
+        "--size",
+        "64",
+        "--pixel-mm",
+        "2.5",
+        "--task",
+        "sparse-view",
+        "--views",
+        "23",
+        "--full-views",
+        "360",
+        "--geometry",
+        "fan",
+        "--out",
+        sim.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    // The same data re-saved by Python: NRRD (pynrrd, first axis fastest as NIfTI's) and raw
+    // float32 in C order over the sidecar's shape (slice, angle, bin), each in a folder with an
+    // edited sidecar.
+    let script = r#"
+import sys, json, os, shutil, numpy as np, nibabel as nib, nrrd
+sim, root = sys.argv[1], sys.argv[2]
+meta = json.load(open(os.path.join(sim, "measurement.json")))
+data = np.asarray(nib.load(os.path.join(sim, "measurement.nii.gz")).dataobj, dtype=np.float32)
+mask = np.asarray(nib.load(os.path.join(sim, "measurement_mask.nii.gz")).dataobj, dtype=np.uint8)
+data = data.reshape(meta["shape"][::-1], order="F") if data.ndim < 3 else data
+mask = mask.reshape(meta["shape"][::-1], order="F") if mask.ndim < 3 else mask
+for name, write in [
+    ("nrrd", lambda d: (nrrd.write(os.path.join(d, "sino.nrrd"), data), nrrd.write(os.path.join(d, "mask.nrrd"), mask), ("sino.nrrd", "mask.nrrd"))[-1]),
+    ("raw", lambda d: (data.transpose(2, 1, 0).astype("<f4").tofile(os.path.join(d, "sino.raw")), mask.transpose(2, 1, 0).astype("<f4").tofile(os.path.join(d, "mask.f32")), ("sino.raw", "mask.f32"))[-1]),
+    ("short", lambda d: (data.transpose(2, 1, 0).astype("<f4").ravel()[:-1].tofile(os.path.join(d, "sino.raw")), mask.transpose(2, 1, 0).astype("<f4").tofile(os.path.join(d, "mask.f32")), ("sino.raw", "mask.f32"))[-1]),
+]:
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    m = dict(meta)
+    m["data_file"], m["mask_file"] = write(d)
+    json.dump(m, open(os.path.join(d, "measurement.json"), "w"))
+"#;
+    common::run_python(script, &[sim.to_str().unwrap(), s.root.to_str().unwrap()]);
+    let prior = format!("empirical:{}", s.root.join("refs").display());
+    let recon = |input: &std::path::Path, out: &std::path::Path| {
+        cli(&[
+            "ct",
+            "--input",
+            input.to_str().unwrap(),
+            "--model",
+            &prior,
+            "--sampler",
+            "dds",
+            "--steps",
+            "5",
+            "--baselines",
+            "fbp",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let original = s.root.join("out_nifti");
+    let (ok, err) = recon(&sim.join("measurement.json"), &original);
+    assert!(ok, "{err}");
+    let fbp = nifti_values(&original.join("fbp.nii.gz"));
+    for name in ["nrrd", "raw"] {
+        let out = s.root.join(format!("out_{name}"));
+        let (ok, err) = recon(&s.root.join(name).join("measurement.json"), &out);
+        assert!(ok, "{name}: {err}");
+        let d = max_abs_diff(&nifti_values(&out.join("fbp.nii.gz")), &fbp);
+        println!("{name}: FBP max |difference| from the NIfTI original {d:.2e} HU");
+        assert!(d <= 1e-6, "{name}: FBP differs by {d}");
+    }
+    let never = s.root.join("never");
+    let (ok, err) = recon(&s.root.join("short/measurement.json"), &never);
+    let line = err.lines().last().unwrap_or("");
+    assert!(!ok && !never.exists(), "{err}");
+    let shape: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sim.join("measurement.json")).unwrap())
+            .unwrap();
+    let count: u64 = shape["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .product();
+    assert!(
+        line.contains("sino.raw")
+            && line.contains(&format!("{} bytes", 4 * count - 4))
+            && line.contains(&format!("exactly {}", 4 * count)),
+        "{line}"
+    );
+    // The same through `batch`: the NRRD and raw measurements run, the short one fails alone.
+    let manifest = s.root.join("jobs.yaml");
+    std::fs::write(
+        &manifest,
+        "defaults: {task: ct, model: \"empirical:refs\", sampler: dds, steps: 5, baselines: [fbp], device: cpu}\n\
+         jobs:\n\
+         \x20 - {name: nrrd, input: nrrd/measurement.json}\n\
+         \x20 - {name: raw, input: raw/measurement.json}\n\
+         \x20 - {name: short, input: short/measurement.json}\n",
+    )
+    .unwrap();
+    let batch_out = s.root.join("batch_out");
+    let (ok, err) = cli(&[
+        "batch",
+        manifest.to_str().unwrap(),
+        "--out",
+        batch_out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!ok && err.contains("1 of 3 jobs failed"), "{err}");
+    for name in ["nrrd", "raw"] {
+        let d = max_abs_diff(
+            &nifti_values(&batch_out.join(name).join("fbp.nii.gz")),
+            &fbp,
+        );
+        assert!(d <= 1e-6, "batch {name}: FBP differs by {d}");
+    }
+    assert!(!batch_out.join("short").exists());
+    let why = std::fs::read_to_string(batch_out.join("short.error.txt")).unwrap();
+    assert!(
+        why.contains("sino.raw") && why.contains("need exactly"),
+        "{why}"
+    );
+}
+
+fn metrics_of(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// A fan-beam scan covers 360 degrees, so a limited-angle wedge may be wider than 180 degrees
+/// there (simulate, a measurement file, ct on an image); parallel beam stays at 180.
+#[test]
+fn fan_beam_limited_angle_wedges_reach_past_180_degrees() {
+    let s = common::setup("CT");
+    let prior = format!("empirical:{}", s.root.join("refs").display());
+    let scan = s.root.join("scan.nii.gz");
+    let sim = s.root.join("sim");
+    let sim_args = |geometry: &str, out: &std::path::Path| {
+        cli(&[
+            "simulate",
+            "--phantom",
+            "shepp-logan",
+            "--size",
+            "64",
+            "--pixel-mm",
+            "2.5",
+            "--task",
+            "limited-angle",
+            "--wedge",
+            "270",
+            "--full-views",
+            "360",
+            "--geometry",
+            geometry,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let (ok, err) = sim_args("fan", &sim);
+    assert!(ok, "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sim.join("measurement.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["ct"]["rows"].as_array().unwrap().len(), 270);
+    let fast = [
+        "--model",
+        &prior,
+        "--sampler",
+        "dds",
+        "--steps",
+        "5",
+        "--baselines",
+        "fbp",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let recon = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec!["ct", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(&fast);
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let out = s.root.join("from_file");
+    let (ok, err) = recon(
+        &["--input", sim.join("measurement.json").to_str().unwrap()],
+        &out,
+    );
+    assert!(ok, "{err}");
+    let out = s.root.join("from_image");
+    let image = [
+        "--input",
+        scan.to_str().unwrap(),
+        "--slice",
+        "3",
+        "--geometry",
+        "fan",
+        "--full-views",
+        "360",
+        "--limited-angle",
+        "270",
+    ];
+    let (ok, err) = recon(&image, &out);
+    assert!(ok, "{err}");
+    let m = metrics_of(&out);
+    assert_eq!(m["settings"]["limited_angle"], 270.0);
+    assert!(m["methods"]["fbp"]["psnr"].as_f64().unwrap().is_finite());
+    // Parallel beam: refused with the reason, before any work.
+    let never = s.root.join("never");
+    let (ok, err) = recon(
+        &[
+            "--input",
+            scan.to_str().unwrap(),
+            "--slice",
+            "3",
+            "--limited-angle",
+            "270",
+        ],
+        &never,
+    );
+    assert!(
+        !ok && err.contains("--limited-angle 270") && err.contains("(0, 180]"),
+        "{err}"
+    );
+    let (ok, err) = sim_args("parallel", &never);
+    assert!(!ok && err.contains("(0, 180]"), "{err}");
+    assert!(!never.exists());
+}
+
+/// `--rebin`: fan-beam data rebinned to parallel beam reconstruct (FBP) about as well as the
+/// fan-beam FBP of the same data; the report says so; parallel data are refused.
+#[test]
+fn rebinned_fan_beam_reconstructs_like_fan_beam_fbp() {
+    let s = common::setup("CT");
+    let prior = format!("empirical:{}", s.root.join("refs").display());
+    let scan = s.root.join("scan.nii.gz");
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec![
+            "ct",
+            "--model",
+            &prior,
+            "--sampler",
+            "dds",
+            "--steps",
+            "5",
+            "--baselines",
+            "fbp",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let full = [
+        "--input",
+        scan.to_str().unwrap(),
+        "--slice",
+        "3",
+        "--geometry",
+        "fan",
+        "--full-views",
+        "360",
+        "--views",
+        "360",
+    ];
+    let (direct, rebinned) = (s.root.join("direct"), s.root.join("rebinned"));
+    let (ok, err) = run(&full, &direct);
+    assert!(ok, "{err}");
+    let (ok, err) = run(&[&full[..], &["--rebin"]].concat(), &rebinned);
+    assert!(ok, "{err}");
+    let (md, mr) = (metrics_of(&direct), metrics_of(&rebinned));
+    let psnr = |m: &serde_json::Value| m["methods"]["fbp"]["psnr"].as_f64().unwrap();
+    println!(
+        "full-scan fan beam, FBP PSNR: direct {:.2} dB, rebinned {:.2} dB",
+        psnr(&md),
+        psnr(&mr)
+    );
+    assert!(
+        psnr(&mr) > psnr(&md) - 1.0,
+        "{} vs {}",
+        psnr(&mr),
+        psnr(&md)
+    );
+    assert_eq!(mr["settings"]["rebin"], true);
+    assert_eq!(md["settings"]["rebin"], false);
+    let notes = mr["notes"].to_string();
+    assert!(
+        notes.contains("Rebinned to parallel beam") && notes.contains("180 parallel angles"),
+        "{notes}"
+    );
+    // Sparse view from a measurement file: 23 fan views give a partly measured parallel
+    // sinogram (the note gives the fraction), and the job runs.
+    let sim = s.root.join("sim");
+    let (ok, err) = cli(&[
+        "simulate",
+        "--phantom",
+        "shepp-logan",
+        "--size",
+        "64",
+        "--pixel-mm",
+        "2.5",
+        "--task",
+        "sparse-view",
+        "--views",
+        "23",
+        "--full-views",
+        "360",
+        "--geometry",
+        "fan",
+        "--out",
+        sim.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let sparse = s.root.join("sparse");
+    let (ok, err) = run(
+        &[
+            "--input",
+            sim.join("measurement.json").to_str().unwrap(),
+            "--rebin",
+        ],
+        &sparse,
+    );
+    assert!(ok, "{err}");
+    let note = metrics_of(&sparse)["notes"].to_string();
+    let pct: f64 = note
+        .split("% of the bins measured")
+        .next()
+        .and_then(|t| t.rsplit('(').next())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    println!("23 of 360 fan views rebinned: {pct} % of the parallel bins measured");
+    assert!(pct > 3.0 && pct < 25.0, "{note}");
+    // Parallel data: refused, on an image and from a measurement file.
+    let par = s.root.join("par");
+    let (ok, err) = cli(&[
+        "simulate",
+        "--phantom",
+        "shepp-logan",
+        "--size",
+        "64",
+        "--task",
+        "sparse-view",
+        "--out",
+        par.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let never = s.root.join("never");
+    let (ok, err) = run(
+        &[
+            "--input",
+            par.join("measurement.json").to_str().unwrap(),
+            "--rebin",
+        ],
+        &never,
+    );
+    assert!(
+        !ok && err.contains("--rebin") && err.contains("parallel beam already"),
+        "{err}"
+    );
+    let (ok, err) = run(
+        &["--input", scan.to_str().unwrap(), "--slice", "3", "--rebin"],
+        &never,
+    );
+    assert!(
+        !ok && err.contains("--rebin") && err.contains("give --geometry fan"),
+        "{err}"
+    );
+    assert!(!never.exists());
 }

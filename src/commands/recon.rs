@@ -130,6 +130,10 @@ pub struct BeamArgs {
     /// Fan beam: full (360 degrees) or short scan (180 plus the fan angle, Parker weights).
     #[arg(long, value_parser = crate::cli::named::<crate::ops::ct::Scan>())]
     pub scan: Option<crate::ops::ct::Scan>,
+    /// Fan beam: rebin the fan-beam data (simulated, or a measurement file's) to parallel beam
+    /// and reconstruct with the parallel-beam operator, baselines and sampler.
+    #[arg(long)]
+    pub rebin: bool,
 }
 
 impl BeamArgs {
@@ -160,6 +164,7 @@ impl BeamArgs {
         g.opt("detector_bins", &self.detector_bins);
         g.opt("detector_offset", &self.detector_offset);
         g.opt("scan", &self.scan);
+        g.flag("rebin", self.rebin);
     }
 }
 

@@ -10,7 +10,9 @@
 //! - `NAME_mask.nii.gz`, `Lambda` as uint8 0/1 with the same dims.
 //!
 //! NIfTI keeps the arrays readable by nibabel, ITK, FSL or any viewer; JSON keeps the geometry
-//! readable by anything. Writers go through `io::atomic`: the data and mask first, the sidecar
+//! readable by anything. A user's own data may instead be NRRD (`.nrrd`, `.nhdr`) or headerless
+//! little-endian float32 (`.raw`, `.f32`, C order over `shape`): `data_file` and `mask_file` are
+//! read by their names (`read_values`). Writers go through `io::atomic`: the data and mask first, the sidecar
 //! last, so a sidecar on disk always names complete files.
 
 use super::atomic;
@@ -183,21 +185,14 @@ pub fn read_measurement(json_path: &Path) -> Result<Measurement> {
     let meta = read_sidecar(json_path)?;
     let data_path = inside_folder(json_path, "data_file", &meta.data_file)?;
     let mask_path = inside_folder(json_path, "mask_file", &meta.mask_file)?;
-    let (data, data_type) = read_nifti_values(&data_path, meta.shape)?;
-    let expected = if meta.complex {
-        NiftiType::Complex64
-    } else {
-        NiftiType::Float32
-    };
-    ensure!(
-        data_type == expected,
-        "{}: data type {}, the sidecar says {} (\"complex\": {})",
-        data_path.display(),
-        super::nifti::type_name(data_type),
-        super::nifti::type_name(expected),
-        meta.complex
-    );
-    let (mask, _) = read_nifti_values(&mask_path, meta.shape)?;
+    let data = read_values(
+        &data_path,
+        meta.shape,
+        Role::Data {
+            complex: meta.complex,
+        },
+    )?;
+    let mask = read_values(&mask_path, meta.shape, Role::Mask)?;
     check_consistent(&meta, &data, &mask).with_context(|| format!("{}", json_path.display()))?;
     Ok(Measurement { meta, data, mask })
 }
@@ -321,15 +316,30 @@ fn check_fields(meta: &MeasurementMeta) -> Result<()> {
                 views >= 1 && views <= n_angles,
                 "ct.task sparse-view: views {views}: must lie in 1..={n_angles} (the geometry's angles)"
             ),
-            CtTask::LimitedAngle { wedge_deg, start_deg } => ensure!(
-                wedge_deg.is_finite() && wedge_deg > 0.0 && wedge_deg <= 180.0 && start_deg.is_finite(),
-                "ct.task limited-angle: wedge {wedge_deg} from {start_deg} degrees: the wedge must lie in (0, 180]"
-            ),
+            CtTask::LimitedAngle { wedge_deg, start_deg } => {
+                let arc = g.arc_deg();
+                ensure!(
+                    wedge_deg.is_finite() && wedge_deg > 0.0 && wedge_deg <= arc + 1e-9 && start_deg.is_finite(),
+                    "ct.task limited-angle: wedge {wedge_deg} from {start_deg} degrees: the wedge must lie in (0, {arc:.2}] (the {} scan's arc)",
+                    if g.fan.is_some() { "fan-beam" } else { "parallel-beam" }
+                )
+            }
             CtTask::Mar { threshold_hu, dilation } => ensure!(
                 threshold_hu.is_finite() && dilation <= 64,
                 "ct.task mar: threshold {threshold_hu} HU, dilation {dilation}: need a finite threshold and a dilation of at most 64 pixels"
             ),
         }
+        // The data's extents against the geometry, before the data file is opened.
+        ensure!(
+            !meta.complex,
+            "a CT sinogram is real; the sidecar says complex"
+        );
+        ensure!(
+            r == n_angles && c == g.n_det,
+            "shape {:?} ({s} slices x {r} angle rows x {c} bins) does not match the geometry's {n_angles} angles x {} detector bins",
+            meta.shape,
+            g.n_det
+        );
     }
     if let Some(m) = &meta.mri {
         if let Some(a) = m.acceleration {
@@ -429,6 +439,105 @@ fn check_consistent(meta: &MeasurementMeta, data: &[f32], mask: &[f32]) -> Resul
         }
     }
     Ok(())
+}
+
+/// How a measurement's data or mask file is stored, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataFormat {
+    /// `.nii`, `.nii.gz` (and any name not below: the NIfTI reader says what it is not).
+    Nifti,
+    /// `.nrrd`, `.nhdr` (through `io::nrrd`).
+    Nrrd,
+    /// `.raw`, `.f32`: little-endian float32, C order over the sidecar's `shape`, no header.
+    RawF32,
+}
+
+impl DataFormat {
+    fn of(path: &Path) -> DataFormat {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
+            DataFormat::Nrrd
+        } else if name.ends_with(".raw") || name.ends_with(".f32") {
+            DataFormat::RawF32
+        } else {
+            DataFormat::Nifti
+        }
+    }
+}
+
+/// What a file holds: the data (complex or real) or the mask.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Data { complex: bool },
+    Mask,
+}
+
+/// The values of a data or mask file as f32 in C order over `shape` (complex data: interleaved
+/// re, im), whichever format its name says (`DataFormat`), with the format's own checks: NIfTI
+/// dims and data type (float32, complex64 when complex; a mask may be uint8), NRRD sizes, a raw
+/// file's exact byte count.
+fn read_values(path: &Path, shape: [usize; 3], role: Role) -> Result<Vec<f32>> {
+    let [s, r, c] = shape;
+    let complex = matches!(role, Role::Data { complex: true });
+    match DataFormat::of(path) {
+        DataFormat::Nifti => {
+            let (values, data_type) = read_nifti_values(path, shape)?;
+            if let Role::Data { complex } = role {
+                let expected = if complex {
+                    NiftiType::Complex64
+                } else {
+                    NiftiType::Float32
+                };
+                ensure!(
+                    data_type == expected,
+                    "{}: data type {}, the sidecar says {} (\"complex\": {complex})",
+                    path.display(),
+                    super::nifti::type_name(data_type),
+                    super::nifti::type_name(expected),
+                );
+            }
+            Ok(values)
+        }
+        DataFormat::Nrrd => {
+            ensure!(
+                !complex,
+                "{}: complex k-space is read from NIfTI complex64 or raw float32 (re, im) pairs; NRRD has no complex type",
+                path.display()
+            );
+            super::nrrd::read_samples(path, &[c, r, s])
+        }
+        DataFormat::RawF32 => read_raw_f32(path, s * r * c * if complex { 2 } else { 1 }, shape),
+    }
+}
+
+/// `count` little-endian float32 values from a headerless file, which must hold exactly that
+/// many bytes (checked before it is read).
+fn read_raw_f32(path: &Path, count: usize, shape: [usize; 3]) -> Result<Vec<f32>> {
+    let need = count as u64 * 4;
+    let mismatch = |have: u64| {
+        anyhow::anyhow!(
+            "{}: {have} bytes, but raw float32 data of the sidecar's shape {shape:?} need exactly {need} ({count} little-endian float32 values); the file is truncated or the shape is wrong",
+            path.display()
+        )
+    };
+    let have = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read the raw data", path.display()))?
+        .len();
+    if have != need {
+        return Err(mismatch(have));
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read the raw data", path.display()))?;
+    if bytes.len() as u64 != need {
+        return Err(mismatch(bytes.len() as u64));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// A NIfTI-1 file's values as f32 in C order over `shape` (complex: interleaved), after its

@@ -1229,35 +1229,7 @@ pub fn read(path: &Path) -> Result<Volume> {
         affine,
         notes,
     } = geometry(path, &h)?;
-    let n: usize = h.sizes.iter().product();
-    let files: Vec<(PathBuf, u64)> = match &h.data {
-        DataSource::Attached(off) => vec![(path.to_path_buf(), *off)],
-        DataSource::Files(f) => f.iter().map(|p| (p.clone(), 0)).collect(),
-    };
-    let per_file = (n / files.len()) as u64;
-    let data: Vec<f32> = if h.encoding == Encoding::Ascii {
-        let mut out = Vec::new();
-        for (f, at) in &files {
-            let text = read_piece(path, &h, f, *at, 0)?;
-            out.extend(decode_ascii(path, &h, &text, per_file as usize)?);
-        }
-        out
-    } else {
-        let size = h.ty.size();
-        let mut out = Vec::new();
-        out.try_reserve_exact(n)
-            .map_err(|_| err(path, format!("cannot allocate {n} voxels")))?;
-        for (f, at) in &files {
-            let bytes = read_piece(path, &h, f, *at, per_file * size as u64)?;
-            out.extend(
-                bytes
-                    .chunks_exact(size)
-                    .map(|b| h.ty.decode(b, h.big_endian)),
-            );
-        }
-        out
-    };
-    debug_assert_eq!(data.len(), n);
+    let data = read_data(path, &h)?;
     let data_note = match &h.data {
         DataSource::Attached(_) => String::new(),
         DataSource::Files(f) if f.len() == 1 => format!(", data in {}", f[0].display()),
@@ -1304,6 +1276,63 @@ pub fn read(path: &Path) -> Result<Volume> {
             ..Default::default()
         },
     })
+}
+
+/// The samples of a NRRD file as f32, first axis fastest, for arrays that are not images (a
+/// measurement's sinogram or mask): the header's `sizes` must be `sizes` (trailing 1s may be
+/// left out on either side), checked before any data are read; the geometry fields are not used.
+pub fn read_samples(path: &Path, sizes: &[usize]) -> Result<Vec<f32>> {
+    let h = parse_header(path)?;
+    let trim = |v: &[usize]| {
+        let mut v = v.to_vec();
+        while v.len() > 1 && v.last() == Some(&1) {
+            v.pop();
+        }
+        v
+    };
+    if trim(&h.sizes) != trim(sizes) {
+        bail!(
+            "{}: sizes {}, expected {}",
+            path.display(),
+            join(&h.sizes, " "),
+            join(sizes, " ")
+        );
+    }
+    read_data(path, &h)
+}
+
+/// The data of a parsed header, as f32 (first axis fastest).
+fn read_data(path: &Path, h: &Header) -> Result<Vec<f32>> {
+    let n: usize = h.sizes.iter().product();
+    let files: Vec<(PathBuf, u64)> = match &h.data {
+        DataSource::Attached(off) => vec![(path.to_path_buf(), *off)],
+        DataSource::Files(f) => f.iter().map(|p| (p.clone(), 0)).collect(),
+    };
+    let per_file = (n / files.len()) as u64;
+    let data: Vec<f32> = if h.encoding == Encoding::Ascii {
+        let mut out = Vec::new();
+        for (f, at) in &files {
+            let text = read_piece(path, h, f, *at, 0)?;
+            out.extend(decode_ascii(path, h, &text, per_file as usize)?);
+        }
+        out
+    } else {
+        let size = h.ty.size();
+        let mut out = Vec::new();
+        out.try_reserve_exact(n)
+            .map_err(|_| err(path, format!("cannot allocate {n} voxels")))?;
+        for (f, at) in &files {
+            let bytes = read_piece(path, h, f, *at, per_file * size as u64)?;
+            out.extend(
+                bytes
+                    .chunks_exact(size)
+                    .map(|b| h.ty.decode(b, h.big_endian)),
+            );
+        }
+        out
+    };
+    debug_assert_eq!(data.len(), n);
+    Ok(data)
 }
 
 /// Write `vol` as an attached-header, gzip, little-endian float `.nrrd` in LPS.

@@ -414,6 +414,10 @@ pub fn check_flags(spec: &JobSpec, given: &GivenFlags) -> Result<()> {
     }
     let Some(ct) = &meta.ct else { return Ok(()) };
     ensure!(
+        !spec.rebin || ct.geometry.fan.is_some(),
+        "{file}: --rebin turns fan-beam data into parallel beam; this measurement is parallel beam already (leave --rebin out)"
+    );
+    ensure!(
         given.beam.is_empty(),
         "{file}: --{} given, but a measurement file fixes its own beam geometry (its \"ct\".\"geometry\"; docs/formats.md)",
         given.beam.join(", --").replace('_', "-")

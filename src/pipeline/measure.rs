@@ -6,7 +6,7 @@ use super::input::{ImageInput, Padding};
 use crate::io::measurement::{Measurement, MeasurementModality};
 use crate::job::{JobSpec, Task};
 use crate::metrics;
-use crate::ops::ct::Radon;
+use crate::ops::ct::{fan, Geometry, Radon};
 use crate::ops::mri::MriFft;
 use crate::ops::{MeasurementOperator, Transform};
 use crate::prior::{Normalisation, Scaling, ScoreModel};
@@ -197,20 +197,21 @@ pub fn simulate_cases(
                     geometry.get_or_insert(sim.geometry.clone());
                 }
                 let g = geometry.expect("at least one slice");
-                let (a, d) = (g.n_angles() as i64, g.n_det as i64);
-                let op = MeasurementOperator::new(
-                    Box::new(Radon::new(g)?),
-                    Tensor::from_slice(mask.as_ref().expect("at least one slice"))
-                        .reshape([1, 1, a, d]),
-                )
-                .to_device(device);
-                // The noise of the measured bins, in model units.
+                let mask = mask.expect("at least one slice");
+                // The noise of the measured bins, in model units (of the fan-beam data: rebinning
+                // interpolates, which changes it little).
                 let noise_sigma = spec.photons.map(|i0| {
-                    let mask = mask.as_ref().expect("at least one slice");
                     let masks = mask.repeat(b as usize);
                     let to_dimensionless = 2.0 * crate::ops::ct::hu::MU_WATER_PER_MM * pixel_mm;
                     simulate::poisson_sigma(&ys, &masks, to_dimensionless, i0) * to_model
                 });
+                let (g, ys, mask) = rebinned(spec, g, ys, mask, b as usize)?;
+                let (a, d) = (g.n_angles() as i64, g.n_det as i64);
+                let op = MeasurementOperator::new(
+                    Box::new(Radon::new(g)?),
+                    Tensor::from_slice(&mask).reshape([1, 1, a, d]),
+                )
+                .to_device(device);
                 let y =
                     (Tensor::from_slice(&ys).reshape([b, 1, a, d]) * to_model).to_device(device);
                 cases.push(Case {
@@ -219,7 +220,8 @@ pub fn simulate_cases(
                     reference: Some(image_tensor(&refs, b)),
                     fbp_full: None,
                     metal: None,
-                    noise_free: spec.photons.is_none(),
+                    // Rebinned data are interpolated: not exact measurements of the parallel `A`.
+                    noise_free: spec.photons.is_none() && !spec.rebin,
                     noise_sigma,
                 });
             } else {
@@ -242,12 +244,18 @@ pub fn simulate_cases(
                         n,
                         &metal,
                     )?;
-                    let g = sim.geometry.clone();
+                    let (g, sinogram, mask) = rebinned(
+                        spec,
+                        sim.geometry.clone(),
+                        sim.sinogram.clone(),
+                        sim.mask.clone(),
+                        1,
+                    )?;
                     let (a, d) = (g.n_angles() as i64, g.n_det as i64);
                     let radon = Radon::new(g)?;
-                    let mask = Tensor::from_slice(&sim.mask).reshape([1, 1, a, d]);
+                    let mask = Tensor::from_slice(&mask).reshape([1, 1, a, d]);
                     let op = MeasurementOperator::new(Box::new(radon), mask).to_device(device);
-                    let y = (Tensor::from_slice(&sim.sinogram).reshape([1, 1, a, d]) * to_model)
+                    let y = (Tensor::from_slice(&sinogram).reshape([1, 1, a, d]) * to_model)
                         .to_device(device);
                     let metal_mask = sim.metal_mask.as_ref().map(|m| {
                         Tensor::from_slice(m)
@@ -323,21 +331,26 @@ fn ct_file_cases(
     notes.push(format!("CT task: {:?}.", ct.task));
     let mut cases = Vec::with_capacity(s);
     for k in 0..s {
-        let mask =
-            Tensor::from_slice(&m.mask[k * per..(k + 1) * per]).reshape([1, 1, a as i64, d as i64]);
-        let op = MeasurementOperator::new(Box::new(Radon::new(ct.geometry.clone())?), mask)
-            .to_device(device);
-        let y = (Tensor::from_slice(&m.data[k * per..(k + 1) * per])
-            .reshape([1, 1, a as i64, d as i64])
-            * to_model)
-            .to_device(device);
+        let (g, data, mask) = rebinned(
+            spec,
+            ct.geometry.clone(),
+            m.data[k * per..(k + 1) * per].to_vec(),
+            m.mask[k * per..(k + 1) * per].to_vec(),
+            1,
+        )?;
+        let (a, d) = (g.n_angles() as i64, g.n_det as i64);
+        let mask = Tensor::from_slice(&mask).reshape([1, 1, a, d]);
+        let op = MeasurementOperator::new(Box::new(Radon::new(g)?), mask).to_device(device);
+        let y = (Tensor::from_slice(&data).reshape([1, 1, a, d]) * to_model).to_device(device);
         cases.push(Case {
             reference: None,
             op,
             y,
             fbp_full: None,
             metal: None,
-            noise_free: ct.photons.is_none() && !matches!(ct.task, CtTask::Mar { .. }),
+            noise_free: ct.photons.is_none()
+                && !matches!(ct.task, CtTask::Mar { .. })
+                && !spec.rebin,
             noise_sigma: None,
         });
     }
@@ -456,6 +469,52 @@ fn mri_file_cases(
         .history
         .push(format!("reconstructed from {}", spec.input.display()));
     Ok((cases, scaling, vol))
+}
+
+/// `--rebin`: a fan-beam geometry, its `b` sinograms and their shared mask rebinned to parallel
+/// beam (`fan::rebin_to_parallel_masked`, at the fan scan's angular step), so the parallel-beam
+/// operator, baselines and samplers run on them unchanged; as given otherwise.
+fn rebinned(
+    spec: &JobSpec,
+    geometry: Geometry,
+    sinograms: Vec<f32>,
+    mask: Vec<f32>,
+    b: usize,
+) -> Result<(Geometry, Vec<f32>, Vec<f32>)> {
+    if !spec.rebin {
+        return Ok((geometry, sinograms, mask));
+    }
+    ensure!(
+        geometry.fan.is_some(),
+        "{}: --rebin turns fan-beam data into parallel beam; these data are parallel beam already",
+        spec.input.display()
+    );
+    let (g, sinograms, mask) = fan::rebin_to_parallel_masked(
+        &geometry,
+        &sinograms,
+        Some(&mask),
+        b,
+        fan::rebin_views(&geometry),
+    )
+    .with_context(|| format!("{}: --rebin", spec.input.display()))?;
+    ensure!(
+        mask.contains(&1.0),
+        "{}: --rebin: no parallel-beam bin is covered by measured fan-beam samples",
+        spec.input.display()
+    );
+    Ok((g, sinograms, mask))
+}
+
+/// What `--rebin` did, for the report: the parallel grid and how much of it is measured.
+pub fn rebin_note(case: &Case) -> String {
+    let [a, d] = case.op.transform.measurement_shape();
+    let measured = case.op.mask.mean(tch::Kind::Float).double_value(&[]);
+    format!(
+        "Rebinned to parallel beam (--rebin): the fan-beam sinogram and its mask were \
+         interpolated onto {a} parallel angles over [0, 180) x {d} bins ({:.1} % of the bins \
+         measured); the parallel-beam operator, baselines and sampler ran on the rebinned data.",
+        100.0 * measured
+    )
 }
 
 /// No padding on a measurement file's grid.

@@ -112,6 +112,11 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             let mut first: Option<(Setting, Assessed)> = None;
             for setting in settings.iter().copied() {
                 let cases = measure::simulate_cases(spec, setting, &hu, image, device)?;
+                if spec.rebin && first.is_none() {
+                    if let Some(case) = cases.first() {
+                        report.notes.push(measure::rebin_note(case));
+                    }
+                }
                 // The TV weight is tuned on a slice that is not reconstructed (docs/baselines.md).
                 let validation = match image.validation_slice {
                     Some(k)
@@ -171,6 +176,11 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 m.mask.iter().filter(|&&v| v > 0.5).count(),
                 m.mask.len()
             ));
+            if spec.rebin {
+                if let Some(case) = cases.first() {
+                    notes.push(measure::rebin_note(case));
+                }
+            }
             notes.push(format!("Prior: {}.", model.describe()));
             report.notes = notes;
             let padding = measure::file_padding(&cases);

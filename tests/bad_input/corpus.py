@@ -396,7 +396,23 @@ bad_measurement("m_pixel_spacing_negative", BASE_CT, setp(["ct", "pixel_spacing_
 bad_measurement("m_pixel_size_zero", BASE_CT, setp(["ct", "geometry", "pixel_size"], 0.0), why="pixel size")
 bad_measurement("m_shape_zero", BASE_CT, setp(["shape"], [0, 16, 46]), why="shape")
 bad_measurement("m_shape_huge", BASE_CT, setp(["shape"], [10**6, 10**6, 10**6]), why="shape")
-bad_measurement("m_shape_mismatch", BASE_CT, setp(["shape"], [1, 16, 40]), why="dims")
+bad_measurement("m_shape_mismatch", BASE_CT, setp(["shape"], [1, 16, 40]), why="does not match the geometry")
+
+
+def raw_data(drop):
+    """The sinogram re-saved as raw little-endian float32 (C order over the shape), `drop` values short."""
+    def f(meta):
+        meta["data_file"] = "sino.raw"
+    def g(folder):
+        arr = np.asarray(nib.load(os.path.join(folder, "measurement.nii.gz")).dataobj, dtype="<f4")
+        flat = arr.reshape(arr.shape[:2] + (-1,)).transpose(2, 1, 0).ravel()
+        flat[: flat.size - drop].tofile(os.path.join(folder, "sino.raw"))
+    return f, g
+
+
+_f, _g = raw_data(1)
+bad_measurement("m_raw_one_float_short", BASE_CT, _f, edit_files=_g, why="need exactly")
+bad_measurement("m_nrrd_named_raw", BASE_CT, setp(["mask_file"], "measurement.nrrd"), edit_files=lambda f: shutil.copy(os.path.join(f, "measurement_mask.nii.gz"), os.path.join(f, "measurement.nrrd")), why="header line 1")
 bad_measurement("m_slices_mismatch", BASE_CT, setp(["slices"], [0, 1, 2]), why="slices")
 bad_measurement("m_format_tag", BASE_CT, setp(["format"], "something-else"), why="format")
 bad_measurement("m_version_99", BASE_CT, setp(["version"], 99), why="version")

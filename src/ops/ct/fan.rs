@@ -191,13 +191,33 @@ pub fn fan_fbp(
 /// The parallel ray at angle `theta` and detector coordinate `u` (from the fan grid's centre) is
 /// the fan ray with `gamma = asin(u / D)` from `beta = theta + gamma`, or its conjugate
 /// `(theta + 180 - gamma, -gamma)` when that one lies in the scan (short scans); the fan
-/// sinogram is interpolated bilinearly in `(beta, bin)`. Bins no fan ray reaches are zero.
+/// sinogram is interpolated linearly in `beta` and with Keys' cubic (`a = -1/2`) in the bin
+/// (linear in the two bins at either end), which keeps the edges a linear interpolation would
+/// blur. Bins no fan ray reaches are zero.
 pub fn rebin_to_parallel(
     geometry: &Geometry,
     sinograms: &[f32],
     b: usize,
     n_parallel: usize,
 ) -> Result<(Geometry, Vec<f32>)> {
+    rebin_to_parallel_masked(geometry, sinograms, None, b, n_parallel).map(|(g, s, _)| (g, s))
+}
+
+/// [`rebin_to_parallel`] of measured data: `mask` (`n_angles x n_det`, 0/1, shared by the `b`
+/// sinograms; None: all measured) says which fan samples were measured, and the parallel mask
+/// comes back with the sinograms. A parallel bin is measured when every fan sample it is
+/// interpolated from (with a non-zero weight) is: linear between the two views around `beta`
+/// when both are measured; else from the nearer view alone when that one is (linear in the
+/// bin only, `beta` off by at most half a view step), so sparse views still give a band of
+/// measured bins per parallel angle rather than nothing; else the ray's conjugate is tried.
+/// Unmeasured bins are zero (the zero-filled convention of `ops::MeasurementOperator`).
+pub fn rebin_to_parallel_masked(
+    geometry: &Geometry,
+    sinograms: &[f32],
+    mask: Option<&[f32]>,
+    b: usize,
+    n_parallel: usize,
+) -> Result<(Geometry, Vec<f32>, Vec<f32>)> {
     let fan = geometry
         .fan
         .as_ref()
@@ -206,6 +226,10 @@ pub fn rebin_to_parallel(
     ensure!(
         sinograms.len() == b * n_ang * n_det,
         "rebinning: sinogram buffer size does not match the geometry"
+    );
+    ensure!(
+        mask.is_none_or(|m| m.len() == n_ang * n_det),
+        "rebinning: mask size does not match the geometry"
     );
     ensure!(n_ang >= 2, "rebinning: needs at least 2 fan-beam views");
     let beta0 = geometry.angles_deg[0];
@@ -222,55 +246,132 @@ pub fn rebin_to_parallel(
     let par = Geometry::new(n, n_parallel)?.with_pixel_size(geometry.pixel_size)?;
     let (np_det, d) = (par.n_det, fan.sid());
     let full = fan.scan == Scan::Full;
-    let mut out = vec![0f32; b * n_parallel * np_det];
-    out.par_chunks_mut(np_det)
-        .enumerate()
-        .for_each(|(row, line)| {
-            let (bi, a) = (row / n_parallel, row % n_parallel);
+    let measured = |k: usize, j: usize| mask.is_none_or(|m| m[k * n_det + j] > 0.5);
+    // Per parallel bin of one sinogram: the fan samples (view, bin) and weights it takes, or
+    // None when it is not measured. The same for every sinogram of the batch.
+    type Taps = Vec<(usize, usize, f64)>;
+    let taps: Vec<Option<Taps>> = (0..n_parallel * np_det)
+        .into_par_iter()
+        .map(|idx| {
+            let (a, s) = (idx / np_det, idx % np_det);
             let theta = par.angles_deg[a];
             let (st, ct) = theta.to_radians().sin_cos();
-            let sino = &sinograms[bi * n_ang * n_det..(bi + 1) * n_ang * n_det];
-            for (s, v) in line.iter_mut().enumerate() {
-                // From the parallel centre N/2 to the fan grid's centre (N - 1)/2.
-                let u = s as f64 - (np_det / 2) as f64 + 0.5 * ct - 0.5 * st;
-                if u.abs() >= d {
+            // From the parallel centre N/2 to the fan grid's centre (N - 1)/2.
+            let u = s as f64 - (np_det / 2) as f64 + 0.5 * ct - 0.5 * st;
+            if u.abs() >= d {
+                return None;
+            }
+            let gamma = (u / d).asin();
+            let candidates = [
+                (theta + gamma.to_degrees(), gamma),
+                (theta + 180.0 - gamma.to_degrees(), -gamma),
+            ];
+            let (mut taps, mut found) = (Vec::new(), 0u32);
+            for (beta, g) in candidates {
+                let mut rel = beta - beta0;
+                if full {
+                    rel = rel.rem_euclid(360.0);
+                }
+                if !(0.0..=arc).contains(&rel) {
                     continue;
                 }
-                let gamma = (u / d).asin();
-                let candidates = [
-                    (theta + gamma.to_degrees(), gamma),
-                    (theta + 180.0 - gamma.to_degrees(), -gamma),
-                ];
-                for (beta, g) in candidates {
-                    let mut rel = beta - beta0;
-                    if full {
-                        rel = rel.rem_euclid(360.0);
+                let fa = rel / step;
+                let fb = fan.bin_of_gamma(g, n_det);
+                if fb < 0.0 || fb > (n_det - 1) as f64 {
+                    continue;
+                }
+                let (k0, wk) = (fa.floor() as usize, fa - fa.floor());
+                // The next view wraps around on a full scan and stops at the last otherwise.
+                let (ka, kb) = if full {
+                    (k0 % n_ang, (k0 + 1) % n_ang)
+                } else {
+                    (k0.min(n_ang - 1), (k0 + 1).min(n_ang - 1))
+                };
+                let bins = bin_taps(fb, n_det);
+                let view_ok = |k: usize| bins.iter().all(|&(j, w)| w == 0.0 || measured(k, j));
+                // The four views around `beta` for the cubic, when the scan has them all.
+                let cubic_rows: Option<[usize; 4]> = if full {
+                    Some([0, 1, 2, 3].map(|i| (k0 + n_ang + i - 1) % n_ang))
+                } else {
+                    (k0 >= 1 && k0 + 2 < n_ang).then(|| [k0 - 1, k0, k0 + 1, k0 + 2])
+                };
+                let rows: Vec<(usize, f64)> = match cubic_rows {
+                    Some(r) if r.iter().all(|&k| view_ok(k)) => {
+                        r.into_iter().zip(keys_weights(wk)).collect()
                     }
-                    if !(0.0..=arc).contains(&rel) {
-                        continue;
-                    }
-                    let fa = rel / step;
-                    let fb = fan.bin_of_gamma(g, n_det);
-                    if fb < 0.0 || fb > (n_det - 1) as f64 {
-                        continue;
-                    }
-                    let (k0, wk) = (fa.floor() as usize, fa - fa.floor());
-                    // The next view wraps around on a full scan and stops at the last otherwise.
-                    let (ka, kb) = if full {
-                        (k0 % n_ang, (k0 + 1) % n_ang)
-                    } else {
-                        (k0.min(n_ang - 1), (k0 + 1).min(n_ang - 1))
-                    };
-                    let j0 = (fb as usize).min(n_det - 2);
-                    let wj = fb - j0 as f64;
-                    let at = |k: usize, j: usize| f64::from(sino[k * n_det + j]);
-                    let lerp = |k: usize| at(k, j0) * (1.0 - wj) + at(k, j0 + 1) * wj;
-                    *v = (lerp(ka) * (1.0 - wk) + lerp(kb) * wk) as f32;
-                    break;
+                    _ => match (view_ok(ka), view_ok(kb) || wk == 0.0) {
+                        (true, true) => vec![(ka, 1.0 - wk), (kb, wk)],
+                        (true, false) if wk <= 0.5 => vec![(ka, 1.0)],
+                        (false, true) if wk >= 0.5 => vec![(kb, 1.0)],
+                        _ => continue,
+                    },
+                };
+                found += 1;
+                taps.extend(
+                    rows.iter()
+                        .filter(|&&(_, w)| w != 0.0)
+                        .flat_map(|&(k, wr)| bins.iter().map(move |&(j, w)| (k, j, wr * w))),
+                );
+            }
+            // A line measured twice (a full scan, a short scan's ends): the mean of the two.
+            for t in taps.iter_mut() {
+                t.2 /= f64::from(found.max(1));
+            }
+            (found > 0).then_some(taps)
+        })
+        .collect();
+    let mut out = vec![0f32; b * n_parallel * np_det];
+    out.par_chunks_mut(n_parallel * np_det)
+        .enumerate()
+        .for_each(|(bi, par_sino)| {
+            let sino = &sinograms[bi * n_ang * n_det..(bi + 1) * n_ang * n_det];
+            for (v, t) in par_sino.iter_mut().zip(&taps) {
+                if let Some(t) = t {
+                    *v = t
+                        .iter()
+                        .map(|&(k, j, w)| f64::from(sino[k * n_det + j]) * w)
+                        .sum::<f64>() as f32;
                 }
             }
         });
-    Ok((par, out))
+    let par_mask = taps
+        .iter()
+        .map(|t| f32::from(u8::from(t.is_some())))
+        .collect();
+    Ok((par, out, par_mask))
+}
+
+/// The fan-beam bins and weights that interpolate fractional bin `fb` (in `[0, n_det - 1]`):
+/// Keys' cubic convolution over four bins, or linear where the four would leave the detector.
+fn bin_taps(fb: f64, n_det: usize) -> Vec<(usize, f64)> {
+    let j0 = (fb as usize).min(n_det - 2);
+    let t = fb - j0 as f64;
+    if j0 == 0 || j0 + 2 >= n_det {
+        return vec![(j0, 1.0 - t), (j0 + 1, t)];
+    }
+    [j0 - 1, j0, j0 + 1, j0 + 2]
+        .into_iter()
+        .zip(keys_weights(t))
+        .collect()
+}
+
+/// Keys' cubic convolution weights (`a = -1/2`, Keys 1981, eq. 15) of the samples at
+/// `-1, 0, 1, 2` for a point `t` in `[0, 1)` past sample 0; they sum to 1.
+fn keys_weights(t: f64) -> [f64; 4] {
+    let (t2, t3) = (t * t, t * t * t);
+    [
+        -0.5 * t3 + t2 - 0.5 * t,
+        1.5 * t3 - 2.5 * t2 + 1.0,
+        -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+        0.5 * t3 - 0.5 * t2,
+    ]
+}
+
+/// The parallel angles [`rebin_to_parallel`] gets from a fan-beam geometry under `--rebin`:
+/// the fan scan's angular step over [0, 180) (180 from 360 views of a full scan).
+pub fn rebin_views(geometry: &Geometry) -> usize {
+    let arc = geometry.arc_deg();
+    ((geometry.n_angles() as f64 * 180.0 / arc).round() as usize).max(2)
 }
 
 #[cfg(test)]
