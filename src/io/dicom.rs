@@ -277,7 +277,8 @@ fn walk_data_set<R: Read>(
                 let len = header.len.get().unwrap_or(0);
                 check_length(path, "element", header.tag, len, at, end)?;
             }
-            DataToken::PixelSequenceStart if header_only => break,
+            // dicom-object's `read_until(PIXEL_DATA)` stops before a native Pixel Data value
+            // but reads an encapsulated one's fragments and what follows; so does this walk.
             DataToken::PixelSequenceStart => pixel_items = true,
             DataToken::SequenceEnd => pixel_items = false,
             DataToken::ItemStart { len } if pixel_items => {
