@@ -30,6 +30,23 @@ fn output_and_peak_kib(cmd: &mut std::process::Command) -> (Output, i64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A run that hangs is killed after two minutes (and then fails as killed, not as a hang of
+    // the test).
+    let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for _ in 0..1200 {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            // SAFETY: the child has not been reaped (done is unset), so pid is still ours.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        })
+    };
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
         let mut v = Vec::new();
@@ -41,8 +58,10 @@ fn output_and_peak_kib(cmd: &mut std::process::Command) -> (Output, i64) {
     let stdout = reader.join().unwrap();
     let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
     // SAFETY: the child is ours and not yet reaped; both out-pointers are valid.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watch.join().unwrap();
+    assert_eq!(reaped, pid, "wait4 failed");
     let status = std::process::ExitStatus::from_raw(status);
     (
         Output {

@@ -636,13 +636,8 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// A measured fan-beam sinogram may come as NRRD (pynrrd) or raw little-endian float32 next to
-/// the sidecar: `ct` reconstructs each to the FBP of the NIfTI original, on the command line
-/// and through `batch`; a raw file one float short is refused with the byte counts.
-#[test]
-fn fan_beam_sinograms_as_nrrd_and_raw_float32_reconstruct_like_nifti() {
-    let s = common::setup("CT");
-    let sim = s.root.join("sim");
+/// `simulate` a 64x64 Shepp-Logan in the default fan beam, 23 of 360 views, into `sim`.
+fn simulate_sparse_fan(sim: &std::path::Path) {
     let (ok, err) = cli(&[
         "simulate",
         "--phantom",
@@ -663,6 +658,16 @@ fn fan_beam_sinograms_as_nrrd_and_raw_float32_reconstruct_like_nifti() {
         sim.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
+}
+
+/// A measured fan-beam sinogram may come as NRRD (pynrrd) or raw little-endian float32 next to
+/// the sidecar: `ct` reconstructs each to the FBP of the NIfTI original, on the command line
+/// and through `batch`; a raw file one float short is refused with the byte counts.
+#[test]
+fn fan_beam_sinograms_as_nrrd_and_raw_float32_reconstruct_like_nifti() {
+    let s = common::setup("CT");
+    let sim = s.root.join("sim");
+    simulate_sparse_fan(&sim);
     // The same data re-saved by Python: NRRD (pynrrd, first axis fastest as NIfTI's) and raw
     // float32 in C order over the sidecar's shape (slice, angle, bin), each in a folder with an
     // edited sidecar.
@@ -944,26 +949,7 @@ fn rebinned_fan_beam_reconstructs_like_fan_beam_fbp() {
     // Sparse view from a measurement file: 23 fan views give a partly measured parallel
     // sinogram (the note gives the fraction), and the job runs.
     let sim = s.root.join("sim");
-    let (ok, err) = cli(&[
-        "simulate",
-        "--phantom",
-        "shepp-logan",
-        "--size",
-        "64",
-        "--pixel-mm",
-        "2.5",
-        "--task",
-        "sparse-view",
-        "--views",
-        "23",
-        "--full-views",
-        "360",
-        "--geometry",
-        "fan",
-        "--out",
-        sim.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    simulate_sparse_fan(&sim);
     let sparse = s.root.join("sparse");
     let (ok, err) = run(
         &[

@@ -174,6 +174,21 @@ fn check_declared_lengths(path: &Path, header_only: bool) -> Result<()> {
     let (mut data_start, mut ts_uid) = (None, None);
     while let Some(Ok(token)) = meta.advance() {
         let LazyDataToken::LazyValue { header, decoder } = token else {
+            // An item value must be skipped too, or the reader yields it again for ever (a
+            // huge group length walks on into pixel data fragments).
+            if let LazyDataToken::LazyItemValue { len, decoder } = &token {
+                check_length(
+                    path,
+                    "a fragment of",
+                    tags::PIXEL_DATA,
+                    *len,
+                    decoder.position(),
+                    file_len,
+                )?;
+            }
+            if token.skip().is_err() {
+                break;
+            }
             continue;
         };
         // dicom-object requires the group length first and then reads whatever elements the
@@ -219,13 +234,13 @@ fn check_declared_lengths(path: &Path, header_only: bool) -> Result<()> {
         );
     }
     // Deflated: the lengths count inflated bytes. Inflate once to count them (streaming, no
-    // buffer), then walk the inflated stream again.
-    let Ok(inflated_len) = std::io::copy(
-        &mut flate2::read::DeflateDecoder::new(open(data_start)?),
-        &mut std::io::sink(),
-    ) else {
-        return Ok(());
-    };
+    // buffer; up to a damaged stream's first error, as far as dicom-object could read), then
+    // walk the inflated stream again.
+    let mut stream = flate2::read::DeflateDecoder::new(open(data_start)?);
+    let (mut inflated_len, mut chunk) = (0u64, vec![0u8; 1 << 16]);
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        inflated_len += n as u64;
+    }
     let inflated = flate2::read::DeflateDecoder::new(open(data_start)?);
     walk_data_set(path, inflated, 0, inflated_len, explicit_le, header_only)
 }

@@ -297,6 +297,23 @@ after.save_as(p("d_length_after_fragments.dcm"), enforce_file_format=True)
 d = open(p("d_length_after_fragments.dcm"), "rb").read()
 open(p("d_length_after_fragments.dcm"), "wb").write(patch_length(d, b"\xe1\x7f\x10\x00OB", 0xE000FFFE))
 add_bad("d_length_after_fragments", p("d_length_after_fragments.dcm"), "dicom", "declares 3758161918 value bytes")
+# A deflated stream damaged after a huge length: dicom-object reads up to the damage.
+early = ct_dataset()
+early.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+early.add_new(0x00090010, "LO", "SCORERECON")
+early.add_new(0x00091001, "OB", b"\0" * 8)
+early.save_as(p("d_deflated_damaged.dcm"), enforce_file_format=True)
+d = open(p("d_deflated_damaged.dcm"), "rb").read()
+start = 132 + 12 + struct.unpack("<I", d[140:144])[0]
+z = zlib.compressobj(9, zlib.DEFLATED, -15)
+packed = z.compress(patch_length(zlib.decompress(d[start:], -15), b"\x09\x00\x01\x10OB", 0xE000FFFE)) + z.flush()
+open(p("d_deflated_damaged.dcm"), "wb").write(d[:start] + packed[: len(packed) // 2] + b"\xff" * 64)
+add_bad("d_deflated_damaged", p("d_deflated_damaged.dcm"), "dicom", "declares 3758161918 value bytes")
+# A meta group length that spans the whole file, pixel data fragments included (this walk once
+# looped on the fragments for ever).
+d = open(p("d_length_after_fragments.dcm"), "rb").read()
+open(p("d_meta_group_spans_fragments.dcm"), "wb").write(d[:140] + struct.pack("<I", 0x02000000 + struct.unpack("<I", d[140:144])[0]) + d[144:])
+add_bad("d_meta_group_spans_fragments", p("d_meta_group_spans_fragments.dcm"), "dicom")
 shutil.copy(pydicom.data.get_testdata_file("UN_sequence.dcm"), p("d_un_sequence.dcm"))
 add_bad("d_un_sequence", p("d_un_sequence.dcm"), "dicom", "declares 3758161918 value bytes")
 open(p("d_text.dcm"), "wb").write(b"hello, I am not DICOM\n" * 10)
