@@ -24,9 +24,18 @@ declare -A runs=([nifti]=1500000 [dicom]=15000 [nrrd]=30000 [measurement]=100000
 for t in nifti dicom nrrd measurement; do
     echo "fuzz: $t, ${runs[$t]} inputs (at most ${seconds} s)"
     mkdir -p "fuzz/artifacts/$t"
-    # The seed corpus is copied so the run adds nothing to fuzz/corpus.
+    # The seed corpus is copied so the run adds nothing to fuzz/corpus. DICOM starts from the
+    # fixed real files only (data/cache and pydicom's test files, not the generated bad-input
+    # corpus, whose UIDs are random), so its run is the same on every machine.
     work=$(mktemp -d)
-    cp -r "fuzz/corpus/$t/." "$work/"
+    if [ "$t" = dicom ]; then
+        find -L data/cache .venv/lib/python3*/site-packages/pydicom/data/test_files \
+            -name '*.dcm' -type f -size -512k 2>/dev/null | LC_ALL=C sort | while read -r f; do
+            cp "$f" "$work/$(printf '%s' "$f" | md5sum | cut -c1-16).dcm"
+        done
+    else
+        cp -r "fuzz/corpus/$t/." "$work/"
+    fi
     status=0
     SCORERECON_FUZZ_MEASUREMENT=fuzz/measurement \
         "fuzz/target/x86_64-unknown-linux-gnu/release/$t" "$work" \
