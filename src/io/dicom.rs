@@ -23,6 +23,16 @@ type Object = dicom_object::FileDicomObject<InMemDicomObject>;
 /// Explicit VR Little Endian: what every derived file is written in.
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// JPEG 2000 (lossless, lossy, Part 2 multi-component) and High-Throughput JPEG 2000.
+const JPEG_2000: [&str; 7] = [
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+];
 const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
 const SECONDARY_CAPTURE_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.7";
@@ -758,6 +768,21 @@ fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
                 })?;
             }
         }
+        if JPEG_2000.contains(&obj.meta().transfer_syntax().trim_end_matches('\0')) {
+            let (rows, cols) = (
+                get(tags::ROWS).unwrap_or(0),
+                get(tags::COLUMNS).unwrap_or(0),
+            );
+            let spp = get(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+            for (k, fragment) in fragments.iter().enumerate() {
+                check_j2k_size(fragment, rows, cols, spp).map_err(|why| {
+                    anyhow!(
+                        "{}: damaged JPEG 2000 pixel data in fragment {k}: {why}",
+                        file.display()
+                    )
+                })?;
+            }
+        }
         return Ok(());
     }
     let (rows, cols) = (
@@ -826,6 +851,53 @@ fn check_rle_frame(fragment: &[u8], segments: u64, pixels: u64) -> std::result::
                 "segment {k} decodes to {decoded} bytes where the image has {pixels} pixels"
             ));
         }
+    }
+    Ok(())
+}
+
+/// A fragment that opens a JPEG 2000 codestream (SOC `FF4F` then SIZ `FF51`, directly or inside
+/// a JP2 file) must describe the image the tags do: width `Xsiz - XOsiz` = Columns, height
+/// `Ysiz - YOsiz` = Rows, `Csiz` = SamplesPerPixel (ISO 15444-1 A.5.1). dicom-rs writes each
+/// decoded component into a buffer sized by the tags without checking (a larger codestream
+/// panicked under fuzzing). Fragments that continue a codestream are not checked.
+fn check_j2k_size(
+    fragment: &[u8],
+    rows: u64,
+    cols: u64,
+    spp: u64,
+) -> std::result::Result<(), String> {
+    const SOC_SIZ: [u8; 4] = [0xFF, 0x4F, 0xFF, 0x51];
+    const JP2_SIGNATURE: [u8; 12] = [0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
+    let start = if fragment.starts_with(&SOC_SIZ) {
+        0
+    } else if fragment.starts_with(&JP2_SIGNATURE) {
+        match fragment.windows(4).position(|w| w == SOC_SIZ) {
+            Some(at) => at,
+            None => return Err("a JP2 file without a codestream".into()),
+        }
+    } else {
+        return Ok(());
+    };
+    // SOC (2), SIZ marker (2), Lsiz (2), Rsiz (2), then Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz,
+    // XTOsiz, YTOsiz (4 each, big-endian) and Csiz (2).
+    let siz = &fragment[start..];
+    if siz.len() < 8 + 32 + 2 {
+        return Err(format!("{} bytes, too short for the SIZ marker", siz.len()));
+    }
+    let u32_at = |k: usize| u64::from(u32::from_be_bytes(siz[k..k + 4].try_into().unwrap()));
+    let (x, y, x0, y0) = (u32_at(8), u32_at(12), u32_at(16), u32_at(20));
+    let components = u64::from(u16::from_be_bytes([siz[40], siz[41]]));
+    if x <= x0 || y <= y0 || x - x0 != cols || y - y0 != rows {
+        return Err(format!(
+            "the codestream's image is {} x {} (SIZ {x} x {y}, offset {x0}, {y0}) where Rows x Columns are {rows} x {cols}",
+            y.saturating_sub(y0),
+            x.saturating_sub(x0)
+        ));
+    }
+    if components != spp {
+        return Err(format!(
+            "the codestream has {components} components where SamplesPerPixel is {spp}"
+        ));
     }
     Ok(())
 }

@@ -314,6 +314,12 @@ add_bad("d_deflated_damaged", p("d_deflated_damaged.dcm"), "dicom", "declares 37
 d = open(p("d_length_after_fragments.dcm"), "rb").read()
 open(p("d_meta_group_spans_fragments.dcm"), "wb").write(d[:140] + struct.pack("<I", 0x02000000 + struct.unpack("<I", d[140:144])[0]) + d[144:])
 add_bad("d_meta_group_spans_fragments", p("d_meta_group_spans_fragments.dcm"), "dicom")
+# A JPEG 2000 codestream larger than Rows x Columns (pydicom's 64 x 64 MR_small_jp2klossless.dcm
+# told it is 32 x 32): dicom-rs wrote past its buffer and panicked (found by fuzzing).
+j2k = pydicom.dcmread(pydicom.data.get_testdata_file("MR_small_jp2klossless.dcm"))
+j2k.Rows, j2k.Columns = 32, 32
+j2k.save_as(p("d_j2k_size.dcm"), enforce_file_format=True)
+add_bad("d_j2k_size", p("d_j2k_size.dcm"), "dicom", "the codestream's image is 64 x 64", commands=("info", "convert", "ct"))
 shutil.copy(pydicom.data.get_testdata_file("UN_sequence.dcm"), p("d_un_sequence.dcm"))
 add_bad("d_un_sequence", p("d_un_sequence.dcm"), "dicom", "declares 3758161918 value bytes")
 open(p("d_text.dcm"), "wb").write(b"hello, I am not DICOM\n" * 10)
