@@ -143,14 +143,13 @@ fn open(path: &Path, header_only: bool) -> Result<Object> {
 /// Refuses a file in which an element or a pixel data fragment declares more value bytes than
 /// the file holds after it. dicom-rs allocates (and zero-fills) a value's declared length before
 /// it reads the value, so a damaged 32-bit length (an item tag read as a length, say) would cost
-/// up to 4 GiB of memory before the read fails. This walk uses dicom-parser's lazy reader, which
-/// reads headers and skips values without allocating them, and checks every length against the
-/// bytes left (of the inflated data set, for Deflated Explicit VR Little Endian); anything else
-/// it cannot parse is left to `open_file` to report.
+/// up to 4 GiB of memory before the read fails. The walk reads what dicom-object would read, in
+/// the same steps, but skips values instead of allocating them: the meta group as
+/// `FileMetaTable::read_from` does, the data set with the `DataSetReader` dicom-object uses.
+/// Each length is checked against the bytes left (of the inflated data set, for Deflated
+/// Explicit VR Little Endian); anything else it cannot parse is left to `open_file` to report.
 fn check_declared_lengths(path: &Path, header_only: bool) -> Result<()> {
-    use dicom::parser::dataset::read::ValueReadStrategy;
-    use dicom::parser::dataset::{lazy_read::LazyDataSetReader, LazyDataToken};
-    use dicom::parser::StatefulDecode;
+    use dicom::encoding::decode::Decode;
     use std::io::{BufReader, Seek, SeekFrom};
 
     let cannot_read = |e: std::io::Error| anyhow!("{}: cannot read: {e}", path.display());
@@ -172,61 +171,55 @@ fn check_declared_lengths(path: &Path, header_only: bool) -> Result<()> {
         4
     };
 
-    // The file meta group, always Explicit VR Little Endian; its group length says where the
-    // data set starts, and (0002,0010) in which transfer syntax. Values are read as raw bytes:
-    // a malformed UID must not end the walk where dicom-object would read on.
+    // The file meta group, always Explicit VR Little Endian. This mirrors dicom-object's
+    // `FileMetaTable::read_from` step for step, since the data set starts wherever it stops:
+    // the group length (0002,0000) first, then flat element headers (no sequences or items,
+    // whatever their group) read while the bytes read stay below the group length. The last
+    // element may run past it; a fuzzed file whose group length ends inside a header puts
+    // the data set 10 bytes further on than the group length says.
     let explicit_le = TransferSyntaxRegistry
         .get(EXPLICIT_VR_LE)
         .expect("Explicit VR Little Endian is built in");
-    let Ok(mut meta) = LazyDataSetReader::new_with_ts(open(meta_start)?, explicit_le) else {
+    let decoder = dicom::encoding::decode::file_header_decoder();
+    let mut meta = open(meta_start)?;
+    let mut at = meta_start;
+    let Ok((header, n)) = decoder.decode_header(&mut meta) else {
         return Ok(());
     };
-    let (mut data_start, mut ts_uid) = (None, None);
-    while let Some(Ok(token)) = meta.advance() {
-        let LazyDataToken::LazyValue { header, decoder } = token else {
-            // An item value must be skipped too, or the reader yields it again for ever (a
-            // huge group length walks on into pixel data fragments).
-            if let LazyDataToken::LazyItemValue { len, decoder } = &token {
-                check_length(
-                    path,
-                    "a fragment of",
-                    tags::PIXEL_DATA,
-                    *len,
-                    decoder.position(),
-                    file_len,
-                )?;
-            }
-            if token.skip().is_err() {
-                break;
-            }
-            continue;
-        };
-        // dicom-object requires the group length first and then reads whatever elements the
-        // group length spans, of group 2 or not; so does this walk.
-        if data_start.is_none() && header.tag != tags::FILE_META_INFORMATION_GROUP_LENGTH {
-            return Ok(());
-        }
-        // The decoders count from the start of the file (the stream position they began at).
-        let at = decoder.position();
-        let len = header.len.get().unwrap_or(0);
-        check_length(path, "meta element", header.tag, len, at, file_len)?;
-        let token = LazyDataToken::LazyValue { header, decoder };
-        let Ok(value) = token.into_value_with_strategy(ValueReadStrategy::Raw) else {
-            return Ok(());
-        };
-        let bytes = value.to_bytes();
-        if header.tag == tags::FILE_META_INFORMATION_GROUP_LENGTH && bytes.len() == 4 {
-            let gl = u32::from_le_bytes(bytes[..4].try_into().unwrap());
-            data_start = Some(meta_start + 12 + u64::from(gl));
-        } else if header.tag == tags::TRANSFER_SYNTAX_UID {
-            let uid = String::from_utf8_lossy(&bytes);
-            ts_uid = Some(uid.trim_end_matches(['\0', ' ']).to_string());
-        }
-        if data_start.is_some_and(|d| at + u64::from(len) >= d) {
-            break;
-        }
+    if header.tag != tags::FILE_META_INFORMATION_GROUP_LENGTH || header.len.get() != Some(4) {
+        return Ok(());
     }
-    let (Some(data_start), Some(ts_uid)) = (data_start, ts_uid) else {
+    let mut gl = [0u8; 4];
+    if meta.read_exact(&mut gl).is_err() {
+        return Ok(());
+    }
+    at += n as u64 + 4;
+    let (group_length, mut read, mut ts_uid) = (u32::from_le_bytes(gl), 0u32, None);
+    while read < group_length {
+        let Ok((header, n)) = decoder.decode_header(&mut meta) else {
+            return Ok(());
+        };
+        at += n as u64;
+        // An undefined length is dicom-object's to refuse.
+        let Some(len) = header.len.get() else {
+            return Ok(());
+        };
+        check_length(path, "meta element", header.tag, len, at, file_len)?;
+        if header.tag == tags::TRANSFER_SYNTAX_UID {
+            let mut uid = vec![0u8; len as usize];
+            if meta.read_exact(&mut uid).is_err() {
+                return Ok(());
+            }
+            let uid = String::from_utf8_lossy(&uid);
+            ts_uid = Some(uid.trim_end_matches(['\0', ' ']).to_string());
+        } else if meta.seek_relative(i64::from(len)).is_err() {
+            return Ok(());
+        }
+        at += u64::from(len);
+        read = read.saturating_add(n as u32).saturating_add(len);
+    }
+    let data_start = at;
+    let Some(ts_uid) = ts_uid else {
         return Ok(());
     };
     // An unknown transfer syntax is open_file's to refuse.
@@ -288,25 +281,38 @@ fn walk_data_set<R: Read>(
     else {
         return Ok(());
     };
-    let mut pixel_items = false;
+    // The sequences the walk is inside, innermost last; `true` for an encapsulated Pixel Data.
+    let mut open_sequences: Vec<bool> = Vec::new();
     for token in data {
         let Ok(token) = token else {
             break;
         };
         let at = base + consumed.get();
+        // dicom-object's `read_until(PIXEL_DATA)` stops at the first top-level element from
+        // (7FE0,0010) on, before its value; inside a sequence item it reads on (an icon image
+        // holds a Pixel Data of its own). It reads an encapsulated Pixel Data's fragments and
+        // what follows; so does this walk.
+        let stops_here =
+            |tag: Tag| header_only && open_sequences.is_empty() && tag >= tags::PIXEL_DATA;
         match token {
             DataToken::ElementHeader(header) => {
-                if header_only && header.tag == tags::PIXEL_DATA {
+                if stops_here(header.tag) {
                     break;
                 }
                 let len = header.len.get().unwrap_or(0);
                 check_length(path, "element", header.tag, len, at, end)?;
             }
-            // dicom-object's `read_until(PIXEL_DATA)` stops before a native Pixel Data value
-            // but reads an encapsulated one's fragments and what follows; so does this walk.
-            DataToken::PixelSequenceStart => pixel_items = true,
-            DataToken::SequenceEnd => pixel_items = false,
-            DataToken::ItemStart { len } if pixel_items => {
+            DataToken::SequenceStart { tag, .. } => {
+                if stops_here(tag) {
+                    break;
+                }
+                open_sequences.push(false);
+            }
+            DataToken::PixelSequenceStart => open_sequences.push(true),
+            DataToken::SequenceEnd => {
+                open_sequences.pop();
+            }
+            DataToken::ItemStart { len } if open_sequences.last() == Some(&true) => {
                 let len = len.get().unwrap_or(0);
                 check_length(path, "a fragment of", tags::PIXEL_DATA, len, at, end)?;
             }

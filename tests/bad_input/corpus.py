@@ -320,6 +320,27 @@ j2k = pydicom.dcmread(pydicom.data.get_testdata_file("MR_small_jp2klossless.dcm"
 j2k.Rows, j2k.Columns = 32, 32
 j2k.save_as(p("d_j2k_size.dcm"), enforce_file_format=True)
 add_bad("d_j2k_size", p("d_j2k_size.dcm"), "dicom", "the codestream's image is 64 x 64", commands=("info", "convert", "ct"))
+# Two more the dicom fuzz target found. dicom-object reads meta elements while the bytes read
+# stay below the group length, so a group length 2 short still ends the group after its last
+# element (the walk once started the data set 2 bytes early and lost the huge length after).
+d = patch_length(raw, b"\xe0\x7f\x10\x00OW", 0xE000FFFE)
+gl = struct.unpack("<I", d[140:144])[0]
+open(p("d_meta_group_short.dcm"), "wb").write(d[:140] + struct.pack("<I", gl - 2) + d[144:])
+add_bad("d_meta_group_short", p("d_meta_group_short.dcm"), "dicom", "declares 3758161918 value bytes")
+# And a header read stops at the top-level Pixel Data only, not at an icon image's inside a
+# sequence item (the walk once stopped there, before a huge length further on).
+icon = ct_dataset()
+item = pydicom.Dataset()
+item.Rows, item.Columns, item.BitsAllocated, item.BitsStored, item.HighBit = 2, 2, 8, 8, 7
+item.SamplesPerPixel, item.PixelRepresentation, item.PhotometricInterpretation = 1, 0, "MONOCHROME2"
+item.PixelData = b"\0" * 4
+icon.IconImageSequence = pydicom.Sequence([item])
+icon.add_new(0x00990010, "LO", "SCORERECON")
+icon.add_new(0x00991001, "OB", b"\0" * 8)
+icon.save_as(p("d_length_after_icon.dcm"), enforce_file_format=True)
+d = open(p("d_length_after_icon.dcm"), "rb").read()
+open(p("d_length_after_icon.dcm"), "wb").write(patch_length(d, b"\x99\x00\x01\x10OB", 0xE000FFFE))
+add_bad("d_length_after_icon", p("d_length_after_icon.dcm"), "dicom", "declares 3758161918 value bytes")
 shutil.copy(pydicom.data.get_testdata_file("UN_sequence.dcm"), p("d_un_sequence.dcm"))
 add_bad("d_un_sequence", p("d_un_sequence.dcm"), "dicom", "declares 3758161918 value bytes")
 open(p("d_text.dcm"), "wb").write(b"hello, I am not DICOM\n" * 10)
