@@ -260,7 +260,7 @@ fn walk_data_set<R: Read>(
     ts: &dicom::encoding::TransferSyntax,
     header_only: bool,
 ) -> Result<()> {
-    use dicom::parser::dataset::read::{DataSetReaderOptions, ValueReadStrategy};
+    use dicom::parser::dataset::read::DataSetReaderOptions;
     use dicom::parser::dataset::{DataSetReader, DataToken};
     use std::cell::Cell;
     use std::rc::Rc;
@@ -275,7 +275,10 @@ fn walk_data_set<R: Read>(
         }
     }
     let consumed = Rc::new(Cell::new(0u64));
-    let options = DataSetReaderOptions::default().value_read(ValueReadStrategy::Raw);
+    // dicom-object's options exactly: how a value is read decides how many bytes it takes (an
+    // odd-length US value is read as whole u16s, one byte short of its length, a raw read takes
+    // them all), and so where the next header is read.
+    let options = DataSetReaderOptions::default();
     let Ok(data) =
         DataSetReader::new_with_ts_options(Counting(source, consumed.clone()), ts, options)
     else {

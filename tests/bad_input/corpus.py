@@ -341,6 +341,19 @@ icon.save_as(p("d_length_after_icon.dcm"), enforce_file_format=True)
 d = open(p("d_length_after_icon.dcm"), "rb").read()
 open(p("d_length_after_icon.dcm"), "wb").write(patch_length(d, b"\x99\x00\x01\x10OB", 0xE000FFFE))
 add_bad("d_length_after_icon", p("d_length_after_icon.dcm"), "dicom", "declares 3758161918 value bytes")
+# An odd-length US value: dicom-object reads it as whole u16s, a byte short of its length, and
+# reads the next header from there (the walk once read the value raw, a byte further on, and
+# missed the huge length in that header).
+odd = ct_dataset()
+odd.add_new(0x00990010, "LO", "SCORERECON")
+odd.add_new(0x00991000, "US", [1, 2])
+odd.add_new(0x00991001, "OB", b"\0" * 8)
+odd.save_as(p("d_odd_length_us.dcm"), enforce_file_format=True)
+d = open(p("d_odd_length_us.dcm"), "rb").read()
+us = d.index(b"\x99\x00\x00\x10US") + 6  # tag (4), VR (2), then the 2-byte length
+d = d[:us] + struct.pack("<H", 5) + d[us + 2 :]
+open(p("d_odd_length_us.dcm"), "wb").write(patch_length(d, b"\x99\x00\x01\x10OB", 0xE000FFFE))
+add_bad("d_odd_length_us", p("d_odd_length_us.dcm"), "dicom", "declares 3758161918 value bytes")
 shutil.copy(pydicom.data.get_testdata_file("UN_sequence.dcm"), p("d_un_sequence.dcm"))
 add_bad("d_un_sequence", p("d_un_sequence.dcm"), "dicom", "declares 3758161918 value bytes")
 open(p("d_text.dcm"), "wb").write(b"hello, I am not DICOM\n" * 10)
