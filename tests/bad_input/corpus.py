@@ -270,6 +270,14 @@ def patch_length(data, tag, value):
     return data[:at] + struct.pack("<I", value) + data[at + 4 :]
 
 
+def huge_length(name, ds, tag, edit=lambda d: d):
+    """Saves `ds` as NAME.dcm with the length of element `tag` (its first 6 bytes) made huge."""
+    ds.save_as(p(f"{name}.dcm"), enforce_file_format=True)
+    d = edit(open(p(f"{name}.dcm"), "rb").read())
+    open(p(f"{name}.dcm"), "wb").write(patch_length(d, tag, 0xE000FFFE))
+    add_bad(name, p(f"{name}.dcm"), "dicom", "declares 3758161918 value bytes")
+
+
 open(p("d_length_huge.dcm"), "wb").write(patch_length(raw, b"\xe0\x7f\x10\x00OW", 0xE000FFFE))
 add_bad("d_length_huge", p("d_length_huge.dcm"), "dicom", "declares 3758161918 value bytes", commands=("info", "convert", "ct"))
 open(p("d_meta_length_huge.dcm"), "wb").write(patch_length(raw, b"\x02\x00\x01\x00OB", 0xFFFFFFF0))
@@ -293,10 +301,7 @@ add_bad("d_deflated_length_huge", p("d_deflated_length_huge.dcm"), "dicom", "dec
 after = ct_dataset()
 jpeg_ls_claim(after)
 after.add_new(0x7FE10010, "OB", b"\0" * 8)
-after.save_as(p("d_length_after_fragments.dcm"), enforce_file_format=True)
-d = open(p("d_length_after_fragments.dcm"), "rb").read()
-open(p("d_length_after_fragments.dcm"), "wb").write(patch_length(d, b"\xe1\x7f\x10\x00OB", 0xE000FFFE))
-add_bad("d_length_after_fragments", p("d_length_after_fragments.dcm"), "dicom", "declares 3758161918 value bytes")
+huge_length("d_length_after_fragments", after, b"\xe1\x7f\x10\x00OB")
 # A deflated stream damaged after a huge length: dicom-object reads up to the damage.
 early = ct_dataset()
 early.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
@@ -337,10 +342,7 @@ item.PixelData = b"\0" * 4
 icon.IconImageSequence = pydicom.Sequence([item])
 icon.add_new(0x00990010, "LO", "SCORERECON")
 icon.add_new(0x00991001, "OB", b"\0" * 8)
-icon.save_as(p("d_length_after_icon.dcm"), enforce_file_format=True)
-d = open(p("d_length_after_icon.dcm"), "rb").read()
-open(p("d_length_after_icon.dcm"), "wb").write(patch_length(d, b"\x99\x00\x01\x10OB", 0xE000FFFE))
-add_bad("d_length_after_icon", p("d_length_after_icon.dcm"), "dicom", "declares 3758161918 value bytes")
+huge_length("d_length_after_icon", icon, b"\x99\x00\x01\x10OB")
 # An odd-length US value: dicom-object reads it as whole u16s, a byte short of its length, and
 # reads the next header from there (the walk once read the value raw, a byte further on, and
 # missed the huge length in that header).
@@ -348,12 +350,14 @@ odd = ct_dataset()
 odd.add_new(0x00990010, "LO", "SCORERECON")
 odd.add_new(0x00991000, "US", [1, 2])
 odd.add_new(0x00991001, "OB", b"\0" * 8)
-odd.save_as(p("d_odd_length_us.dcm"), enforce_file_format=True)
-d = open(p("d_odd_length_us.dcm"), "rb").read()
-us = d.index(b"\x99\x00\x00\x10US") + 6  # tag (4), VR (2), then the 2-byte length
-d = d[:us] + struct.pack("<H", 5) + d[us + 2 :]
-open(p("d_odd_length_us.dcm"), "wb").write(patch_length(d, b"\x99\x00\x01\x10OB", 0xE000FFFE))
-add_bad("d_odd_length_us", p("d_odd_length_us.dcm"), "dicom", "declares 3758161918 value bytes")
+
+
+def odd_us_length(d):
+    us = d.index(b"\x99\x00\x00\x10US") + 6  # tag (4), VR (2), then the 2-byte length
+    return d[:us] + struct.pack("<H", 5) + d[us + 2 :]
+
+
+huge_length("d_odd_length_us", odd, b"\x99\x00\x01\x10OB", odd_us_length)
 shutil.copy(pydicom.data.get_testdata_file("UN_sequence.dcm"), p("d_un_sequence.dcm"))
 add_bad("d_un_sequence", p("d_un_sequence.dcm"), "dicom", "declares 3758161918 value bytes")
 open(p("d_text.dcm"), "wb").write(b"hello, I am not DICOM\n" * 10)
