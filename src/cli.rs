@@ -131,6 +131,12 @@ pub fn main() -> i32 {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown cause".into());
+            // Whoever read our output stopped reading (`scorerecon info DIR | head`): stop
+            // quietly with the status of a process killed by SIGPIPE, as `cat` does. Rust
+            // ignores SIGPIPE, so the failed write surfaces as `println!`'s panic instead.
+            if what.starts_with("failed printing to stdout") && what.contains("Broken pipe") {
+                return 128 + 13;
+            }
             eprintln!(
                 "error: {subject}: internal error ({}): this is a bug in scorerecon, not in your input alone; please report it with the file",
                 what.replace('\n', " ")

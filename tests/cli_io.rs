@@ -247,3 +247,20 @@ np.array([p.shape[0], p.shape[1], np.abs(p - e).max()], '<f8').tofile(sys.argv[1
         "anatomical test | Secondary Capture Image Storage"
     );
 }
+
+/// A reader that stops reading (`scorerecon info FILE | head -1`) ends the run quietly, with the
+/// status of a process killed by SIGPIPE (141, as `cat` gives), not as an internal error. The
+/// pipe's read end is closed before the run starts, so the first line written fails.
+#[test]
+fn a_closed_stdout_ends_quietly_like_sigpipe() {
+    let f = pydicom_file("CT_small.dcm");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = bin()
+        .args(["info", f.to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
