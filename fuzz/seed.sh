@@ -17,6 +17,25 @@ img.header['descrip'] = b'[MR] seed'; nib.save(img, '$work/mr.nii.gz')"
 .venv/bin/python tests/bad_input/corpus.py "$work/bad" "$work/ct" "$work/mri" >/dev/null 2>&1
 mkdir -p fuzz/corpus/{nifti,dicom,nrrd,measurement} fuzz/measurement
 cp "$work/ct/measurement.nii.gz" "$work/ct/measurement_mask.nii.gz" fuzz/measurement/
+# The same data and mask as NRRD and raw float32 (the other formats a sidecar may name), and a
+# seed sidecar for each ($work/ct_nrrd, $work/ct_raw; copied into the corpus below).
+.venv/bin/python - "$work" <<'PY'
+import json, os, sys
+import nibabel as nib, nrrd, numpy as np
+work = sys.argv[1]
+meta = json.load(open(f"{work}/ct/measurement.json"))
+for ext in ("nrrd", "raw"):
+    names = {}
+    for key, stem in (("data_file", "measurement"), ("mask_file", "measurement_mask")):
+        a = np.asarray(nib.load(f"{work}/ct/{stem}.nii.gz").dataobj, dtype="<f4")
+        names[key] = f"{stem}.{ext}"
+        if ext == "nrrd":
+            nrrd.write(f"fuzz/measurement/{names[key]}", a, index_order="F")
+        else:
+            a.ravel(order="F").tofile(f"fuzz/measurement/{names[key]}")
+    os.makedirs(f"{work}/ct_{ext}")
+    json.dump(dict(meta, **names), open(f"{work}/ct_{ext}/measurement.json", "w"))
+PY
 # Uncompressed NIfTI only: the target writes its input as .nii (a gzip stream would stop the
 # mutations at the CRC).
 find -L data/cache "$work/bad" -name '*.nii' -size -512k -exec cp {} fuzz/corpus/nifti/ \; 2>/dev/null || true
