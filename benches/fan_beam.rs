@@ -41,16 +41,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     let rounds = 5;
-    let threads = rayon::current_num_threads();
-    let single = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    println!("threads: {threads}");
-    println!(
-        "| size | op | ours, {threads} threads (ms) | ours, 1 thread (ms) | ASTRA CPU line_fanflat (ms) | ratio, {threads} threads | ratio, 1 thread |"
-    );
-    println!("|---|---|---|---|---|---|---|");
+    let single = common::table_and_single_thread_pool("ASTRA CPU line_fanflat");
     for (n, reps_ours, reps_astra) in [(256usize, 10, 3), (512, 4, 2)] {
         // The typical scanner with a flat detector, the image 1 mm per pixel (256 mm, 512 mm
         // fields of view would not fit a 595 mm source circle at 2 mm).

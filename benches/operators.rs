@@ -33,16 +33,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     let rounds = 5;
-    let threads = rayon::current_num_threads();
-    let single = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    println!("threads: {threads}");
-    println!(
-        "| size | op | ours, {threads} threads (ms) | ours, 1 thread (ms) | scikit-image (ms) | ratio, {threads} threads | ratio, 1 thread |"
-    );
-    println!("|---|---|---|---|---|---|---|");
+    let single = common::table_and_single_thread_pool("scikit-image");
     for (n, reps_ours, reps_sk) in [(256usize, 20, 3), (512, 10, 2)] {
         let radon = Radon::new(Geometry::new(n, 180).unwrap()).unwrap();
         let img = phantom(n);

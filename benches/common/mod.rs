@@ -32,3 +32,19 @@ pub fn phantom(n: usize) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The operator benches' set-up: prints the thread count and the table header naming the
+/// `reference`, and returns a one-thread pool for the single-threaded column.
+pub fn table_and_single_thread_pool(reference: &str) -> rayon::ThreadPool {
+    let threads = rayon::current_num_threads();
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    println!("threads: {threads}");
+    println!(
+        "| size | op | ours, {threads} threads (ms) | ours, 1 thread (ms) | {reference} (ms) | ratio, {threads} threads | ratio, 1 thread |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    single
+}
