@@ -659,6 +659,18 @@ fn decode_slices(file: &Path, obj: &Object) -> Result<Vec<Slice>> {
             file.display()
         );
     }
+    // dicom-pixeldata builds its modality LUT with 2^BitsStored entries and asserts 1..=32
+    // bits (a panic, found by fuzzing: BitsStored 51); the stored bits must also fit in the
+    // allocated ones, below the high bit (PS3.5 8.1.1).
+    let us = |tag| obj.get(tag).and_then(|e| e.to_int::<u16>().ok());
+    let stored = us(tags::BITS_STORED).unwrap_or(bits);
+    let high = us(tags::HIGH_BIT).unwrap_or(stored.saturating_sub(1));
+    if stored == 0 || stored > bits || high >= bits || high + 1 < stored {
+        bail!(
+            "{}: BitsStored {stored} and HighBit {high} do not fit BitsAllocated {bits} (1 <= BitsStored <= HighBit + 1 <= BitsAllocated): the file is damaged",
+            file.display()
+        );
+    }
     check_pixel_length(file, obj)?;
     let decoded = obj.decode_pixel_data().map_err(|e| {
         let hint = if ts.is_codec_free() {
