@@ -15,7 +15,8 @@ demo: build
 test: setup
 	cargo test --release -- --test-threads=2
 
-# 60 s of each reader's fuzz target, as CI runs it after the tests (docs/fuzzing.md).
+# A seeded run of each reader's fuzz target (fixed input counts, under a minute each), as CI runs it
+# after the tests (docs/fuzzing.md).
 fuzz-smoke: build
 	bash fuzz/ci.sh
 

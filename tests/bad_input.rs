@@ -30,38 +30,35 @@ fn output_and_peak_kib(cmd: &mut std::process::Command) -> (Output, i64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // A run that hangs is killed after two minutes (and then fails as killed, not as a hang of
-    // the test).
-    let pid = child.id() as libc::pid_t;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watch = {
-        let done = done.clone();
+    // Both pipes are drained while the child runs, so it never blocks on a full one.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
-            for _ in 0..1200 {
-                if done.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            // SAFETY: the child has not been reaped (done is unset), so pid is still ours.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let mut v = Vec::new();
+            pipe.read_to_end(&mut v).unwrap();
+            v
         })
     };
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).unwrap();
-        v
-    });
-    let mut stderr = Vec::new();
-    err.read_to_end(&mut stderr).unwrap();
-    let stdout = reader.join().unwrap();
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    // Reaped by polling, so a run that hangs can be killed after two minutes (it then fails as
+    // killed, not as a hang of the test) while its pid is certainly still its own.
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    // SAFETY: the child is ours and not yet reaped; both out-pointers are valid.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    watch.join().unwrap();
-    assert_eq!(reaped, pid, "wait4 failed");
+    loop {
+        // SAFETY: the child is ours and not yet reaped; both out-pointers are valid.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        assert_eq!(reaped, 0, "wait4 failed");
+        if std::time::Instant::now() > deadline {
+            // SAFETY: not reaped (wait4 just returned 0), so pid is still this child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
     let status = std::process::ExitStatus::from_raw(status);
     (
         Output {

@@ -776,7 +776,8 @@ fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
     };
     let get = |t| obj.get(t).and_then(|e| e.to_int::<u64>().ok());
     if let Some(fragments) = pd.value().fragments() {
-        if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
+        let ts = obj.meta().transfer_syntax().trim_end_matches('\0');
+        if ts == RLE_LOSSLESS {
             let pixels = get(tags::ROWS).unwrap_or(0) * get(tags::COLUMNS).unwrap_or(0);
             let segments = get(tags::SAMPLES_PER_PIXEL).unwrap_or(1)
                 * get(tags::BITS_ALLOCATED).unwrap_or(16).div_ceil(8);
@@ -789,7 +790,7 @@ fn check_pixel_length(file: &Path, obj: &Object) -> Result<()> {
                 })?;
             }
         }
-        if JPEG_2000.contains(&obj.meta().transfer_syntax().trim_end_matches('\0')) {
+        if JPEG_2000.contains(&ts) {
             let (rows, cols) = (
                 get(tags::ROWS).unwrap_or(0),
                 get(tags::COLUMNS).unwrap_or(0),
@@ -850,7 +851,8 @@ fn check_rle_frame(fragment: &[u8], segments: u64, pixels: u64) -> std::result::
         ));
     }
     let count = u64::from(word(0));
-    if count != segments {
+    // The header has room for 15 offsets (and the caller's image, at most 4).
+    if count != segments || count > 15 {
         return Err(format!(
             "the header declares {count} segments where the image needs {segments}"
         ));
