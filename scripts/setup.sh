@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: the project-local Python environment that carries
 # libtorch (PyPI torch==2.11.0) and the independent reference software the tests call
-# (numpy, scikit-image, pydicom, nibabel, pynrrd, ASTRA's CPU projectors (astra-toolbox); dciodvfy from
+# (numpy, scikit-image, pydicom, nibabel, pynrrd, ASTRA's CPU projectors (astra-toolbox), h5py, twixtools,
+# ismrmrd, sigpy; dciodvfy from
 # Debian's dicom3tools; Slurm and munge from Debian for the cluster test), and the real scans the tests and
 # the demo read.
 # A second run only checks what is there.
@@ -11,13 +12,14 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 CACHE="$ROOT/data/cache"
 
-PY_PKGS=(torch==2.11.0 numpy scikit-image pydicom==3.0.2 nibabel==5.4.2 safetensors pynrrd==1.1.3 astra-toolbox==2.5.0)
+PY_PKGS=(torch==2.11.0 numpy scikit-image pydicom==3.0.2 nibabel==5.4.2 safetensors pynrrd==1.1.3 astra-toolbox==2.5.0
+         h5py==3.16.0 twixtools==0.24 ismrmrd==1.15.0 sigpy==0.1.27)
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import torch, numpy, skimage, pydicom, nibabel, safetensors, nrrd, astra; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import torch, numpy, skimage, pydicom, nibabel, safetensors, nrrd, astra, h5py, twixtools, ismrmrd, sigpy; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
   echo "setup: installing ${PY_PKGS[*]} into $VENV (first time: a few minutes, about 5 GB)"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi
@@ -137,5 +139,33 @@ if [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmd ] || [ ! -x /usr/sbin
   { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 \
     || { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null; }; } \
     || { echo "setup: error: could not install slurm-wlm and munge (apt-get install slurm-wlm munge, as root)" >&2; exit 1; }
+fi
+# libhdf5 (headers and library: the hdf5-metno crate links it for the fastMRI and ISMRMRD readers)
+# and BART (`ecalib`, `pics`: the independent reference the multi-coil tests compare against), from
+# Debian, like Slurm above.
+if [ ! -e /usr/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so ] || [ ! -e /usr/include/hdf5/serial/hdf5.h ] \
+   || ! command -v bart >/dev/null 2>&1; then
+  echo "setup: installing libhdf5-dev and bart (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+  { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libhdf5-dev bart >/dev/null 2>&1 \
+    || { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libhdf5-dev bart >/dev/null; }; } \
+    || { echo "setup: error: could not install libhdf5-dev and bart (apt-get install libhdf5-dev bart, as root)" >&2; exit 1; }
+fi
+# The real raw Siemens twix files (a phantom: gre.dat, epi.dat) ship only in twixtools' source
+# tarball. Its metadata step needs setuptools_scm and wheel and a version to pretend, so it runs
+# in a throw-away venv of its own (as pyradiomics' above).
+if [ ! -e "$CACHE/twix/.done" ]; then
+  echo "setup: fetching twixtools' example raw data (gre.dat, epi.dat)"
+  tmp=$(mktemp -d)
+  python3 -m venv "$tmp/venv" \
+    && "$tmp/venv/bin/pip" install -q --disable-pip-version-check setuptools setuptools_scm wheel \
+    && SETUPTOOLS_SCM_PRETEND_VERSION=0.24 "$tmp/venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: --no-build-isolation -d "$tmp" twixtools==0.24 \
+    && mkdir -p "$CACHE/twix" \
+    && tar -xzf "$tmp"/twixtools-0.24.tar.gz -C "$tmp" \
+    && cp "$tmp/twixtools-0.24/example_data/gre.dat" "$tmp/twixtools-0.24/example_data/epi.dat" "$tmp/twixtools-0.24/LICENSE" "$CACHE/twix/" \
+    && touch "$CACHE/twix/.done" \
+    || { echo "setup: error: could not fetch twixtools' example data (pip download twixtools==0.24 source)" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$tmp"
 fi
 echo "setup: ready ($VENV, $CACHE)"

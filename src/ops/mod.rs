@@ -1,7 +1,8 @@
 //! Measurement operators `A = P(Lambda) T` (method.md, "Measurement model").
 //!
 //! Tensors are batched: images are `[B, 1, H, W]`; the transformed domain is whatever `T`
-//! produces (`[B, 1, n_angles, n_detectors]` sinograms, `[B, 1, H, W]` complex k-space).
+//! produces (`[B, 1, n_angles, n_detectors]` sinograms, `[B, 1, H, W]` complex k-space,
+//! `[B, C, H, W]` for `C` receive coils).
 //!
 //! Representation of `P(Lambda)`: a measurement `y` is stored **zero-filled over T's whole
 //! domain** together with the 0/1 mask `Lambda` of the same shape, i.e. we store `P^-1(Lambda) y`.
@@ -48,6 +49,11 @@ pub trait Transform: Send + Sync {
     fn image_shape(&self) -> [i64; 2];
     /// Shape of the transformed domain without the batch and channel axes.
     fn measurement_shape(&self) -> [i64; 2];
+    /// Channels of the transformed domain, `C` of `[B, C, M, K]`: 1, or the receive coils of
+    /// multi-coil MRI, which share one mask `Lambda` (`[1, 1, M, K]`, broadcast over them).
+    fn channels(&self) -> i64 {
+        1
+    }
     /// A short human-readable description for reports and errors.
     fn describe(&self) -> String;
 }

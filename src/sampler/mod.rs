@@ -427,10 +427,11 @@ pub fn check_compatible(
         );
     }
     let m = op.transform.measurement_shape();
+    let c = op.transform.channels();
     let ys = y.size();
-    if ys.len() != 4 || ys[1] != 1 || [ys[2], ys[3]] != m {
+    if ys.len() != 4 || ys[1] != c || [ys[2], ys[3]] != m {
         bail!(
-            "the measurement has shape {:?}; the operator ({}) expects [B, 1, {}, {}]",
+            "the measurement has shape {:?}; the operator ({}) expects [B, {c}, {}, {}]",
             ys,
             op.transform.describe(),
             m[0],
