@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ["fbp", "fista_tv", "zero_filled", "tv", "li", "score"]
+ORDER = ["fbp", "fista_tv", "zero_filled", "rss", "sense", "tv", "li", "score"]
 
 
 def fmt(values, digits):

@@ -112,7 +112,7 @@ impl Task {
                 "insert_metal",
                 "window",
             ],
-            Task::Mri => &["acceleration", "center_fraction", "mask", "snr_db"],
+            Task::Mri => &["acceleration", "center_fraction", "mask", "snr_db", "coils"],
         }
     }
 
@@ -204,6 +204,9 @@ pub struct JobSpec {
     pub mask: MaskKind,
     /// Complex Gaussian noise on simulated k-space, as SNR in dB (None: noise-free).
     pub snr_db: Option<f64>,
+    /// Receive coils of the simulated scanner (1: single-coil, the FFT operator; more: the
+    /// multi-coil SENSE operator with maps estimated from the calibration region).
+    pub coils: usize,
 
     // MAR
     pub metal_threshold: f64,
@@ -269,6 +272,7 @@ impl Default for JobSpec {
             center_fraction: 0.08,
             mask: MaskKind::Equispaced,
             snr_db: None,
+            coils: 1,
             metal_threshold: crate::ops::ct::metal::DEFAULT_METAL_THRESHOLD_HU,
             insert_metal: false,
             window: crate::io::WindowPreset::Auto,
@@ -408,7 +412,17 @@ impl JobSpec {
             m.insert(k.clone(), v);
         }
         match serde_yaml_ng::from_value::<JobSpec>(base.clone()) {
-            Ok(spec) => Ok(spec),
+            Ok(mut spec) => {
+                // Multi-coil MRI (simulated coils or raw k-space) compares against the coil
+                // baselines unless the user chose: zero-filled RSS, SENSE and TV with coils.
+                if task == Task::Mri
+                    && !overrides.contains_key("baselines")
+                    && (spec.coils > 1 || crate::io::kspace::is_kspace_file(&spec.input))
+                {
+                    spec.baselines = vec![BaselineKind::Rss, BaselineKind::Sense, BaselineKind::Tv];
+                }
+                Ok(spec)
+            }
             Err(e) => {
                 // serde names the type but not the key: find the key whose value does not fit.
                 let defaults = serde_yaml_ng::to_value(Self::for_task(task))?;
@@ -670,6 +684,11 @@ impl JobSpec {
                         "--snr-db {s}: must be a finite number of decibels"
                     );
                 }
+                require!(
+                    (1..=64).contains(&self.coils),
+                    "--coils {}: give 1 (single-coil) to 64 receive coils",
+                    self.coils
+                );
             }
         }
         Ok(())

@@ -208,6 +208,10 @@ pub struct MriArgs {
     /// Complex Gaussian k-space noise, SNR in dB (default: noise-free).
     #[arg(long)]
     pub snr_db: Option<f64>,
+    /// Receive coils of the simulated scanner: 1 (single-coil) or more (multi-coil SENSE,
+    /// coil maps by ESPIRiT from the calibration region).
+    #[arg(long)]
+    pub coils: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -329,6 +333,7 @@ impl TaskArgs for MriArgs {
         g.opt("center_fraction", &self.center_fraction);
         g.opt("mask", &self.mask);
         g.opt("snr_db", &self.snr_db);
+        g.opt("coils", &self.coils);
     }
 }
 

@@ -72,6 +72,10 @@ pub struct SimulateArgs {
     /// MRI: zero-pad the (averaged) slice, centred, to N x N before measuring (a prior's size).
     #[arg(long, value_name = "N")]
     pub pad_to: Option<usize>,
+    /// MRI: receive coils of the simulated scanner; more than 1 writes `kspace.h5` in fastMRI's
+    /// layout (coil sensitivities, image phase and correlated noise: docs/operators-mri.md).
+    #[arg(long, default_value_t = 1)]
+    pub coils: usize,
     /// FBP filter of the written FBP image.
     #[arg(long, default_value = "ramp", value_parser = crate::cli::named::<Filter>())]
     pub filter: Filter,
@@ -106,6 +110,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         snr_db: a.snr_db,
         downsample: a.downsample,
         pad_to: a.pad_to,
+        coils: a.coils,
         filter: a.filter,
         out: a.out,
         force: a.force,

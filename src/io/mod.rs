@@ -148,6 +148,10 @@ pub fn check_input(path: &Path) -> Result<()> {
     if path.extension().is_some_and(|e| e == "json") && path.is_file() {
         return measurement::read_sidecar(path).map(|_| ());
     }
+    // Raw k-space has no header to check apart from its data: the job's read checks it whole.
+    if kspace::is_kspace_file(path) {
+        return Ok(());
+    }
     match InputKind::detect(path)? {
         InputKind::Nifti => nifti::check_header(path),
         InputKind::Nrrd => nrrd::check_header(path),

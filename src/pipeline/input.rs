@@ -7,6 +7,7 @@
 //! intensity on output.
 
 use crate::io::measurement::{self, Measurement, MeasurementModality};
+use crate::io::kspace::{self, RawKspace};
 use crate::io::{self, ReadOptions};
 use crate::job::{Fit, InvalidSettings, JobSpec, Task, BEAM_KEYS};
 use crate::ops::mri::masks::MaskKind;
@@ -94,10 +95,17 @@ impl ImageInput {
     }
 }
 
+/// A raw k-space file (fastMRI or ISMRMRD HDF5, Siemens twix) and the slices to reconstruct.
+pub struct KspaceInput {
+    pub raw: RawKspace,
+    pub ks: Vec<usize>,
+}
+
 /// What a job reads.
 pub enum Input {
     Image(ImageInput),
     Measurement(Measurement),
+    Kspace(KspaceInput),
 }
 
 /// Read the job's input (`spec` validated, the prior loaded).
@@ -109,6 +117,9 @@ pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
             MeasurementModality::Mri => check_mri_fits(spec, &m, model)?,
         }
         return Ok(Input::Measurement(m));
+    }
+    if kspace::is_kspace_file(&spec.input) {
+        return read_kspace(spec, model);
     }
     let mut vol = io::read_volume(
         &spec.input,
@@ -145,7 +156,7 @@ pub fn read(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
     let (vol, resampled) = fit_grid(spec.fit, vol, model)
         .with_context(|| format!("{}: resampling to the prior's grid", spec.input.display()))?;
     // Slice numbers count along the grid the prior sees (RAS+ k for a prior with a pixel size).
-    let ks = choose_slices(spec, &vol)?;
+    let ks = choose_slices(spec, vol.nz())?;
     let padding = fit_padding(
         vol.ny(),
         vol.nx(),
@@ -179,8 +190,7 @@ fn check_modality(spec: &JobSpec, vol: &Volume) -> Result<()> {
     }
 }
 
-fn choose_slices(spec: &JobSpec, vol: &Volume) -> Result<Vec<usize>> {
-    let nz = vol.nz();
+fn choose_slices(spec: &JobSpec, nz: usize) -> Result<Vec<usize>> {
     let ks: Vec<usize> = if spec.all_slices {
         (0..nz).collect()
     } else if spec.slices.is_empty() {
@@ -198,6 +208,60 @@ fn choose_slices(spec: &JobSpec, vol: &Volume) -> Result<Vec<usize>> {
         }
     }
     Ok(ks)
+}
+
+/// A raw k-space file fixes its coils and noise, and, when it is undersampled, its mask: flags
+/// that would change them are errors. A fully sampled file takes a retrospective mask from
+/// `--acceleration`, `--center-fraction` and `--mask`.
+fn check_kspace_flags(spec: &JobSpec, given: &GivenFlags) -> Result<()> {
+    let file = spec.input.display();
+    ensure!(
+        given.views.is_empty()
+            && given.full_views.is_none()
+            && given.limited_angle.is_none()
+            && given.photons.is_none()
+            && given.beam.is_empty(),
+        "{file}: CT flags (--views, --full-views, --limited-angle, --photons, beam geometry) given for raw MRI k-space"
+    );
+    ensure!(
+        given.snr_db.is_none(),
+        "{file}: --snr-db simulates noise; raw k-space already carries its own"
+    );
+    ensure!(
+        !given.coils,
+        "{file}: --coils simulates a coil array; raw k-space has its own coils"
+    );
+    if !given.acceleration.is_empty() || given.center_fraction.is_some() || given.mask.is_some() {
+        let raw = kspace::read_kspace(&spec.input)?;
+        ensure!(
+            raw.mask.is_none(),
+            "{file}: the k-space is undersampled and fixes its own mask; --acceleration, \
+             --center-fraction and --mask apply to fully sampled k-space only"
+        );
+    }
+    Ok(())
+}
+
+/// A raw k-space file for the `mri` command, on the prior's grid: the file's slices chosen as an
+/// image's are (the middle one by default).
+fn read_kspace(spec: &JobSpec, model: &dyn ScoreModel) -> Result<Input> {
+    let file = spec.input.display();
+    ensure!(
+        spec.task == Task::Mri,
+        "{file}: raw MRI k-space; use `scorerecon mri`"
+    );
+    let raw = kspace::read_kspace(&spec.input)?;
+    let &[slices, _, rows, cols] = raw.kspace.shape() else {
+        unreachable!("RawKspace holds [slices, coils, rows, cols]")
+    };
+    let [mh, mw] = model.image_size();
+    ensure!(
+        (rows as i64, cols as i64) == (mh, mw),
+        "{file}: the k-space is {cols}x{rows} (after readout oversampling is removed) but the prior \
+         works on {mw}x{mh} images; use a prior trained at {cols}x{rows}"
+    );
+    let ks = choose_slices(spec, slices)?;
+    Ok(Input::Kspace(KspaceInput { raw, ks }))
 }
 
 /// `--fit resample`: a prior that records its pixel size gets the scan in RAS+ axis order at
@@ -326,6 +390,7 @@ pub struct GivenFlags {
     pub center_fraction: Option<f64>,
     pub mask: Option<MaskKind>,
     pub snr_db: Option<f64>,
+    pub coils: bool,
     /// The beam settings given (`--geometry` and the fan-beam scanner's), by key.
     pub beam: Vec<&'static str>,
 }
@@ -353,6 +418,7 @@ impl GivenFlags {
             center_fraction: has("center_fraction").then_some(spec.center_fraction),
             mask: has("mask").then_some(spec.mask),
             snr_db: spec.snr_db.filter(|_| has("snr_db")),
+            coils: has("coils"),
             beam: BEAM_KEYS.into_iter().filter(|k| has(k)).collect(),
         }
     }
@@ -362,6 +428,9 @@ impl GivenFlags {
 /// contradiction is an error rather than a silent choice). Nothing to check for an image input.
 pub fn check_flags(spec: &JobSpec, given: &GivenFlags) -> Result<()> {
     let path = spec.input.as_path();
+    if kspace::is_kspace_file(path) {
+        return check_kspace_flags(spec, given);
+    }
     if !is_measurement(path) {
         return Ok(());
     }

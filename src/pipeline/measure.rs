@@ -2,20 +2,68 @@
 //! prior's model space: simulated from an image input (through `crate::simulate`, the physics
 //! the `simulate` command uses), or taken from a measurement file.
 
-use super::input::{ImageInput, Padding};
+use super::input::{ImageInput, KspaceInput, Padding};
+use crate::io::kspace::RawKspace;
 use crate::io::measurement::{Measurement, MeasurementModality};
 use crate::job::{JobSpec, Task};
 use crate::metrics;
 use crate::ops::ct::{fan, Geometry, Radon};
-use crate::ops::mri::MriFft;
+use crate::ops::mri::{espirit, MriFft, Sense};
 use crate::ops::{MeasurementOperator, Transform};
 use crate::prior::{Normalisation, Scaling, ScoreModel};
 use crate::simulate::metal::{default_metal, metal_in_image};
-use crate::simulate::mri::{measure_kspace, MriSimulationSpec};
+use crate::simulate::mri::{measure_kspace, measure_multicoil, MriSimulationSpec};
 use crate::simulate::{self, CtSimulationSpec, CtTask};
 use crate::volume::{Modality, Volume};
 use anyhow::{bail, ensure, Context, Result};
 use tch::{Device, Tensor};
+
+/// The multi-coil operator of measured k-space `[B, C, H, W]` under `mask` (`[1, 1, H, W]`):
+/// the SENSE transform with ESPIRiT maps from each slice's own calibration region (the fully
+/// sampled centre columns of the mask) and the smooth phase of its low-resolution image folded
+/// into the maps, so the image is real and the magnitude prior applies (docs/operators-mri.md,
+/// "Complex images and the magnitude prior"). Only the data are used: no simulation truth.
+pub fn coil_operator(kspace: &Tensor, mask: &Tensor) -> Result<(MeasurementOperator, Tensor)> {
+    let size = kspace.size();
+    ensure!(
+        size.len() == 4,
+        "multi-coil k-space: expected [B, C, H, W], got {size:?}"
+    );
+    let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
+    // The centre row crosses the calibration region of 1-D column masks and of 2-D masks alike.
+    let columns: Vec<f32> =
+        crate::tensor::tensor_to_vec(&mask.reshape([h, w]).get(h / 2).to_device(Device::Cpu));
+    let calib = espirit::calibration_width(&columns);
+    ensure!(
+        calib >= espirit::MIN_CALIBRATION,
+        "multi-coil k-space: the mask's fully sampled centre is {calib} column(s) wide; coil \
+         maps need at least {} (raise --center-fraction)",
+        espirit::MIN_CALIBRATION
+    );
+    let opts = espirit::EspiritOptions {
+        calib,
+        ..Default::default()
+    };
+    let mut maps = Vec::with_capacity(b as usize);
+    let mut phases = Vec::with_capacity(b as usize);
+    for k in 0..b {
+        let slice = kspace.get(k);
+        // One coil has no sensitivity to estimate: its map is 1 and only the phase remains.
+        let m = if c == 1 {
+            Tensor::ones([1, h, w], (tch::Kind::ComplexFloat, kspace.device()))
+        } else {
+            espirit::espirit(&slice, &opts)?
+        };
+        phases.push(espirit::calibration_phase(&slice, &m, calib)?);
+        maps.push(m);
+    }
+    let maps = Tensor::stack(&maps, 0);
+    let phase = Tensor::cat(&phases, 0);
+    let sense = Sense::with_phase(maps.shallow_clone(), &phase)?;
+    let op = MeasurementOperator::new(Box::new(sense), mask.to_device(Device::Cpu))
+        .to_device(kspace.device());
+    Ok((op, maps))
+}
 
 /// The value of the swept parameter a measurement uses.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +129,9 @@ pub struct Case {
     /// The standard deviation of the measurement noise in model units, when known (simulated
     /// noise): the samplers' likelihood and DDS's data weight use it.
     pub noise_sigma: Option<f64>,
+    /// Multi-coil MRI: the coil maps the operator estimated, `[B, C, H, W]` complex (written out
+    /// for inspection).
+    pub coil_maps: Option<Tensor>,
 }
 
 impl Case {
@@ -115,6 +166,25 @@ pub fn simulate_cases(
                 unreachable!("MRI settings are accelerations")
             };
             let reference = fit.pad(&scaling.to_model_tensor(hu)).to_device(device);
+            if spec.coils > 1 {
+                let sim_spec = MriSimulationSpec {
+                    mask: spec.mask_spec(r),
+                    snr_db: spec.snr_db,
+                    seed: spec.seed,
+                };
+                let sim = measure_multicoil(&sim_spec, spec.coils, &reference)?;
+                let (op, maps) = coil_operator(&sim.kspace, &sim.mask)?;
+                return Ok(vec![Case {
+                    op,
+                    y: sim.kspace,
+                    reference: Some(reference),
+                    fbp_full: None,
+                    metal: None,
+                    noise_free: spec.snr_db.is_none(),
+                    noise_sigma: spec.snr_db.map(|_| sim.sigma),
+                    coil_maps: Some(maps),
+                }]);
+            }
             let (op, y, sigma) = measure_kspace(
                 &MriSimulationSpec {
                     mask: spec.mask_spec(r),
@@ -131,6 +201,7 @@ pub fn simulate_cases(
                 metal: None,
                 noise_free: spec.snr_db.is_none(),
                 noise_sigma: spec.snr_db.map(|_| sigma),
+                coil_maps: None,
             }])
         }
         Task::Ct | Task::Mar => {
@@ -223,6 +294,7 @@ pub fn simulate_cases(
                     // Rebinned data are interpolated: not exact measurements of the parallel `A`.
                     noise_free: spec.photons.is_none() && !spec.rebin,
                     noise_sigma,
+                    coil_maps: None,
                 });
             } else {
                 // MAR: the metal trace, hence the operator, differs from slice to slice.
@@ -274,6 +346,7 @@ pub fn simulate_cases(
                         noise_free: false,
                         // The polychromatic scan's error is systematic, not a known noise level.
                         noise_sigma: None,
+                        coil_maps: None,
                     });
                 }
             }
@@ -352,6 +425,7 @@ fn ct_file_cases(
                 && !matches!(ct.task, CtTask::Mar { .. })
                 && !spec.rebin,
             noise_sigma: None,
+            coil_maps: None,
         });
     }
     // Image geometry: the pixel spacing the sidecar records, isotropic, identity direction.
@@ -453,6 +527,7 @@ fn mri_file_cases(
             metal: None,
             noise_free,
             noise_sigma: None,
+            coil_maps: None,
         });
     }
     let [dy, dx] = mri.pixel_spacing_mm.unwrap_or([1.0, 1.0]);
@@ -524,4 +599,170 @@ pub fn file_padding(cases: &[Case]) -> Padding {
         .map(|c| c.op.transform.image_shape())
         .unwrap_or([1, 1]);
     Padding::none(h as usize, w as usize)
+}
+
+/// Slices `ks` of a raw k-space file as a `[B, C, H, W]` complex64 tensor on the CPU.
+fn kspace_tensor(raw: &RawKspace, ks: &[usize]) -> Tensor {
+    let &[_, c, h, w] = raw.kspace.shape() else {
+        unreachable!("RawKspace holds [slices, coils, rows, cols]")
+    };
+    let per = c * h * w;
+    let mut interleaved = Vec::with_capacity(2 * per * ks.len());
+    for &k in ks {
+        let slice = raw.kspace.index_axis(ndarray::Axis(0), k);
+        interleaved.extend(slice.iter().flat_map(|z| [z.re, z.im]));
+    }
+    Tensor::from_slice(&interleaved)
+        .reshape([ks.len() as i64, c as i64, h as i64, w as i64, 2])
+        .view_as_complex()
+}
+
+/// The fully sampled root sum of squares `[B, 1, H, W]` of centred k-space `[B, C, H, W]`:
+/// fastMRI's reference image.
+fn rss_image(kspace: &Tensor) -> Tensor {
+    let [_, _, h, w] = kspace.size()[..] else {
+        unreachable!("[B, C, H, W]")
+    };
+    MriFft::complex(h, w)
+        .expect("a k-space of at least 1x1")
+        .inverse(kspace)
+        .abs()
+        .square()
+        .sum_dim_intlist(1, true, tch::Kind::Float)
+        .sqrt()
+}
+
+/// How a raw k-space file is measured: with its own mask (undersampled) or a retrospective one
+/// (fully sampled, which then gives the reference).
+pub fn kspace_settings(spec: &JobSpec, input: &KspaceInput) -> Vec<Setting> {
+    if input.raw.mask.is_some() {
+        vec![Setting::File]
+    } else {
+        settings_of(spec)
+    }
+}
+
+/// The scaling of a raw k-space file into the prior's model space: the MR prior's percentile of
+/// the fully sampled RSS of the chosen slices, or, undersampled, of the zero-filled RSS (which
+/// keeps the low frequencies, hence the level; the note says so).
+pub fn kspace_scaling(
+    input: &KspaceInput,
+    model: &dyn ScoreModel,
+    notes: &mut Vec<String>,
+) -> Result<Scaling> {
+    let normalisation = model.normalisation();
+    let Normalisation::MrPerVolume { percentile } = normalisation else {
+        bail!("the prior's normalisation is {normalisation:?}; MRI k-space needs an MR prior");
+    };
+    let mut k = kspace_tensor(&input.raw, &input.ks);
+    if let Some(mask) = &input.raw.mask {
+        k *= mask_tensor(mask);
+    }
+    let rss: Vec<f32> = crate::tensor::tensor_to_vec(&rss_image(&k));
+    let scaling = normalisation.fit(&rss)?;
+    notes.push(format!(
+        "Intensity scale: the {percentile}th percentile of the {} RSS image of the reconstructed \
+         slice(s), {:.5}.",
+        if input.raw.mask.is_some() {
+            "zero-filled"
+        } else {
+            "fully sampled"
+        },
+        scaling.scale
+    ));
+    Ok(scaling)
+}
+
+fn mask_tensor(mask: &ndarray::Array2<f32>) -> Tensor {
+    let (h, w) = mask.dim();
+    let v: Vec<f32> = mask.iter().copied().collect();
+    Tensor::from_slice(&v).reshape([1, 1, h as i64, w as i64])
+}
+
+/// The case of a raw k-space file under `setting`: the file's own mask (`Setting::File`, no
+/// reference) or, for fully sampled k-space, a retrospective mask with the fully sampled RSS as
+/// the reference; the multi-coil operator from the data's own calibration region.
+pub fn kspace_case(
+    spec: &JobSpec,
+    setting: Setting,
+    input: &KspaceInput,
+    scaling: &Scaling,
+    device: Device,
+) -> Result<Case> {
+    let full = kspace_tensor(&input.raw, &input.ks) / scaling.scale;
+    let [_, _, h, w] = full.size()[..] else {
+        unreachable!("[B, C, H, W]")
+    };
+    let (mask, reference) = match (setting, &input.raw.mask) {
+        // A reference the file carries on the k-space grid (fastMRI's `reconstruction_rss` of
+        // a fully sampled acquisition, as `simulate --coils` writes it) is assessed against.
+        (Setting::File, Some(mask)) => (mask_tensor(mask), file_reference(input, h, w, scaling)),
+        (Setting::Acceleration(r), None) => (
+            spec.mask_spec(r)
+                .build(h, w)?
+                .to_kind(tch::Kind::Float)
+                .reshape([1, 1, h, w]),
+            Some(rss_image(&full).to_device(device)),
+        ),
+        _ => bail!(
+            "{}: no measurement setting {setting:?} for this k-space",
+            spec.input.display()
+        ),
+    };
+    let y = (full * &mask).to_device(device);
+    let (op, maps) = coil_operator(&y, &mask.to_device(device))
+        .with_context(|| format!("{}: coil sensitivities", spec.input.display()))?;
+    Ok(Case {
+        op,
+        coil_maps: Some(maps),
+        y,
+        reference,
+        fbp_full: None,
+        metal: None,
+        // Measured data carry noise: the sampler keeps the likelihood and skips the final hard
+        // projection onto A x = y.
+        noise_free: false,
+        noise_sigma: None,
+    })
+}
+
+/// The file's reference image of the chosen slices, in model space, when it has the k-space's
+/// grid (fastMRI's own RSS is cropped to 320x320 and is then not on it).
+fn file_reference(input: &KspaceInput, h: i64, w: i64, scaling: &Scaling) -> Option<Tensor> {
+    let (_, reference) = input.raw.reference.as_ref()?;
+    let (rs, rh, rw) = reference.dim();
+    if (rh as i64, rw as i64) != (h, w) || rs != input.raw.kspace.shape()[0] {
+        return None;
+    }
+    let mut values = Vec::with_capacity(input.ks.len() * rh * rw);
+    for &k in &input.ks {
+        values.extend(reference.index_axis(ndarray::Axis(0), k).iter().copied());
+    }
+    Some(
+        Tensor::from_slice(&values).reshape([input.ks.len() as i64, 1, h, w])
+            / scaling.scale,
+    )
+}
+
+/// The output grid of a raw k-space file: the reconstructed slices, the file's pixel size where
+/// its header gives the field of view (else 1 mm, and the note says so).
+pub fn kspace_volume(spec: &JobSpec, input: &KspaceInput, notes: &mut Vec<String>) -> Volume {
+    let &[_, _, h, w] = input.raw.kspace.shape() else {
+        unreachable!("RawKspace holds [slices, coils, rows, cols]")
+    };
+    let s = input.ks.len();
+    let (dy, dx, dz) = match input.raw.fov_mm {
+        Some([fy, fx, fz]) if fy > 0.0 && fx > 0.0 => {
+            (fy / h as f64, fx / w as f64, if fz > 0.0 { fz } else { 1.0 })
+        }
+        _ => {
+            notes.push("The file gives no field of view; the outputs say 1 mm pixels.".into());
+            (1.0, 1.0, 1.0)
+        }
+    };
+    let mut vol = Volume::new(vec![0.0; h * w * s], [w, h, s, 1], [dx, dy, dz], Modality::Mr);
+    vol.provenance
+        .history
+        .push(format!("reconstructed from {} ({})", spec.input.display(), input.raw.format));
+    vol
 }

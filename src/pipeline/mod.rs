@@ -63,6 +63,9 @@ pub fn print_summary(report: &JobReport, out: &Path) {
     println!("  report: {}", out.join("report.html").display());
 }
 
+const MAPS_NOTE: &str = "coil_maps.nii.gz and coil_maps_phase.nii.gz hold the coil maps the \
+    operator estimated (magnitude and phase; x, y, slice, coil) for inspection.";
+
 /// Read, measure, reconstruct, assess and write one job into `dir` (a staging folder).
 pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
     spec.validate()?;
@@ -110,8 +113,15 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             }
             let hu = image.slices(&image.ks)?;
             let mut first: Option<(Setting, Assessed)> = None;
+            let mut maps: Option<tch::Tensor> = None;
             for setting in settings.iter().copied() {
                 let cases = measure::simulate_cases(spec, setting, &hu, image, device)?;
+                if maps.is_none() {
+                    maps = cases
+                        .first()
+                        .and_then(|c| c.coil_maps.as_ref())
+                        .map(|m| image.padding.crop(m));
+                }
                 if spec.rebin && first.is_none() {
                     if let Some(case) = cases.first() {
                         report.notes.push(measure::rebin_note(case));
@@ -163,6 +173,98 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 ks: &image.ks,
                 scaling: &image.scaling,
             };
+            if let Some(m) = &maps {
+                write::coil_maps(m, &image.vol, dir)?;
+                report.notes.push(MAPS_NOTE.into());
+            }
+            write::outputs(spec, &grid, &assessed, dir, &mut report)?;
+        }
+        Input::Kspace(k) => {
+            let mut notes = Vec::new();
+            let scaling = measure::kspace_scaling(k, model, &mut notes)?;
+            let vol = measure::kspace_volume(spec, k, &mut notes);
+            let &[slices, coils, rows, cols] = k.raw.kspace.shape() else {
+                unreachable!("RawKspace holds [slices, coils, rows, cols]")
+            };
+            let settings = measure::kspace_settings(spec, k);
+            let carried = k
+                .raw
+                .reference
+                .as_ref()
+                .is_some_and(|(_, r)| r.dim() == (slices, rows, cols));
+            report.has_reference = k.raw.mask.is_none() || carried;
+            notes.insert(
+                0,
+                format!(
+                    "Raw k-space ({}): {slices} slice(s), {coils} coil(s), {cols}x{rows}; slice(s) {:?} \
+                     reconstructed. {}",
+                    k.raw.format,
+                    k.ks,
+                    match &k.raw.mask {
+                        Some(m) => format!(
+                            "Undersampled: the file's own mask ({} of {} samples); {}",
+                            m.iter().filter(|&&v| v > 0.5).count(),
+                            m.len(),
+                            if carried {
+                                "the file's own reference image (its fully sampled RSS) is the \
+                                 reference."
+                            } else {
+                                "no reference image, so PSNR, SSIM and NRMSE are not available; \
+                                 the data-consistency residual is."
+                            }
+                        ),
+                        None => format!(
+                            "Fully sampled: retrospective {} mask(s) at acceleration(s) {:?}, the \
+                             fully sampled RSS is the reference.",
+                            spec.mask.name(),
+                            spec.acceleration
+                        ),
+                    }
+                ),
+            );
+            notes.push("Coil maps by ESPIRiT from each slice's calibration region; the image phase of its low-resolution image is folded into the maps, so the magnitude prior and every baseline reconstruct a real image (docs/operators-mri.md).".into());
+            notes.push(format!("Prior: {}.", model.describe()));
+            report.notes = notes;
+            if settings.len() > 1 {
+                report.sweep_parameter = Some("acceleration".into());
+            }
+            let padding = input::Padding::none(rows, cols);
+            let mut first: Option<Assessed> = None;
+            let mut maps: Option<tch::Tensor> = None;
+            for setting in settings.iter().copied() {
+                let case = measure::kspace_case(spec, setting, k, &scaling, device)?;
+                if maps.is_none() {
+                    maps = case.coil_maps.as_ref().map(|m| m.shallow_clone());
+                }
+                let assessed = reconstruct_and_assess(
+                    spec,
+                    model,
+                    std::slice::from_ref(&case),
+                    None,
+                    &padding,
+                    &mut report.notes,
+                )?;
+                report.sweep.extend(assessed.sweep_points(setting.x()));
+                first.get_or_insert(assessed);
+            }
+            if settings.len() < 2 {
+                report.sweep.clear();
+            }
+            let assessed = first.expect("at least one setting");
+            report.methods = assessed.metrics(model.fit_range());
+            report.slices = k.ks.clone();
+            report.data_range_per_slice = assessed.data_ranges.clone();
+            report.flag_prior_mismatch();
+            let ks: Vec<usize> = (0..vol.nz()).collect();
+            let grid = write::OutputGrid {
+                vol: &vol,
+                ks: &ks,
+                scaling: &scaling,
+            };
+            if let Some(m) = &maps {
+                write::coil_maps(m, &vol, dir)?;
+                report.notes.push(MAPS_NOTE.into());
+            }
             write::outputs(spec, &grid, &assessed, dir, &mut report)?;
         }
         Input::Measurement(m) => {

@@ -10,7 +10,7 @@ use crate::report::panels::{slice_panel, SliceViews};
 use crate::report::{html, JobReport, Panel, TileFile};
 use crate::tensor::tensor_to_vec;
 use crate::volume::{Modality, Volume};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::Path;
 use tch::Tensor;
 
@@ -361,4 +361,32 @@ fn nth_slice(parts: &[Tensor], mut i: usize) -> Tensor {
         i -= b;
     }
     panic!("slice index out of range")
+}
+
+/// Multi-coil MRI: the coil maps the operator used (`[B, C, H, W]` complex, on the slices'
+/// grid), written for inspection as `coil_maps.nii.gz` (magnitude) and `coil_maps_phase.nii.gz`
+/// (radians): 4-D, x by y by slice by coil, with the output's pixel spacing.
+pub fn coil_maps(maps: &Tensor, grid: &Volume, dir: &Path) -> Result<()> {
+    let spacing = [grid.spacing[0], grid.spacing[1], grid.spacing[2]];
+    let [b, c, h, w] = maps.size()[..] else {
+        anyhow::bail!("coil maps: expected [B, C, H, W], got {:?}", maps.size())
+    };
+    // NIfTI's order: x fastest, then y, slice, coil.
+    let order = |t: Tensor| -> Vec<f32> {
+        tensor_to_vec(&t.permute([1, 0, 2, 3]).contiguous())
+    };
+    let dims = [w as usize, h as usize, b as usize, c as usize];
+    let maps = maps.to_device(tch::Device::Cpu);
+    for (name, values) in [
+        ("coil_maps.nii.gz", order(maps.abs())),
+        ("coil_maps_phase.nii.gz", order(maps.angle())),
+    ] {
+        let mut vol = Volume::new(values, dims, spacing, Modality::Mr);
+        vol.provenance
+            .history
+            .push("coil sensitivities (ESPIRiT) of the multi-coil operator".into());
+        io::write_volume(&vol, &dir.join(name), Some(Format::Nifti), false)
+            .with_context(|| format!("cannot write {name}"))?;
+    }
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! measure from a slice of a volume or a phantom, as a measurement file (docs/formats.md) with
 //! the direct reconstruction (FBP / zero-filled) and the image measured beside it.
 
-use super::mri::{measure_kspace, MriSimulationSpec};
+use super::mri::{measure_kspace, measure_multicoil, MriSimulationSpec};
+use crate::io::kspace::{write_fastmri, KspaceFormat, RawKspace};
 use crate::io::measurement::{
     self, CtMeasurement, IntensityScale, Measurement, MeasurementMeta, MeasurementModality,
     MriMeasurement,
@@ -103,6 +104,8 @@ pub struct SimulateArgs {
     pub downsample: usize,
     /// MRI: zero-pad the (averaged) slice, centred, to N x N before measuring (a prior's size).
     pub pad_to: Option<usize>,
+    /// MRI: receive coils; more than 1 writes a fastMRI-style HDF5 file (`kspace.h5`).
+    pub coils: usize,
     /// FBP filter of the written FBP image.
     pub filter: Filter,
     /// Output folder (created whole or not at all).
@@ -197,6 +200,16 @@ pub fn run(args: &SimulateArgs) -> Result<String> {
     }
     atomic::check_overwrite(&args.out, args.force)?;
     check_sizes(args, args.phantom.map(|_| args.size))?;
+    ensure!(
+        (1..=64).contains(&args.coils),
+        "--coils {}: give 1 (single-coil) to 64 receive coils",
+        args.coils
+    );
+    ensure!(
+        args.coils == 1 || args.task == Task::Mri,
+        "--coils {}: receive coils are MRI's; CT has none",
+        args.coils
+    );
     if args.task == Task::Mri {
         return run_mri(args);
     }
@@ -436,19 +449,69 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
         &[0],
         tch::Device::Cpu,
     )?);
-    let (op, y, _) = measure_kspace(
-        &MriSimulationSpec {
-            mask: MaskSpec {
-                kind: args.mask,
-                acceleration: args.acceleration,
-                center_fraction: args.center_fraction,
-                seed: args.seed,
-            },
-            snr_db: args.snr_db,
+    let sim_spec = MriSimulationSpec {
+        mask: MaskSpec {
+            kind: args.mask,
+            acceleration: args.acceleration,
+            center_fraction: args.center_fraction,
             seed: args.seed,
         },
-        &x,
-    )?;
+        snr_db: args.snr_db,
+        seed: args.seed,
+    };
+    let spacing = [slice.spacing[1], slice.spacing[0]];
+    let image = |t: &Tensor, what: &str| -> Volume {
+        let mut v = Volume::new(
+            crate::tensor::tensor_to_vec(t),
+            [mw, mh, 1, 1],
+            [spacing[1], spacing[0], slice.spacing[2]],
+            Modality::Mr,
+        );
+        v.provenance = slice.provenance.clone();
+        v.provenance.history.push(what.to_string());
+        v
+    };
+    if args.coils > 1 {
+        let sim = measure_multicoil(&sim_spec, args.coils, &x)?;
+        let kspace = tensor_to_array4(&sim.kspace)?;
+        let mask_values = crate::tensor::tensor_to_vec(&sim.mask);
+        let mask = ndarray::Array2::from_shape_vec((mh, mw), mask_values.clone())?;
+        let rss = ndarray::Array3::from_shape_vec((1, mh, mw), crate::tensor::tensor_to_vec(&x))?;
+        let raw = RawKspace {
+            kspace,
+            mask: Some(mask),
+            // The simulated maps have a unit root sum of squares, so the fully sampled RSS is the
+            // image measured (simulate/coils.rs).
+            reference: Some(("reconstruction_rss".into(), rss)),
+            format: KspaceFormat::FastMri,
+            recon_matrix: Some([mh, mw]),
+            fov_mm: Some([
+                spacing[0] * mh as f64,
+                spacing[1] * mw as f64,
+                slice.spacing[2],
+            ]),
+        };
+        let reference = image(&x, "the image measured by the simulation");
+        atomic::write_dir(&args.out, args.force, |dir| {
+            write_fastmri(&dir.join("kspace.h5"), &raw, false)
+                .with_context(|| format!("{}: cannot write kspace.h5", args.out.display()))?;
+            io::write_volume(&reference, &dir.join("reference.nii.gz"), Some(Format::Nifti), false)
+                .with_context(|| format!("{}: cannot write reference.nii.gz", args.out.display()))?;
+            Ok(())
+        })?;
+        let kept = mask_values.iter().filter(|&&v| v > 0.0).count();
+        return Ok(format!(
+            "{}: MRI {}x ({}), {} coils, from {} (slice {k}, {mw}x{mh}), {kept} of {} k-space \
+             samples measured per coil; wrote kspace.h5 (fastMRI layout), reference.nii.gz",
+            args.out.display(),
+            args.acceleration,
+            args.mask.name(),
+            args.coils,
+            path.display(),
+            mask_values.len()
+        ));
+    }
+    let (op, y, _) = measure_kspace(&sim_spec, &x)?;
     let zero_filled = op.transform.inverse_masked(&y, &op.mask);
     let interleaved =
         Vec::<f32>::try_from(y.view_as_real().contiguous().flatten(0, -1)).context("k-space")?;
@@ -458,7 +521,6 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
             .contiguous()
             .flatten(0, -1),
     )?;
-    let spacing = [slice.spacing[1], slice.spacing[0]];
     let meta = MeasurementMeta {
         format: measurement::FORMAT_TAG.into(),
         version: measurement::FORMAT_VERSION,
@@ -494,17 +556,6 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
         data: interleaved,
         mask: mask_values,
     };
-    let image = |t: &Tensor, what: &str| -> Volume {
-        let mut v = Volume::new(
-            crate::tensor::tensor_to_vec(t),
-            [mw, mh, 1, 1],
-            [spacing[1], spacing[0], slice.spacing[2]],
-            Modality::Mr,
-        );
-        v.provenance = slice.provenance.clone();
-        v.provenance.history.push(what.to_string());
-        v
-    };
     let reference = image(&x, "the image measured by the simulation");
     let zf = image(
         &zero_filled,
@@ -528,4 +579,18 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
         path.display(),
         m.mask.len()
     ))
+}
+
+/// `[B, C, H, W]` complex k-space as the readers' `[slices, coils, rows, cols]` array.
+fn tensor_to_array4(k: &Tensor) -> Result<ndarray::Array4<num_complex::Complex32>> {
+    let size: Vec<usize> = k.size().iter().map(|&d| d as usize).collect();
+    let parts = crate::tensor::tensor_to_vec(&k.view_as_real().contiguous());
+    let values: Vec<num_complex::Complex32> = parts
+        .chunks_exact(2)
+        .map(|p| num_complex::Complex32::new(p[0], p[1]))
+        .collect();
+    Ok(ndarray::Array4::from_shape_vec(
+        (size[0], size[1], size[2], size[3]),
+        values,
+    )?)
 }

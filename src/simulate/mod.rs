@@ -3,9 +3,12 @@
 //!
 //! - ct.rs: sparse-view / limited-angle / MAR sinograms, Poisson noise;
 //! - metal.rs: materials, spectrum, metal objects, the polychromatic scan;
-//! - mri.rs: Cartesian k-space of a real image under a mask, complex Gaussian noise;
+//! - mri.rs: Cartesian k-space of a real image under a mask, complex Gaussian noise; with coils,
+//!   multi-coil k-space;
+//! - coils.rs: coil sensitivities, image phase, noise correlated across coils;
 //! - files.rs: a simulation written as a measurement folder (the `simulate` command's output).
 
+pub mod coils;
 pub mod ct;
 pub mod files;
 pub mod metal;

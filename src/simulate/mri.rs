@@ -1,7 +1,9 @@
-//! What a single-coil Cartesian MRI scanner would measure from a real image: the centred
-//! orthonormal FFT `T` on the grid of the image, the mask `Lambda`, and circularly-symmetric
-//! complex Gaussian noise at a stated SNR. The `simulate --task mri` command and the pipeline
-//! (an MR image given to `scorerecon mri`) both measure through [`measure_kspace`].
+//! What a Cartesian MRI scanner would measure from a real image: the centred orthonormal FFT `T`
+//! on the grid of the image, the mask `Lambda`, and circularly-symmetric complex Gaussian noise
+//! at a stated SNR; with a coil array ([`measure_multicoil`]), the image's smooth phase, the
+//! coils' sensitivities and their correlated noise first (`simulate::coils`). The
+//! `simulate --task mri` command and the pipeline (an MR image given to `scorerecon mri`) both
+//! measure through [`measure_kspace`] and [`measure_multicoil`].
 
 use crate::ops::mri::masks::MaskSpec;
 use crate::ops::mri::MriFft;
@@ -45,6 +47,77 @@ pub fn measure_kspace(
         sigma = (sigmas.iter().map(|s| s * s).sum::<f64>() / sigmas.len().max(1) as f64).sqrt();
     }
     Ok((op, y, sigma))
+}
+
+/// What a coil array measured from real images: the k-space of every coil, zero-filled, and
+/// what made it (for tests and the `simulate` command's record; the reconstruction estimates its
+/// own maps and phase from the calibration region).
+pub struct MultiCoilMeasurement {
+    /// `[B, C, H, W]` complex64, zero where the mask is.
+    pub kspace: Tensor,
+    /// `[1, 1, H, W]` 0/1, shared by the coils.
+    pub mask: Tensor,
+    /// The noise's standard deviation per complex entry, on average over the coils (0: none).
+    pub sigma: f64,
+    /// The true sensitivities `[1, C, H, W]` and image phase `[1, 1, H, W]` (radians).
+    pub maps: Tensor,
+    pub phase: Tensor,
+}
+
+/// The `coils`-channel measurement of real images `x` (`[B, 1, H, W]`, the magnitude): `x`
+/// times a smooth phase, times each coil's sensitivity, through the centred orthonormal FFT,
+/// under the mask, plus noise correlated across the coils at `spec.snr_db` over the measured
+/// entries of all coils (docs/operators-mri.md, "Multi-coil simulation").
+pub fn measure_multicoil(
+    spec: &MriSimulationSpec,
+    coils: usize,
+    x: &Tensor,
+) -> Result<MultiCoilMeasurement> {
+    let size = x.size();
+    ensure!(
+        size.len() == 4 && size[1] == 1,
+        "MRI simulation: expected [B, 1, H, W] images, got shape {size:?}"
+    );
+    let (b, h, w) = (size[0], size[2], size[3]);
+    let device = x.device();
+    let mask = spec
+        .mask
+        .build(h, w)?
+        .to_kind(Kind::Float)
+        .reshape([1, 1, h, w])
+        .to_device(device);
+    let maps = super::coils::coil_maps(coils, h, w, device)?;
+    let phase = super::coils::image_phase(h, w, spec.seed, device);
+    let image = Tensor::polar(&x.to_kind(Kind::Float), &phase.expand_as(x)) * &maps;
+    let kspace = crate::ops::mri::fft::centred_fft2(&image) * &mask;
+    let mut sigma = 0.0;
+    let kspace = match spec.snr_db {
+        None => kspace,
+        Some(snr) => {
+            ensure!(
+                snr.is_finite(),
+                "k-space SNR {snr} dB: must be a finite number of decibels"
+            );
+            let measured = f64::try_from(mask.sum(Kind::Double))? * (b * coils as i64) as f64;
+            ensure!(measured > 0.0, "k-space noise: the mask measures nothing");
+            let power = f64::try_from(kspace.abs().square().sum(Kind::Double))? / measured;
+            ensure!(
+                power > 0.0,
+                "k-space SNR {snr} dB: the images have zero signal on the mask"
+            );
+            sigma = (power / 10f64.powf(snr / 10.0)).sqrt();
+            let noise =
+                super::coils::coil_noise([b, coils as i64, h, w], sigma, spec.seed, device);
+            (kspace + noise) * &mask
+        }
+    };
+    Ok(MultiCoilMeasurement {
+        kspace,
+        mask,
+        sigma,
+        maps,
+        phase,
+    })
 }
 
 /// How much k-space noise to add.

@@ -1,0 +1,231 @@
+//! Multi-coil MRI end to end: `simulate --task mri --coils 8` writes a fastMRI-style HDF5 file that
+//! h5py reads as fastMRI lays it out and whose fully sampled RSS (numpy, fastMRI's definition) is
+//! the image simulated; `mri` reconstructs it and a simulated multi-coil scan of an image with the
+//! coil baselines; damaged k-space files are refused with nothing written.
+
+mod common;
+
+use common::{bin, phantoms, run_python};
+use std::path::Path;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn metrics(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+fn min_pc() -> String {
+    scorerecon::sampler::SamplerKind::Pc.min_steps().to_string()
+}
+
+/// 64x64 MR phantoms: `scan.nii.gz` (the input) and `refs/train.nii.gz` (the empirical prior).
+fn scans(root: &Path) {
+    std::fs::create_dir_all(root.join("refs")).unwrap();
+    phantoms(&root.join("refs/train.nii.gz"), 24, 64, 1, "MR");
+    phantoms(&root.join("scan.nii.gz"), 20, 64, 2, "MR");
+}
+
+fn simulate(root: &Path, name: &str, acceleration: &str) -> std::path::PathBuf {
+    let out = root.join(name);
+    let (ok, stdout, stderr) = run(&[
+        "simulate",
+        "--task",
+        "mri",
+        "--input",
+        root.join("scan.nii.gz").to_str().unwrap(),
+        "--slice",
+        "4",
+        "--coils",
+        "8",
+        "--acceleration",
+        acceleration,
+        "--center-fraction",
+        "0.16",
+        "--mask",
+        "equispaced",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "simulate failed:\n{stdout}\n{stderr}");
+    out
+}
+
+#[test]
+fn simulated_kspace_file_is_fastmri_layout_and_its_rss_is_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    scans(dir.path());
+    let full = simulate(dir.path(), "full", "1");
+    let under = simulate(dir.path(), "under", "4");
+    // fastMRI's definition (fastmri.rss of fastmri.ifft2c): the fully sampled RSS equals the image
+    // simulated (the simulated maps have a unit RSS), read back by nibabel.
+    let script = r#"
+import sys, h5py, numpy as np, nibabel as nib
+full, under = sys.argv[1], sys.argv[2]
+ifft2c = lambda k: np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho", axes=(-2, -1)), axes=(-2, -1))
+with h5py.File(full + "/kspace.h5", "r") as f:
+    k = f["kspace"][()]
+    rss_file = f["reconstruction_rss"][()]
+    assert k.dtype == np.complex64 and k.shape == (1, 8, 64, 64), (k.dtype, k.shape)
+    assert f["mask"].shape == (64,) and f["mask"][()].all()
+    assert "encodedSpace" in f["ismrmrd_header"][()].decode()
+rss = np.sqrt((np.abs(ifft2c(k.astype(np.complex128))) ** 2).sum(axis=1))[0]
+ref = np.asarray(nib.load(full + "/reference.nii.gz").dataobj, dtype=np.float64)[:, :, 0].T
+print(np.linalg.norm(rss - ref) / np.linalg.norm(ref), np.linalg.norm(rss_file[0] - ref) / np.linalg.norm(ref))
+with h5py.File(under + "/kspace.h5", "r") as f:
+    k, m = f["kspace"][()], f["mask"][()]
+# Unmeasured columns hold zeros; the measured ones equal the fully sampled file's.
+print(np.abs(k[..., m < 0.5]).max(), m.sum(), np.abs(k[..., m > 0.5] - np.asarray(h5py.File(full + "/kspace.h5")["kspace"])[..., m > 0.5]).max())
+"#;
+    let o = run_python(
+        script,
+        &[full.to_str().unwrap(), under.to_str().unwrap()],
+    );
+    let v: Vec<f64> = o.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    assert!(v[0] < 1e-5, "RSS vs the image: relative error {}", v[0]);
+    assert!(v[1] < 1e-6, "reconstruction_rss vs the image: {}", v[1]);
+    assert_eq!(v[2], 0.0, "unmeasured columns must be zero");
+    // fastMRI's equispaced mask at 4x with 0.16 of 64 columns: 10 centre + outer lines.
+    assert!((16.0..=26.0).contains(&v[3]), "{} measured columns", v[3]);
+    assert_eq!(v[4], 0.0, "measured columns differ between the files");
+}
+
+#[test]
+fn mri_reconstructs_a_multicoil_file_and_a_simulated_coil_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    scans(root);
+    let under = simulate(root, "under", "4");
+    let refs = format!("empirical:{}", root.join("refs").display());
+    let out = root.join("recon");
+    let input = under.join("kspace.h5");
+    let (ok, stdout, stderr) = run(&[
+        "mri",
+        "--input",
+        input.to_str().unwrap(),
+        "--model",
+        &refs,
+        "--steps",
+        &min_pc(),
+        "--tv-weight",
+        "1e-2",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "mri on kspace.h5 failed:\n{stdout}\n{stderr}");
+    let m = metrics(&out);
+    for method in ["rss", "sense", "tv", "score"] {
+        assert!(
+            m["methods"][method]["psnr"].is_number(),
+            "{method}: {}",
+            m["methods"]
+        );
+    }
+    let psnr = |m: &serde_json::Value, k: &str| m["methods"][k]["psnr"].as_f64().unwrap();
+    // 8 coils at 4x: SENSE unfolds what zero filling aliases.
+    assert!(
+        psnr(&m, "sense") > psnr(&m, "rss") + 3.0,
+        "SENSE {} vs RSS {}",
+        psnr(&m, "sense"),
+        psnr(&m, "rss")
+    );
+    // The metrics against the file's reference, recomputed by scikit-image from the written files.
+    let script = r#"
+import sys, numpy as np, nibabel as nib
+from skimage.metrics import peak_signal_noise_ratio
+d = sys.argv[1]
+load = lambda f: np.asarray(nib.load(d + "/" + f).dataobj, dtype=np.float64)[:, :, 0]
+ref, x = load("reference.nii.gz"), load("sense.nii.gz")
+print(peak_signal_noise_ratio(ref, x, data_range=ref.max() - ref.min()))
+"#;
+    let o = run_python(script, &[out.to_str().unwrap()]);
+    let sk: f64 = o.trim().parse().unwrap();
+    assert!(
+        (sk - psnr(&m, "sense")).abs() < 0.05,
+        "SENSE PSNR {} vs scikit-image {sk}",
+        psnr(&m, "sense")
+    );
+
+    // The same scanner simulated inside the job from an image.
+    let out = root.join("recon_image");
+    let (ok, stdout, stderr) = run(&[
+        "mri",
+        "--input",
+        root.join("scan.nii.gz").to_str().unwrap(),
+        "--slice",
+        "4",
+        "--coils",
+        "8",
+        "--acceleration",
+        "4",
+        "--center-fraction",
+        "0.16",
+        "--model",
+        &refs,
+        "--steps",
+        &min_pc(),
+        "--tv-weight",
+        "1e-2",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "mri --coils 8 failed:\n{stdout}\n{stderr}");
+    let m = metrics(&out);
+    assert!(psnr(&m, "sense") > psnr(&m, "rss") + 3.0, "{}", m["methods"]);
+}
+
+#[test]
+fn damaged_kspace_files_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let script = r#"
+import sys, h5py, numpy as np
+d = sys.argv[1]
+with h5py.File(d + "/no_kspace.h5", "w") as f:
+    f["image"] = np.zeros((1, 8, 8), np.float32)
+with h5py.File(d + "/bad_mask.h5", "w") as f:
+    f["kspace"] = np.ones((1, 4, 64, 64), np.complex64)
+    f["mask"] = np.ones(60, np.float32)
+open(d + "/not_hdf5.h5", "wb").write(b"this is no HDF5 file" * 10)
+"#;
+    run_python(script, &[root.to_str().unwrap()]);
+    for (file, reason) in [
+        ("no_kspace.h5", "kspace"),
+        ("bad_mask.h5", "mask"),
+        ("not_hdf5.h5", "HDF5"),
+    ] {
+        let out = root.join(format!("out_{file}"));
+        let path = root.join(file);
+        let o = bin()
+            .args([
+                "mri",
+                "--input",
+                path.to_str().unwrap(),
+                "--quiet",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{file} was accepted");
+        assert!(
+            stderr.contains(file) && stderr.contains(reason),
+            "{file}: the error must name the file and the reason ({reason}): {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{file}: {stderr}");
+        assert!(!out.exists(), "{file}: an output was written");
+    }
+}
