@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod dicom;
+pub mod kspace;
 pub mod measurement;
 pub mod nifti;
 pub mod nrrd;
