@@ -333,7 +333,13 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
                     "truncated at byte {pos}: scan {n_scan}'s header needs {mdh_len} bytes but the file ends at byte {file_len}"
                 );
             }
-            // Padding after the last scan (twixtools stops there too).
+            if b[pos..end].iter().any(|&c| c != 0) {
+                bail!(
+                    "truncated at byte {pos}: {} bytes of scan {n_scan}'s header, which needs {mdh_len}",
+                    end - pos
+                );
+            }
+            // Zero padding after the last scan (twixtools stops there too).
             break;
         }
         let mdh = Mdh::parse(&b[pos..pos + mdh_len], vd);
@@ -355,7 +361,7 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
             bail!("scan {n_scan} at byte {pos}: no channels (UsedChannels 0)");
         }
         if pos + block > end {
-            let what = if truncated {
+            let what = if truncated || !vd {
                 "the file ends"
             } else {
                 "the measurement ends"
