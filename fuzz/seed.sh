@@ -15,7 +15,7 @@ img = nib.Nifti1Image(np.random.default_rng(0).uniform(0, 100, (32, 32, 1)).asty
 img.header['descrip'] = b'[MR] seed'; nib.save(img, '$work/mr.nii.gz')"
 "$bin" simulate --input "$work/mr.nii.gz" --task mri --out "$work/mri" >/dev/null
 .venv/bin/python tests/bad_input/corpus.py "$work/bad" "$work/ct" "$work/mri" >/dev/null 2>&1
-mkdir -p fuzz/corpus/{nifti,dicom,nrrd,measurement} fuzz/measurement
+mkdir -p fuzz/corpus/{nifti,dicom,nrrd,measurement,twix} fuzz/measurement
 cp "$work/ct/measurement.nii.gz" "$work/ct/measurement_mask.nii.gz" fuzz/measurement/
 # The same data and mask as NRRD and raw float32 (the other formats a sidecar may name), and a
 # seed sidecar for each ($work/ct_nrrd, $work/ct_raw; copied into the corpus below).
@@ -45,6 +45,10 @@ find -L data/cache "$work/bad" -name '*.nrrd' -size -512k -exec cp {} fuzz/corpu
 find "$work" -name 'measurement.json' | while read -r f; do
     cp "$f" "fuzz/corpus/measurement/$(basename "$(dirname "$f")").json"
 done
-for t in nifti dicom nrrd measurement; do
+# Twix: small VD and VB files cut from twixtools' gre.dat, their truncations, and gre.dat itself
+# (longer than the run's max_len: libFuzzer keeps its first bytes, the real protocol header).
+.venv/bin/python fuzz/twix_seeds.py data/cache/twix/gre.dat fuzz/corpus/twix
+cp data/cache/twix/gre.dat fuzz/corpus/twix/
+for t in nifti dicom nrrd measurement twix; do
     echo "$t: $(ls fuzz/corpus/$t | wc -l) seed files"
 done
