@@ -8,12 +8,16 @@
 //! | `fista_tv`    | CT   | FISTA-TV, `1/2 ||A x - y||^2 + w TV(x)`, `x >= 0`           |
 //! | `tv`          | MRI  | TV-regularised compressed sensing: the same FISTA-TV        |
 //! | `li`          | MAR  | linear interpolation across the metal trace, then FBP      |
+//! | `rss`         | multi-coil MRI | zero-filled root sum of squares over the coils    |
+//! | `sense`       | multi-coil MRI | SENSE, CG on `(A^H A + lambda I) x = A^H y`       |
 //!
 //! `fbp`/`zero_filled` and `fista_tv`/`tv` are one implementation each under the name each
 //! field uses. The TV weight is chosen by [`tv_weight`] ([`tune_tv_weight`] on validation slices).
 
 pub mod fista_tv;
 pub mod li_mar;
+pub mod rss;
+pub mod sense;
 pub mod tv;
 pub mod zero_filled;
 
@@ -22,6 +26,7 @@ use crate::ops::norm::PowerIteration;
 use crate::ops::MeasurementOperator;
 use anyhow::{ensure, Context, Result};
 use fista_tv::{fista_tv, FistaTv};
+use sense::SenseCg;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -37,6 +42,8 @@ pub enum BaselineKind {
     FistaTv,
     Tv,
     Li,
+    Rss,
+    Sense,
 }
 
 crate::names::named!(BaselineKind, "baseline", {
@@ -45,7 +52,15 @@ crate::names::named!(BaselineKind, "baseline", {
     FistaTv => "fista_tv",
     Tv => "tv",
     Li => "li",
+    Rss => "rss",
+    Sense => "sense",
 });
+
+/// The baselines that make sense for multi-coil Cartesian MRI (the list a multi-coil task's
+/// `baselines()` would return): the direct reconstruction, parallel imaging, and compressed
+/// sensing (FISTA-TV, on the phase-folded real SENSE operator).
+pub const MULTI_COIL_MRI: &[BaselineKind] =
+    &[BaselineKind::Rss, BaselineKind::Sense, BaselineKind::Tv];
 
 impl BaselineKind {
     /// Whether the method has a TV weight to choose.
@@ -62,6 +77,8 @@ pub enum Baseline {
     FistaTv(FistaTv),
     Tv(FistaTv),
     Li,
+    Rss,
+    Sense(SenseCg),
 }
 
 impl Baseline {
@@ -74,6 +91,8 @@ impl Baseline {
             BaselineKind::FistaTv => Baseline::FistaTv(FistaTv::default()),
             BaselineKind::Tv => Baseline::Tv(FistaTv::default()),
             BaselineKind::Li => Baseline::Li,
+            BaselineKind::Rss => Baseline::Rss,
+            BaselineKind::Sense => Baseline::Sense(SenseCg::default()),
         }
     }
 
@@ -89,6 +108,8 @@ impl Baseline {
             Baseline::FistaTv(_) => BaselineKind::FistaTv,
             Baseline::Tv(_) => BaselineKind::Tv,
             Baseline::Li => BaselineKind::Li,
+            Baseline::Rss => BaselineKind::Rss,
+            Baseline::Sense(_) => BaselineKind::Sense,
         }
     }
 
@@ -105,6 +126,8 @@ impl Baseline {
                 fista_tv(op, y, o).with_context(|| self.name())?.x
             }
             Baseline::Li => li_mar::li_mar(op, y),
+            Baseline::Rss => rss::rss(op, y),
+            Baseline::Sense(o) => sense::sense(op, y, o).with_context(|| self.name())?,
         };
         // Complex images (an MRI operator in the complex domain) are reported by magnitude.
         Ok(if x.is_complex() { x.abs() } else { x })

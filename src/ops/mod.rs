@@ -89,27 +89,29 @@ impl MeasurementOperator {
         self.mask.flatten(0, -1).gt(0.5).nonzero().squeeze_dim(1)
     }
 
-    /// Number of measured entries `m` (the rows of `P(Lambda)`).
+    /// Number of measured entries `m` of one channel (the rows of `P(Lambda)` per coil).
     pub fn n_measured(&self) -> i64 {
         self.kept_indices().size()[0]
     }
 
-    /// `P(Lambda) z`: the entries of `z` (`[B, 1, M, K]`) that `Lambda` keeps, packed as
-    /// `[B, m]` (the measurement vector `y` of method.md without the zero-filling).
+    /// `P(Lambda) z`: the entries of `z` (`[B, C, M, K]`) that `Lambda` keeps, packed as
+    /// `[B, C m]`, channel by channel (the measurement vector `y` of method.md without the
+    /// zero-filling; the coils share the mask).
     pub fn keep(&self, z: &Tensor) -> Tensor {
         let idx = self.kept_indices().to_device(z.device());
-        z.flatten(1, -1).index_select(1, &idx)
+        z.flatten(2, -1).index_select(2, &idx).flatten(1, -1)
     }
 
-    /// `P^-1(Lambda) y`: packed measurements `[B, m]` back into `T`'s domain `[B, 1, M, K]`,
+    /// `P^-1(Lambda) y`: packed measurements `[B, C m]` back into `T`'s domain `[B, C, M, K]`,
     /// zero where `Lambda = 0`. `keep(zero_fill(y)) = y`; `zero_fill(keep(z)) = Lambda z`.
     pub fn zero_fill(&self, y: &Tensor) -> Tensor {
         let [m, k] = self.transform.measurement_shape();
+        let c = self.transform.channels();
         let b = y.size()[0];
         let idx = self.kept_indices().to_device(y.device());
-        Tensor::zeros([b, m * k], (y.kind(), y.device()))
-            .index_copy(1, &idx, y)
-            .reshape([b, 1, m, k])
+        Tensor::zeros([b, c, m * k], (y.kind(), y.device()))
+            .index_copy(2, &idx, &y.reshape([b, c, -1]))
+            .reshape([b, c, m, k])
     }
 
     /// `A x = P(Lambda) T x`, zero-filled.
@@ -131,6 +133,9 @@ impl MeasurementOperator {
     /// `T^-1` to the correction only because, for CT, the literal form re-applies `FBP o Radon` to the
     /// whole sample at every step, and its high-frequency gain above 1 compounds over hundreds of
     /// sampling steps into divergence (measured: NaN after ~100 PC steps on the head CT).
+    /// For multi-coil SENSE `T^-1` is the coil-combined inverse, a left inverse only (`T` maps
+    /// one image to `C` coils), so the step moves `x` towards the data but `A x' = y` does not
+    /// hold at `lambda = 1`; [`projection::project`] gives that exactly.
     pub fn proximal(&self, x: &Tensor, y: &Tensor, lambda: f64) -> Tensor {
         let correction = (y - self.transform.forward(x)) * &self.mask * lambda;
         x + self.transform.inverse(&correction)

@@ -247,3 +247,62 @@ pub fn assert_dicom_matches_nifti(
     );
     v
 }
+
+/// Write a complex tensor as BART's `<base>.cfl` / `<base>.hdr`: raw complex64, column-major
+/// over `dims` (BART's order, `dims[0]` fastest), so a row-major `[C, H, W]` tensor is
+/// `dims = [W, H, 1, C]` (coils on BART's dimension 3).
+pub fn write_cfl(base: &Path, t: &tch::Tensor, dims: &[i64]) {
+    let t = t.to_kind(tch::Kind::ComplexFloat).contiguous();
+    assert_eq!(
+        t.numel() as i64,
+        dims.iter().product::<i64>(),
+        "cfl dims {dims:?}"
+    );
+    let dims_text: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    std::fs::write(
+        base.with_extension("hdr"),
+        format!("# Dimensions\n{}\n", dims_text.join(" ")),
+    )
+    .unwrap();
+    let values = Vec::<f32>::try_from(t.view_as_real().flatten(0, -1)).unwrap();
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(base.with_extension("cfl"), bytes).unwrap();
+}
+
+/// Read BART's `<base>.cfl` / `<base>.hdr`: its dims (BART's order) and the values as a flat
+/// complex64 tensor in file order (reshape row-major to the reversed dims).
+pub fn read_cfl(base: &Path) -> (Vec<i64>, tch::Tensor) {
+    let hdr = std::fs::read_to_string(base.with_extension("hdr")).unwrap();
+    let dims: Vec<i64> = hdr
+        .lines()
+        .skip_while(|l| !l.starts_with("# Dimensions"))
+        .nth(1)
+        .expect("cfl header without dimensions")
+        .split_whitespace()
+        .map(|d| d.parse().unwrap())
+        .collect();
+    let bytes = std::fs::read(base.with_extension("cfl")).unwrap();
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(values.len() as i64, 2 * dims.iter().product::<i64>());
+    let t = tch::Tensor::from_slice(&values)
+        .reshape([-1, 2])
+        .view_as_complex();
+    (dims, t)
+}
+
+/// Run BART (`bart <args>`, installed by scripts/setup.sh); panics with its stderr on failure.
+pub fn bart(args: &[&str]) -> String {
+    let out = Command::new("bart")
+        .args(args)
+        .output()
+        .expect("run bart: install it with `bash scripts/setup.sh` (Debian package bart)");
+    assert!(
+        out.status.success(),
+        "bart {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -55,13 +55,6 @@ impl MriFft {
         self.domain
     }
 
-    /// `F^H y` (centred, orthonormal), always complex.
-    fn centred_ifft2(y: &Tensor) -> Tensor {
-        y.fft_ifftshift(AXES.as_slice())
-            .fft_ifft2(None::<&[i64]>, AXES, "ortho")
-            .fft_fftshift(AXES.as_slice())
-    }
-
     fn to_domain(&self, x: Tensor) -> Tensor {
         match self.domain {
             ImageDomain::Real => x.real().contiguous(),
@@ -77,12 +70,19 @@ pub fn centred_fft2(x: &Tensor) -> Tensor {
         .fft_fftshift(AXES.as_slice())
 }
 
+/// `F^H y = fftshift(ifft2(ifftshift(y), norm="ortho"))` over the last two axes, always complex.
+pub fn centred_ifft2(y: &Tensor) -> Tensor {
+    y.fft_ifftshift(AXES.as_slice())
+        .fft_ifft2(None::<&[i64]>, AXES, "ortho")
+        .fft_fftshift(AXES.as_slice())
+}
+
 impl Transform for MriFft {
     fn forward(&self, x: &Tensor) -> Tensor {
         centred_fft2(x)
     }
     fn adjoint(&self, y: &Tensor) -> Tensor {
-        self.to_domain(Self::centred_ifft2(y))
+        self.to_domain(centred_ifft2(y))
     }
     /// The transform is unitary, so the inverse is the adjoint (for real images: the exact left
     /// inverse `Re F^H`).
