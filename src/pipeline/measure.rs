@@ -31,19 +31,24 @@ pub fn coil_operator(kspace: &Tensor, mask: &Tensor) -> Result<(MeasurementOpera
     );
     let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
     // The centre row crosses the calibration region of 1-D column masks and of 2-D masks alike.
-    let columns: Vec<f32> =
-        crate::tensor::tensor_to_vec(&mask.reshape([h, w]).get(h / 2).to_device(Device::Cpu));
-    let calib = espirit::calibration_width(&columns);
+    let centre_row: Vec<bool> = crate::tensor::tensor_to_vec(
+        &mask.reshape([h, w]).get(h / 2).to_device(Device::Cpu),
+    )
+    .iter()
+    .map(|&v| v > 0.5)
+    .collect();
+    let opts = espirit::EspiritOptions::default();
+    // At least three kernel positions across the calibration region: fewer leave ESPIRiT's
+    // calibration matrix too few rows to find the coils' null space.
+    let min_calib = opts.kernel + 2;
+    let width = espirit::calibration_width(&centre_row);
     ensure!(
-        calib >= espirit::MIN_CALIBRATION,
-        "multi-coil k-space: the mask's fully sampled centre is {calib} column(s) wide; coil \
-         maps need at least {} (raise --center-fraction)",
-        espirit::MIN_CALIBRATION
+        width >= min_calib,
+        "multi-coil k-space: the mask's fully sampled centre is {width} column(s) wide; ESPIRiT's \
+         {k}x{k} kernels need at least {min_calib} (raise --center-fraction)",
+        k = opts.kernel
     );
-    let opts = espirit::EspiritOptions {
-        calib,
-        ..Default::default()
-    };
+    let calib = opts.calib;
     let mut maps = Vec::with_capacity(b as usize);
     let mut phases = Vec::with_capacity(b as usize);
     for k in 0..b {
@@ -52,7 +57,7 @@ pub fn coil_operator(kspace: &Tensor, mask: &Tensor) -> Result<(MeasurementOpera
         let m = if c == 1 {
             Tensor::ones([1, h, w], (tch::Kind::ComplexFloat, kspace.device()))
         } else {
-            espirit::espirit(&slice, &opts)?
+            espirit::espirit(&slice, &opts)?.maps
         };
         phases.push(espirit::calibration_phase(&slice, &m, calib)?);
         maps.push(m);

@@ -490,6 +490,7 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
                 spacing[1] * mw as f64,
                 slice.spacing[2],
             ]),
+            source: None,
         };
         let reference = image(&x, "the image measured by the simulation");
         atomic::write_dir(&args.out, args.force, |dir| {

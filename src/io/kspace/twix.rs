@@ -158,7 +158,10 @@ pub fn read_twix(path: &Path) -> Result<RawKspace> {
         len as f64,
     )?;
     let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-    parse(&bytes).map_err(|e| anyhow!("{}: Siemens twix: {e:#}", path.display()))
+    let mut raw =
+        parse(&bytes).map_err(|e| anyhow!("{}: Siemens twix: {e:#}", path.display()))?;
+    raw.source = Some(path.to_path_buf());
+    Ok(raw)
 }
 
 /// The protocol buffers of one measurement, by name (Config, Dicom, Meas, MeasYaps, Phoenix,
@@ -641,6 +644,7 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
         format: KspaceFormat::Twix,
         recon_matrix: Some([rows, cols]),
         fov_mm,
+        source: None,
     })
 }
 
