@@ -139,7 +139,12 @@ impl Task {
         match self {
             Task::Ct => &[BaselineKind::Fbp, BaselineKind::FistaTv],
             Task::Mar => &[BaselineKind::Fbp, BaselineKind::FistaTv, BaselineKind::Li],
-            Task::Mri => &[BaselineKind::ZeroFilled, BaselineKind::Tv],
+            Task::Mri => &[
+                BaselineKind::ZeroFilled,
+                BaselineKind::Rss,
+                BaselineKind::Sense,
+                BaselineKind::Tv,
+            ],
         }
     }
 }
