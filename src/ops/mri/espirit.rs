@@ -139,8 +139,10 @@ pub fn espirit(kspace: &Tensor, opts: &EspiritOptions) -> Result<Espirit> {
         "ESPIRiT crop {}: must be below 1 (the eigenvalue inside the object)",
         opts.crop
     );
-    let kspace = kspace.to_kind(Kind::ComplexDouble);
-    let (acs, _) = calibration_region(&kspace, opts.calib)?;
+    let (acs, _) = calibration_region(kspace, opts.calib)?;
+    // The calibration matrix's eigendecomposition in double precision: its small singular
+    // values decide which kernels are kept.
+    let acs = acs.to_kind(Kind::ComplexDouble);
     let (rows, cols) = (acs.size()[1], acs.size()[2]);
     ensure!(
         rows >= k && cols >= k,
@@ -175,7 +177,7 @@ pub fn espirit(kspace: &Tensor, opts: &EspiritOptions) -> Result<Espirit> {
     // 3. W(x) = 1/k^2 sum_n g_n g_n^H, accumulated over chunks of kernels to bound memory at
     // 16 C H W. Where the kernel sits in the padded grid only multiplies every g_n by one
     // phase per pixel, which cancels in g g^H.
-    let device = kspace.device();
+    let device = acs.device();
     let mut gram = Tensor::zeros([h * w, c, c], (Kind::ComplexFloat, device));
     let (r0, c0) = (h / 2 - k / 2, w / 2 - k / 2);
     let dft_scale = ((h * w) as f64).sqrt();
