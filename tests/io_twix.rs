@@ -161,6 +161,7 @@ fn check_against_twixtools(file: &Path) -> (RawKspace, Reference, f64) {
         format: KspaceFormat::Twix,
         recon_matrix: None,
         fov_mm: None,
+        source: None,
     };
     let ei = rel_err(&coil_images(&raw), &coil_images(&ref_raw));
     eprintln!(
@@ -194,6 +195,7 @@ fn gre_rss_is_the_centred_phantom() {
         format: KspaceFormat::Twix,
         recon_matrix: None,
         fov_mm: None,
+        source: None,
     };
     let ours = rss(&coil_images(&raw), coils, h * w);
     let theirs = rss(&coil_images(&ref_raw), coils, h * w);

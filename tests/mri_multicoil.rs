@@ -83,10 +83,7 @@ with h5py.File(under + "/kspace.h5", "r") as f:
 # Unmeasured columns hold zeros; the measured ones equal the fully sampled file's.
 print(np.abs(k[..., m < 0.5]).max(), m.sum(), np.abs(k[..., m > 0.5] - np.asarray(h5py.File(full + "/kspace.h5")["kspace"])[..., m > 0.5]).max())
 "#;
-    let o = run_python(
-        script,
-        &[full.to_str().unwrap(), under.to_str().unwrap()],
-    );
+    let o = run_python(script, &[full.to_str().unwrap(), under.to_str().unwrap()]);
     let v: Vec<f64> = o.split_whitespace().map(|s| s.parse().unwrap()).collect();
     assert!(v[0] < 1e-5, "RSS vs the image: relative error {}", v[0]);
     assert!(v[1] < 1e-6, "reconstruction_rss vs the image: {}", v[1]);
@@ -183,7 +180,11 @@ print(peak_signal_noise_ratio(ref, x, data_range=ref.max() - ref.min()))
     ]);
     assert!(ok, "mri --coils 8 failed:\n{stdout}\n{stderr}");
     let m = metrics(&out);
-    assert!(psnr(&m, "sense") > psnr(&m, "rss") + 3.0, "{}", m["methods"]);
+    assert!(
+        psnr(&m, "sense") > psnr(&m, "rss") + 3.0,
+        "{}",
+        m["methods"]
+    );
 }
 
 #[test]

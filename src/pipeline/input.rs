@@ -6,8 +6,8 @@
 //! attenuation scale, MR: per-volume percentile scaling); [`Scaling`] goes back to HU / scanner
 //! intensity on output.
 
-use crate::io::measurement::{self, Measurement, MeasurementModality};
 use crate::io::kspace::{self, RawKspace};
+use crate::io::measurement::{self, Measurement, MeasurementModality};
 use crate::io::{self, ReadOptions};
 use crate::job::{Fit, InvalidSettings, JobSpec, Task, BEAM_KEYS};
 use crate::ops::mri::masks::MaskKind;

@@ -31,12 +31,11 @@ pub fn coil_operator(kspace: &Tensor, mask: &Tensor) -> Result<(MeasurementOpera
     );
     let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
     // The centre row crosses the calibration region of 1-D column masks and of 2-D masks alike.
-    let centre_row: Vec<bool> = crate::tensor::tensor_to_vec(
-        &mask.reshape([h, w]).get(h / 2).to_device(Device::Cpu),
-    )
-    .iter()
-    .map(|&v| v > 0.5)
-    .collect();
+    let centre_row: Vec<bool> =
+        crate::tensor::tensor_to_vec(&mask.reshape([h, w]).get(h / 2).to_device(Device::Cpu))
+            .iter()
+            .map(|&v| v > 0.5)
+            .collect();
     let opts = espirit::EspiritOptions::default();
     // At least three kernel positions across the calibration region: fewer leave ESPIRiT's
     // calibration matrix too few rows to find the coils' null space.
@@ -178,20 +177,28 @@ pub fn simulate_cases(
                     seed: spec.seed,
                 };
                 let sim = measure_multicoil(&sim_spec, spec.coils, &reference)?;
-                let (op, maps) = coil_operator(&sim.kspace, &sim.mask)?;
-                return Ok(vec![Case {
-                    op,
-                    y: sim.kspace,
-                    reference: Some(reference),
-                    fbp_full: None,
-                    metal: None,
-                    // The operator is estimated from the data (maps, phase), so even noise-free
-                    // k-space is not exactly `A x` for a real `x`: no final hard projection, and
-                    // no 1e-2 residual bound (the residual in metrics.json shows the mismatch).
-                    noise_free: false,
-                    noise_sigma: spec.snr_db.map(|_| sim.sigma),
-                    coil_maps: Some(maps),
-                }]);
+                // One case per slice: each slice has its own coil maps, hence its own operator
+                // (as MAR's metal trace), and the samplers split and repeat a case's batch.
+                let mut cases = Vec::with_capacity(b as usize);
+                for k in 0..b {
+                    let y = sim.kspace.narrow(0, k, 1);
+                    let (op, maps) = coil_operator(&y, &sim.mask)?;
+                    cases.push(Case {
+                        op,
+                        y,
+                        reference: Some(reference.narrow(0, k, 1)),
+                        fbp_full: None,
+                        metal: None,
+                        // The operator is estimated from the data (maps, phase), so even
+                        // noise-free k-space is not exactly `A x` for a real `x`: no final hard
+                        // projection and no 1e-2 residual bound (metrics.json's residual shows
+                        // the mismatch).
+                        noise_free: false,
+                        noise_sigma: spec.snr_db.map(|_| sim.sigma),
+                        coil_maps: Some(maps),
+                    });
+                }
+                return Ok(cases);
             }
             let (op, y, sigma) = measure_kspace(
                 &MriSimulationSpec {
@@ -690,13 +697,13 @@ fn mask_tensor(mask: &ndarray::Array2<f32>) -> Tensor {
 /// The case of a raw k-space file under `setting`: the file's own mask (`Setting::File`, no
 /// reference) or, for fully sampled k-space, a retrospective mask with the fully sampled RSS as
 /// the reference; the multi-coil operator from the data's own calibration region.
-pub fn kspace_case(
+pub fn kspace_cases(
     spec: &JobSpec,
     setting: Setting,
     input: &KspaceInput,
     scaling: &Scaling,
     device: Device,
-) -> Result<Case> {
+) -> Result<Vec<Case>> {
     let full = kspace_tensor(&input.raw, &input.ks) / scaling.scale;
     let [_, _, h, w] = full.size()[..] else {
         unreachable!("[B, C, H, W]")
@@ -718,20 +725,28 @@ pub fn kspace_case(
         ),
     };
     let y = (full * &mask).to_device(device);
-    let (op, maps) = coil_operator(&y, &mask.to_device(device))
-        .with_context(|| format!("{}: coil sensitivities", spec.input.display()))?;
-    Ok(Case {
-        op,
-        coil_maps: Some(maps),
-        y,
-        reference,
-        fbp_full: None,
-        metal: None,
-        // Measured data carry noise: the sampler keeps the likelihood and skips the final hard
-        // projection onto A x = y.
-        noise_free: false,
-        noise_sigma: None,
-    })
+    let mask = mask.to_device(device);
+    // One case per slice: each has its own coil maps, hence its own operator.
+    let mut cases = Vec::with_capacity(input.ks.len());
+    for (i, k) in input.ks.iter().enumerate() {
+        let y = y.narrow(0, i as i64, 1);
+        let (op, maps) = coil_operator(&y, &mask).with_context(|| {
+            format!("{}: slice {k}: coil sensitivities", spec.input.display())
+        })?;
+        cases.push(Case {
+            op,
+            coil_maps: Some(maps),
+            y,
+            reference: reference.as_ref().map(|r| r.narrow(0, i as i64, 1)),
+            fbp_full: None,
+            metal: None,
+            // Measured data carry noise: the sampler keeps the likelihood and skips the final
+            // hard projection onto A x = y.
+            noise_free: false,
+            noise_sigma: None,
+        });
+    }
+    Ok(cases)
 }
 
 /// The file's reference image of the chosen slices, in model space, when it has the k-space's
@@ -746,10 +761,7 @@ fn file_reference(input: &KspaceInput, h: i64, w: i64, scaling: &Scaling) -> Opt
     for &k in &input.ks {
         values.extend(reference.index_axis(ndarray::Axis(0), k).iter().copied());
     }
-    Some(
-        Tensor::from_slice(&values).reshape([input.ks.len() as i64, 1, h, w])
-            / scaling.scale,
-    )
+    Some(Tensor::from_slice(&values).reshape([input.ks.len() as i64, 1, h, w]) / scaling.scale)
 }
 
 /// The output grid of a raw k-space file: the reconstructed slices, the file's pixel size where
@@ -760,17 +772,26 @@ pub fn kspace_volume(spec: &JobSpec, input: &KspaceInput, notes: &mut Vec<String
     };
     let s = input.ks.len();
     let (dy, dx, dz) = match input.raw.fov_mm {
-        Some([fy, fx, fz]) if fy > 0.0 && fx > 0.0 => {
-            (fy / h as f64, fx / w as f64, if fz > 0.0 { fz } else { 1.0 })
-        }
+        Some([fy, fx, fz]) if fy > 0.0 && fx > 0.0 => (
+            fy / h as f64,
+            fx / w as f64,
+            if fz > 0.0 { fz } else { 1.0 },
+        ),
         _ => {
             notes.push("The file gives no field of view; the outputs say 1 mm pixels.".into());
             (1.0, 1.0, 1.0)
         }
     };
-    let mut vol = Volume::new(vec![0.0; h * w * s], [w, h, s, 1], [dx, dy, dz], Modality::Mr);
-    vol.provenance
-        .history
-        .push(format!("reconstructed from {} ({})", spec.input.display(), input.raw.format));
+    let mut vol = Volume::new(
+        vec![0.0; h * w * s],
+        [w, h, s, 1],
+        [dx, dy, dz],
+        Modality::Mr,
+    );
+    vol.provenance.history.push(format!(
+        "reconstructed from {} ({})",
+        spec.input.display(),
+        input.raw.format
+    ));
     vol
 }

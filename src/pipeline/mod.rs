@@ -63,6 +63,15 @@ pub fn print_summary(report: &JobReport, out: &Path) {
     println!("  report: {}", out.join("report.html").display());
 }
 
+/// The coil maps of every case (one slice each), `[B, C, H, W]`; None for single-coil cases.
+fn coil_maps_of(cases: &[Case]) -> Option<tch::Tensor> {
+    let maps: Vec<tch::Tensor> = cases
+        .iter()
+        .filter_map(|c| c.coil_maps.as_ref().map(|m| m.shallow_clone()))
+        .collect();
+    (!maps.is_empty() && maps.len() == cases.len()).then(|| tch::Tensor::cat(&maps, 0))
+}
+
 const MAPS_NOTE: &str = "coil_maps.nii.gz and coil_maps_phase.nii.gz hold the coil maps the \
     operator estimated (magnitude and phase; x, y, slice, coil) for inspection.";
 
@@ -117,10 +126,7 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             for setting in settings.iter().copied() {
                 let cases = measure::simulate_cases(spec, setting, &hu, image, device)?;
                 if maps.is_none() {
-                    maps = cases
-                        .first()
-                        .and_then(|c| c.coil_maps.as_ref())
-                        .map(|m| image.padding.crop(m));
+                    maps = coil_maps_of(&cases).map(|m| image.padding.crop(&m));
                 }
                 if spec.rebin && first.is_none() {
                     if let Some(case) = cases.first() {
@@ -232,14 +238,14 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
             let mut first: Option<Assessed> = None;
             let mut maps: Option<tch::Tensor> = None;
             for setting in settings.iter().copied() {
-                let case = measure::kspace_case(spec, setting, k, &scaling, device)?;
+                let cases = measure::kspace_cases(spec, setting, k, &scaling, device)?;
                 if maps.is_none() {
-                    maps = case.coil_maps.as_ref().map(|m| m.shallow_clone());
+                    maps = coil_maps_of(&cases);
                 }
                 let assessed = reconstruct_and_assess(
                     spec,
                     model,
-                    std::slice::from_ref(&case),
+                    &cases,
                     None,
                     &padding,
                     &mut report.notes,

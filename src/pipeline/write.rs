@@ -372,9 +372,7 @@ pub fn coil_maps(maps: &Tensor, grid: &Volume, dir: &Path) -> Result<()> {
         anyhow::bail!("coil maps: expected [B, C, H, W], got {:?}", maps.size())
     };
     // NIfTI's order: x fastest, then y, slice, coil.
-    let order = |t: Tensor| -> Vec<f32> {
-        tensor_to_vec(&t.permute([1, 0, 2, 3]).contiguous())
-    };
+    let order = |t: Tensor| -> Vec<f32> { tensor_to_vec(&t.permute([1, 0, 2, 3]).contiguous()) };
     let dims = [w as usize, h as usize, b as usize, c as usize];
     let maps = maps.to_device(tch::Device::Cpu);
     for (name, values) in [

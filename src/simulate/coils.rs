@@ -96,9 +96,7 @@ pub fn coil_noise(shape: [i64; 4], sigma: f64, seed: u64, device: Device) -> Ten
 /// Pixel-centre coordinates in `[-1, 1]`: `u` along the columns, `v` along the rows, `[H, W]`
 /// doubles.
 fn grid(h: i64, w: i64, device: Device) -> (Tensor, Tensor) {
-    let axis = |n: i64| {
-        (Tensor::arange(n, (Kind::Double, device)) + 0.5) * (2.0 / n as f64) - 1.0
-    };
+    let axis = |n: i64| (Tensor::arange(n, (Kind::Double, device)) + 0.5) * (2.0 / n as f64) - 1.0;
     let v = axis(h).unsqueeze(1).expand([h, w], false);
     let u = axis(w).unsqueeze(0).expand([h, w], false);
     (u, v)
@@ -132,7 +130,11 @@ mod tests {
         assert_eq!(maps.size(), vec![1, 8, 32, 32]);
         // Normalised: a unit root sum of squares everywhere; each coil sees its side of the
         // image several times brighter than the far side.
-        let rss = maps.abs().square().sum_dim_intlist(1, false, Kind::Float).sqrt();
+        let rss = maps
+            .abs()
+            .square()
+            .sum_dim_intlist(1, false, Kind::Float)
+            .sqrt();
         let err = f64::try_from((rss - 1.0).abs().max()).unwrap();
         assert!(err < 1e-5, "rss deviates from 1 by {err}");
         let first = maps.get(0).get(0).abs();

@@ -496,8 +496,13 @@ fn run_mri(args: &SimulateArgs) -> Result<String> {
         atomic::write_dir(&args.out, args.force, |dir| {
             write_fastmri(&dir.join("kspace.h5"), &raw, false)
                 .with_context(|| format!("{}: cannot write kspace.h5", args.out.display()))?;
-            io::write_volume(&reference, &dir.join("reference.nii.gz"), Some(Format::Nifti), false)
-                .with_context(|| format!("{}: cannot write reference.nii.gz", args.out.display()))?;
+            io::write_volume(
+                &reference,
+                &dir.join("reference.nii.gz"),
+                Some(Format::Nifti),
+                false,
+            )
+            .with_context(|| format!("{}: cannot write reference.nii.gz", args.out.display()))?;
             Ok(())
         })?;
         let kept = mask_values.iter().filter(|&&v| v > 0.0).count();

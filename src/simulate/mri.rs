@@ -106,8 +106,7 @@ pub fn measure_multicoil(
                 "k-space SNR {snr} dB: the images have zero signal on the mask"
             );
             sigma = (power / 10f64.powf(snr / 10.0)).sqrt();
-            let noise =
-                super::coils::coil_noise([b, coils as i64, h, w], sigma, spec.seed, device);
+            let noise = super::coils::coil_noise([b, coils as i64, h, w], sigma, spec.seed, device);
             (kspace + noise) * &mask
         }
     };

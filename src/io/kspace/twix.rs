@@ -158,8 +158,7 @@ pub fn read_twix(path: &Path) -> Result<RawKspace> {
         len as f64,
     )?;
     let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-    let mut raw =
-        parse(&bytes).map_err(|e| anyhow!("{}: Siemens twix: {e:#}", path.display()))?;
+    let mut raw = parse(&bytes).map_err(|e| anyhow!("{}: Siemens twix: {e:#}", path.display()))?;
     raw.source = Some(path.to_path_buf());
     Ok(raw)
 }
