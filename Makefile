@@ -28,3 +28,4 @@ lint: setup
 bench: build
 	cargo bench --bench operators
 	cargo bench --bench fan_beam
+	cargo bench --bench kspace_read

@@ -500,3 +500,37 @@ open(d + '/empty.hdf5', 'w').close()
     std::fs::write(&cut, &b[..b.len() / 2]).unwrap();
     assert_error(&cut, "damaged or truncated");
 }
+
+#[test]
+fn damaged_bytes_give_errors_not_crashes() {
+    // Bytes overwritten across a valid file's metadata and data: every read returns (an error
+    // naming the file, or data), none panics.
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_fastmri_py(dir.path(), "ok.h5", &[2, 4, 32, 24], false);
+    let q = dir.path().join("ok_ismrmrd.h5");
+    run_python(WRITE_ISMRMRD, &[s(&q), "0", "cartesian"]);
+    let bad = dir.path().join("bad.h5");
+    let mut errors = 0;
+    for good in [std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap()] {
+        for i in 0..64usize {
+            let mut b = good.clone();
+            let at = if i < 48 {
+                i * 40
+            } else {
+                (i - 48) * good.len() / 16
+            };
+            for v in &mut b[at..(at + 8).min(good.len())] {
+                *v ^= 0x5a;
+            }
+            std::fs::write(&bad, &b).unwrap();
+            if let Err(e) = read_kspace(&bad) {
+                assert!(e.to_string().contains(&bad.display().to_string()), "{e}");
+                errors += 1;
+            }
+        }
+    }
+    assert!(errors > 0);
+    assert_eq!(KspaceFormat::FastMri.to_string(), "fastMRI HDF5");
+    assert_eq!(KspaceFormat::Ismrmrd.to_string(), "ISMRMRD HDF5");
+    assert_eq!(KspaceFormat::Twix.to_string(), "Siemens twix");
+}

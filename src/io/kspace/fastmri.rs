@@ -83,7 +83,7 @@ fn read_inner(path: &Path) -> Result<RawKspace> {
     let count: f64 = dims.iter().map(|&d| d as f64).product();
     crate::limits::check_memory(&format!("{p}: `kspace` of shape {shape:?}"), count * 8.0)?;
     let values: Vec<Complex32> = match layout {
-        ComplexLayout::RI => ds.read_raw::<Complex32>(),
+        ComplexLayout::RI => super::read_whole::<Complex32>(&ds),
         ComplexLayout::RealImag => ds.read_raw::<RealImag>().map(|v| {
             v.into_iter()
                 .map(|c| Complex32::new(c.real, c.imag))
@@ -201,9 +201,8 @@ fn read_reference(path: &Path, file: &hdf5::File, name: &str) -> Result<Array3<f
     }
     let count: f64 = shape.iter().map(|&d| d as f64).product();
     crate::limits::check_memory(&format!("{p}: `{name}` of shape {shape:?}"), count * 4.0)?;
-    let values = ds
-        .read_raw::<f32>()
-        .map_err(h5err(path, &format!("cannot read `{name}`")))?;
+    let values =
+        super::read_whole::<f32>(&ds).map_err(h5err(path, &format!("cannot read `{name}`")))?;
     Array3::from_shape_vec((shape[0], shape[1], shape[2]), values)
         .with_context(|| format!("{p}: `{name}` holds fewer values than its shape"))
 }

@@ -177,6 +177,57 @@ pub(crate) fn h5err(path: &Path, what: &str) -> impl FnOnce(hdf5_metno::Error) -
     move |e| anyhow!("{p}: {what}: {e}")
 }
 
+/// Read a whole dataset as `T` into a buffer of our own that is advised for transparent huge
+/// pages before HDF5 fills it: the page faults of a fresh `Vec` cost 3x the read itself for a
+/// fastMRI-sized file (docs/benchmarks.md, "Raw k-space reading"). On any failure the ordinary
+/// `read_raw` runs instead, so its error carries HDF5's message.
+pub(crate) fn read_whole<T: hdf5_metno::H5Type>(
+    ds: &hdf5_metno::Dataset,
+) -> hdf5_metno::Result<Vec<T>> {
+    let n = ds.size();
+    let Ok(mem) = hdf5_metno::Datatype::from_type::<T>() else {
+        return ds.read_raw::<T>();
+    };
+    let convertible = ds.dtype().ok().and_then(|t| t.conv_path(&mem)).is_some();
+    if n == 0 || !convertible {
+        return ds.read_raw::<T>();
+    }
+    let mut buf: Vec<T> = Vec::with_capacity(n);
+    let bytes = n * std::mem::size_of::<T>();
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let p = buf.as_mut_ptr() as usize;
+        let start = p.div_ceil(PAGE) * PAGE;
+        let end = (p + bytes) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: advice on pages inside our own allocation; failure is harmless.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    // SAFETY: `buf` has room for the `n` elements of type `T` (whose HDF5 memory type is `mem`)
+    // that H5Dread writes over the whole file and memory space; they are only exposed after
+    // H5Dread reported success. The library lock is held as for every hdf5-metno call.
+    let status = hdf5_metno::sync::sync(|| unsafe {
+        hdf5_sys::h5d::H5Dread(
+            ds.id(),
+            mem.id(),
+            hdf5_sys::h5s::H5S_ALL,
+            hdf5_sys::h5s::H5S_ALL,
+            hdf5_sys::h5p::H5P_DEFAULT,
+            buf.as_mut_ptr().cast(),
+        )
+    });
+    if status < 0 {
+        return ds.read_raw::<T>();
+    }
+    // SAFETY: H5Dread filled all `n` elements.
+    unsafe { buf.set_len(n) };
+    Ok(buf)
+}
+
 /// fastMRI's definition of the root-sum-of-squares image: sqrt(sum_c |ifft2c(k_c)|^2),
 /// centre-cropped to `crop` ([rows, cols]) when given, as fastMRI's `center_crop` does (start
 /// `(n - crop) / 2`); a crop larger than the image is clamped to it. f32 [slices, h, w].
