@@ -730,9 +730,8 @@ pub fn kspace_cases(
     let mut cases = Vec::with_capacity(input.ks.len());
     for (i, k) in input.ks.iter().enumerate() {
         let y = y.narrow(0, i as i64, 1);
-        let (op, maps) = coil_operator(&y, &mask).with_context(|| {
-            format!("{}: slice {k}: coil sensitivities", spec.input.display())
-        })?;
+        let (op, maps) = coil_operator(&y, &mask)
+            .with_context(|| format!("{}: slice {k}: coil sensitivities", spec.input.display()))?;
         cases.push(Case {
             op,
             coil_maps: Some(maps),

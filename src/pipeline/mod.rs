@@ -242,14 +242,8 @@ pub fn run_job(spec: &JobSpec, dir: &Path) -> Result<JobReport> {
                 if maps.is_none() {
                     maps = coil_maps_of(&cases);
                 }
-                let assessed = reconstruct_and_assess(
-                    spec,
-                    model,
-                    &cases,
-                    None,
-                    &padding,
-                    &mut report.notes,
-                )?;
+                let assessed =
+                    reconstruct_and_assess(spec, model, &cases, None, &padding, &mut report.notes)?;
                 report.sweep.extend(assessed.sweep_points(setting.x()));
                 first.get_or_insert(assessed);
             }
