@@ -528,16 +528,23 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
     if center_lin > cols / 2 {
         bail!("k-space centre line {center_lin} does not fit {cols} lines");
     }
-    let mut acquired = vec![false; slices * cols];
-    for s in &scans {
-        acquired[s.mdh.counter[SLI] as usize * cols + s.mdh.counter[LIN] as usize + lin_shift] =
-            true;
-    }
-    let n_acquired = acquired.iter().filter(|&&a| a).count();
+    // The distinct (slice, line) cells acquired, counted from the scans (not from a grid the
+    // counters size, which damaged counters make huge).
+    let mut cells_acquired: Vec<(u16, u16)> = scans
+        .iter()
+        .map(|s| (s.mdh.counter[SLI], s.mdh.counter[LIN]))
+        .collect();
+    cells_acquired.sort_unstable();
+    cells_acquired.dedup();
+    let n_acquired = cells_acquired.len();
     if slices * cols > MAX_CELLS_PER_LINE * n_acquired {
         bail!(
             "the counters span {slices} slices x {cols} lines but only {n_acquired} lines were acquired (more than {MAX_CELLS_PER_LINE}x undersampled): damaged counters?"
         );
+    }
+    let mut acquired = vec![false; slices * cols];
+    for &(sl, lin) in &cells_acquired {
+        acquired[sl as usize * cols + lin as usize + lin_shift] = true;
     }
     let samples: usize = scans.iter().map(|s| s.mdh.samples).sum::<usize>() * coils;
     if slices * cols * rows * coils > MAX_CELLS_PER_LINE * samples {
