@@ -19,10 +19,10 @@ export LD_LIBRARY_PATH=$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bash fuzz/seed.sh
 cargo fuzz build -s none
 
-declare -A max_len=([nifti]=65536 [dicom]=262144 [nrrd]=65536 [measurement]=16384)
-declare -A runs=([nifti]=1500000 [dicom]=15000 [nrrd]=30000 [measurement]=1000000)
+declare -A max_len=([nifti]=65536 [dicom]=262144 [nrrd]=65536 [measurement]=16384 [twix]=65536)
+declare -A runs=([nifti]=1500000 [dicom]=15000 [nrrd]=30000 [measurement]=1000000 [twix]=300000)
 # FUZZ_TARGETS picks some of them (e.g. FUZZ_TARGETS=dicom).
-for t in ${FUZZ_TARGETS:-nifti dicom nrrd measurement}; do
+for t in ${FUZZ_TARGETS:-nifti dicom nrrd measurement twix}; do
     echo "fuzz: $t, ${runs[$t]} inputs (at most ${seconds} s)"
     mkdir -p "fuzz/artifacts/$t"
     # The seed corpus is copied so the run adds nothing to fuzz/corpus. DICOM starts from the

@@ -503,6 +503,16 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
         .max()
         .unwrap();
     let rows = rows_os / os;
+    // Every line is transformed at the full readout length: one much shorter than the longest
+    // is damage (an asymmetric echo keeps well over half), and would let a small file cost
+    // long transforms.
+    if let Some(s) = scans.iter().find(|s| 4 * s.mdh.samples < rows_os) {
+        bail!(
+            "scan at byte {} has {} samples, under a quarter of the {rows_os}-sample readout that other scans and their centre columns need",
+            s.offset,
+            s.mdh.samples
+        );
+    }
     let center_lin = first.center_lin;
     let max_lin = scans
         .iter()
@@ -520,15 +530,28 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
     if center_lin > cols / 2 {
         bail!("k-space centre line {center_lin} does not fit {cols} lines");
     }
-    let mut acquired = vec![false; slices * cols];
-    for s in &scans {
-        acquired[s.mdh.counter[SLI] as usize * cols + s.mdh.counter[LIN] as usize + lin_shift] =
-            true;
-    }
-    let n_acquired = acquired.iter().filter(|&&a| a).count();
+    // The distinct (slice, line) cells acquired, counted from the scans (not from a grid the
+    // counters size, which damaged counters make huge).
+    let mut cells_acquired: Vec<(u16, u16)> = scans
+        .iter()
+        .map(|s| (s.mdh.counter[SLI], s.mdh.counter[LIN]))
+        .collect();
+    cells_acquired.sort_unstable();
+    cells_acquired.dedup();
+    let n_acquired = cells_acquired.len();
     if slices * cols > MAX_CELLS_PER_LINE * n_acquired {
         bail!(
             "the counters span {slices} slices x {cols} lines but only {n_acquired} lines were acquired (more than {MAX_CELLS_PER_LINE}x undersampled): damaged counters?"
+        );
+    }
+    let mut acquired = vec![false; slices * cols];
+    for &(sl, lin) in &cells_acquired {
+        acquired[sl as usize * cols + lin as usize + lin_shift] = true;
+    }
+    let samples: usize = scans.iter().map(|s| s.mdh.samples).sum::<usize>() * coils;
+    if slices * cols * rows * coils > MAX_CELLS_PER_LINE * samples {
+        bail!(
+            "a k-space of {slices} slices x {coils} coils x {rows} x {cols} from {samples} samples (more than {MAX_CELLS_PER_LINE}x undersampled): damaged counters?"
         );
     }
     let cells = (slices * coils * rows * cols) as f64;
