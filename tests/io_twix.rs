@@ -239,9 +239,7 @@ fn gre_rss_is_the_centred_phantom() {
 
 #[test]
 fn epi_is_refused_for_its_phase_correction_scans() {
-    let e = read_twix(&data("twix/epi.dat"))
-        .err()
-        .expect("epi.dat must be refused");
+    let e = read_twix(&data("twix/epi.dat")).expect_err("epi.dat must be refused");
     let msg = format!("{e:#}");
     assert!(msg.contains("epi.dat"), "{msg}");
     assert!(
