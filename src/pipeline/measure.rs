@@ -56,7 +56,17 @@ pub fn coil_operator(kspace: &Tensor, mask: &Tensor) -> Result<(MeasurementOpera
         let m = if c == 1 {
             Tensor::ones([1, h, w], (tch::Kind::ComplexFloat, kspace.device()))
         } else {
-            espirit::espirit(&slice, &opts)?.maps
+            // ESPIRiT can fail where the simpler estimate does not (a calibration matrix with no
+            // kernel above the threshold, a singular eigenproblem): fall back, and say so.
+            match espirit::espirit(&slice, &opts) {
+                Ok(e) => e.maps,
+                Err(e) => {
+                    crate::io::warn(&format!(
+                        "ESPIRiT failed ({e:#}); low-resolution coil maps used instead"
+                    ));
+                    espirit::lowres_maps(&slice, calib)?
+                }
+            }
         };
         phases.push(espirit::calibration_phase(&slice, &m, calib)?);
         maps.push(m);
