@@ -9,7 +9,13 @@ use tch::{Kind, Tensor};
 
 /// `[B, 1, H, W]` real from zero-filled Cartesian k-space `y`, `[B, C, H, W]`.
 pub fn rss(op: &MeasurementOperator, y: &Tensor) -> Tensor {
-    centred_ifft2(&(y * &op.mask))
+    rss_of(&(y * &op.mask))
+}
+
+/// The root sum of squares of the coil images of centred k-space `[B, C, H, W]` as it is (the
+/// fully sampled reference of a multi-coil case).
+pub fn rss_of(kspace: &Tensor) -> Tensor {
+    centred_ifft2(kspace)
         .abs()
         .square()
         .sum_dim_intlist(1, true, None::<Kind>)

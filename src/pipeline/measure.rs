@@ -642,21 +642,6 @@ fn kspace_tensor(raw: &RawKspace, ks: &[usize]) -> Tensor {
         .view_as_complex()
 }
 
-/// The fully sampled root sum of squares `[B, 1, H, W]` of centred k-space `[B, C, H, W]`:
-/// fastMRI's reference image.
-fn rss_image(kspace: &Tensor) -> Tensor {
-    let [_, _, h, w] = kspace.size()[..] else {
-        unreachable!("[B, C, H, W]")
-    };
-    MriFft::complex(h, w)
-        .expect("a k-space of at least 1x1")
-        .inverse(kspace)
-        .abs()
-        .square()
-        .sum_dim_intlist(1, true, tch::Kind::Float)
-        .sqrt()
-}
-
 /// How a raw k-space file is measured: with its own mask (undersampled) or a retrospective one
 /// (fully sampled, which then gives the reference).
 pub fn kspace_settings(spec: &JobSpec, input: &KspaceInput) -> Vec<Setting> {
@@ -683,7 +668,7 @@ pub fn kspace_scaling(
     if let Some(mask) = &input.raw.mask {
         k *= mask_tensor(mask);
     }
-    let rss: Vec<f32> = crate::tensor::tensor_to_vec(&rss_image(&k));
+    let rss: Vec<f32> = crate::tensor::tensor_to_vec(&crate::classic::rss::rss_of(&k));
     let scaling = normalisation.fit(&rss)?;
     notes.push(format!(
         "Intensity scale: the {percentile}th percentile of the {} RSS image of the reconstructed \
@@ -727,7 +712,7 @@ pub fn kspace_cases(
                 .build(h, w)?
                 .to_kind(tch::Kind::Float)
                 .reshape([1, 1, h, w]),
-            Some(rss_image(&full).to_device(device)),
+            Some(crate::classic::rss::rss_of(&full).to_device(device)),
         ),
         _ => bail!(
             "{}: no measurement setting {setting:?} for this k-space",
