@@ -2,9 +2,8 @@
 # Idempotent set-up for a fresh machine: the project-local Python environment that carries
 # libtorch (PyPI torch==2.11.0) and the independent reference software the tests call
 # (numpy, scikit-image, pydicom, nibabel, pynrrd, ASTRA's CPU projectors (astra-toolbox), h5py, twixtools,
-# ismrmrd, sigpy; dciodvfy from
-# Debian's dicom3tools; Slurm and munge from Debian for the cluster test), and the real scans the tests and
-# the demo read.
+# ismrmrd, sigpy; dciodvfy from Debian's dicom3tools; Slurm and munge, libhdf5 and BART from Debian), and the
+# real scans and raw files the tests and the demo read.
 # A second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -140,17 +139,17 @@ if [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmd ] || [ ! -x /usr/sbin
     || { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null; }; } \
     || { echo "setup: error: could not install slurm-wlm and munge (apt-get install slurm-wlm munge, as root)" >&2; exit 1; }
 fi
-# libhdf5 (headers and library: the hdf5-metno crate links it for the fastMRI and ISMRMRD readers)
-# and BART (`ecalib`, `pics`: the independent reference the multi-coil tests compare against), from
-# Debian, like Slurm above.
+# libhdf5 (headers and library: the hdf5-metno crate links it for the fastMRI and ISMRMRD readers,
+# and its build finds it with pkg-config) and BART (`ecalib`, `pics`: the independent reference the
+# multi-coil tests compare against), from Debian, like Slurm above.
 if [ ! -e /usr/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so ] || [ ! -e /usr/include/hdf5/serial/hdf5.h ] \
-   || ! command -v bart >/dev/null 2>&1; then
-  echo "setup: installing libhdf5-dev and bart (apt-get)"
+   || ! command -v bart >/dev/null 2>&1 || ! command -v pkg-config >/dev/null 2>&1; then
+  echo "setup: installing libhdf5-dev, bart and pkg-config (apt-get)"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
-  { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libhdf5-dev bart >/dev/null 2>&1 \
-    || { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libhdf5-dev bart >/dev/null; }; } \
-    || { echo "setup: error: could not install libhdf5-dev and bart (apt-get install libhdf5-dev bart, as root)" >&2; exit 1; }
+  { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libhdf5-dev bart pkg-config >/dev/null 2>&1 \
+    || { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libhdf5-dev bart pkg-config >/dev/null; }; } \
+    || { echo "setup: error: could not install libhdf5-dev, bart and pkg-config (apt-get install libhdf5-dev bart pkg-config, as root)" >&2; exit 1; }
 fi
 # The real raw Siemens twix files (a phantom: gre.dat, epi.dat) ship only in twixtools' source
 # tarball. Its metadata step needs setuptools_scm and wheel and a version to pretend, so it runs
