@@ -300,6 +300,21 @@ pub(crate) fn centered_fft(planner: &mut FftPlanner<f32>, x: &mut [Complex32], i
     x.iter_mut().for_each(|v| *v *= scale);
 }
 
+/// One readout without its oversampling: to image space, the centre `keep` samples (from
+/// `n/2 - keep/2`, so the centre stays at the centre), back to k-space; orthonormal and centred.
+/// `line` is left in image space. Shared by the ISMRMRD and twix readers.
+pub(crate) fn crop_readout(
+    planner: &mut FftPlanner<f32>,
+    line: &mut [Complex32],
+    keep: usize,
+) -> Vec<Complex32> {
+    centered_fft(planner, line, true);
+    let start = line.len() / 2 - keep / 2;
+    let mut kept = line[start..start + keep].to_vec();
+    centered_fft(planner, &mut kept, false);
+    kept
+}
+
 /// Remove readout oversampling: each readout (a line along rows) goes to image space, keeps its
 /// centre `keep` samples (from `rows/2 - keep/2`, so the centre stays at the centre) and comes
 /// back, orthonormal and centred, as twixtools and ismrmrd-python-tools do.
@@ -308,7 +323,6 @@ pub(crate) fn remove_readout_oversampling(k: &Array4<Complex32>, keep: usize) ->
     if keep >= rows {
         return k.clone();
     }
-    let start = rows / 2 - keep / 2;
     let slices: Vec<ndarray::Array3<Complex32>> = (0..s)
         .into_par_iter()
         .map(|si| {
@@ -320,9 +334,7 @@ pub(crate) fn remove_readout_oversampling(k: &Array4<Complex32>, keep: usize) ->
                     for r in 0..rows {
                         line[r] = k[[si, ci, r, j]];
                     }
-                    centered_fft(&mut planner, &mut line, true);
-                    let mut kept = line[start..start + keep].to_vec();
-                    centered_fft(&mut planner, &mut kept, false);
+                    let kept = crop_readout(&mut planner, &mut line, keep);
                     for (r, v) in kept.into_iter().enumerate() {
                         o[[ci, r, j]] = v;
                     }

@@ -561,18 +561,9 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
     )?;
 
     let mut planner = rustfft::FftPlanner::<f32>::new();
-    let ifft = planner.plan_fft_inverse(rows_os);
-    let fft = planner.plan_fft_forward(rows);
-    let scale = 1.0 / ((rows_os as f32) * (rows as f32)).sqrt();
     let mut k = Array4::<Complex32>::zeros((slices, coils, rows, cols));
     let mut count = vec![0u32; slices * cols];
     let mut line = vec![Complex32::new(0.0, 0.0); rows_os];
-    let mut small = vec![Complex32::new(0.0, 0.0); rows];
-    let mut scratch = vec![
-        Complex32::new(0.0, 0.0);
-        ifft.get_inplace_scratch_len()
-            .max(fft.get_inplace_scratch_len())
-    ];
     for s in &scans {
         let m = &s.mdh;
         let sl = m.counter[SLI] as usize;
@@ -593,22 +584,12 @@ pub fn parse(b: &[u8]) -> Result<RawKspace> {
                 let im = f32::from_le_bytes(b[o + 4..o + 8].try_into().unwrap());
                 line[shift + i] = Complex32::new(re, im);
             }
+            let cropped;
             let out: &[Complex32] = if os == 1 {
                 &line
             } else {
-                // Centred: ifftshift, transform, fftshift (rows_os is even, so both shifts
-                // are a rotation by rows_os/2).
-                line.rotate_left(rows_os / 2);
-                ifft.process_with_scratch(&mut line, &mut scratch);
-                line.rotate_right(rows_os / 2);
-                let lo = rows_os / 4;
-                small.copy_from_slice(&line[lo..lo + rows]);
-                // ifftshift then fftshift for a length that may be odd.
-                small.rotate_left(rows / 2);
-                fft.process_with_scratch(&mut small, &mut scratch);
-                small.rotate_right(rows / 2);
-                small.iter_mut().for_each(|v| *v *= scale);
-                &small
+                cropped = super::crop_readout(&mut planner, &mut line, rows);
+                &cropped
             };
             let mut dst = k.slice_mut(ndarray::s![sl, c, .., col]);
             for r in 0..rows {
