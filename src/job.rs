@@ -54,7 +54,7 @@ pub enum Task {
 }
 
 /// Settings every task has (`config` names a task config inside a manifest entry).
-const COMMON_KEYS: [&str; 23] = [
+const COMMON_KEYS: [&str; 25] = [
     "task",
     "config",
     "input",
@@ -69,6 +69,8 @@ const COMMON_KEYS: [&str; 23] = [
     "lambda",
     "dds_eta",
     "dds_cg_iterations",
+    "dds_fresh",
+    "dds_start_sigma",
     "samples",
     "seed",
     "device",
@@ -233,6 +235,10 @@ pub struct JobSpec {
     pub dds_eta: f64,
     /// DDS: conjugate-gradient iterations of the data step per level.
     pub dds_cg_iterations: usize,
+    /// DDS: share of the re-noise drawn fresh, 0 (DDIM's eta rule) to 1 (all fresh).
+    pub dds_fresh: f64,
+    /// DDS: first noise level of the warm start (model units); 0: pure noise at sigma_max.
+    pub dds_start_sigma: f64,
     /// Posterior samples per slice; more than one gives a mean and a per-pixel std map.
     pub samples: usize,
     pub seed: u64,
@@ -289,6 +295,8 @@ impl Default for JobSpec {
             lambda: 0.841,
             dds_eta: SamplerOptions::default().dds_eta,
             dds_cg_iterations: SamplerOptions::default().dds_cg_iterations,
+            dds_fresh: SamplerOptions::default().dds_fresh,
+            dds_start_sigma: SamplerOptions::default().dds_start_sigma,
             samples: 1,
             seed: 0,
             device: DeviceChoice::Auto,
@@ -338,11 +346,18 @@ impl JobSpec {
             Task::Mar => {
                 s.snr = 0.209;
                 s.lambda = 0.227;
+                // DDS: fresh re-noise beat the DDIM rule on the MAR tuning slice (CT_small with
+                // inserted metal, +0.9 dB; docs/sampling.md, "Warm start and fresh noise").
+                s.dds_fresh = 1.0;
                 s.baselines = vec![BaselineKind::Fbp, BaselineKind::Li];
             }
             Task::Mri => {
                 s.snr = 0.577;
                 s.lambda = 0.982;
+                // DDS re-noises with fresh noise: the hard k-space replacement leaves the
+                // network's noise estimate carrying the aliasing of the data step forward
+                // (docs/sampling.md, "Warm start and fresh noise").
+                s.dds_fresh = 1.0;
                 s.baselines = vec![BaselineKind::ZeroFilled, BaselineKind::Tv];
             }
         }
@@ -471,6 +486,8 @@ impl JobSpec {
             lambda: self.lambda,
             dds_eta: self.dds_eta,
             dds_cg_iterations: self.dds_cg_iterations,
+            dds_fresh: self.dds_fresh,
+            dds_start_sigma: self.dds_start_sigma,
             seed: self.seed,
             samples: self.samples,
             batch: self.batch_size,
@@ -719,6 +736,32 @@ mod tests {
         assert_eq!((s.lambda, s.snr), (0.227, 0.209));
         let s = JobSpec::for_task(Task::Mri);
         assert_eq!((s.lambda, s.snr), (0.982, 0.577));
+    }
+
+    #[test]
+    fn dds_re_noise_and_warm_start_per_task_and_checked() {
+        let fresh = |t| JobSpec::for_task(t).sampler_options(true).dds_fresh;
+        assert_eq!(
+            (fresh(Task::Ct), fresh(Task::Mri), fresh(Task::Mar)),
+            (0.0, 1.0, 1.0)
+        );
+        let s = JobSpec::from_yaml(
+            Some(Task::Ct),
+            &yaml("sampler: dds\nsteps: 25\ndds_fresh: 0.5\ndds_start_sigma: 2\n"),
+            "t",
+        )
+        .unwrap();
+        let o = s.sampler_options(true);
+        assert_eq!((o.dds_fresh, o.dds_start_sigma), (0.5, 2.0));
+        for bad in ["dds_fresh: 1.5", "dds_fresh: -0.1", "dds_start_sigma: -1"] {
+            let spec = JobSpec::from_yaml(Some(Task::Mri), &yaml(bad), "t").unwrap();
+            let err = spec
+                .sampler_options(true)
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("dds_fresh in [0, 1]"), "{bad}: {err}");
+        }
     }
 
     #[test]

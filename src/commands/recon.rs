@@ -68,6 +68,13 @@ pub struct CommonArgs {
     /// DDS: conjugate-gradient iterations K of the data step per level.
     #[arg(long)]
     pub dds_cg_iterations: Option<usize>,
+    /// DDS: share of the re-noise drawn fresh, 0 (DDIM's eta rule; CT, MAR) to 1 (MRI).
+    #[arg(long)]
+    pub dds_fresh: Option<f64>,
+    /// DDS: first noise level of the warm start in model units (default 0.3); 0: pure noise
+    /// at the prior's sigma_max.
+    #[arg(long)]
+    pub dds_start_sigma: Option<f64>,
     /// Posterior samples per slice (>1 adds a mean and a per-pixel std map).
     #[arg(long)]
     pub samples: Option<usize>,
@@ -278,6 +285,8 @@ impl CommonArgs {
         g.opt("lambda", &self.lambda);
         g.opt("dds_eta", &self.dds_eta);
         g.opt("dds_cg_iterations", &self.dds_cg_iterations);
+        g.opt("dds_fresh", &self.dds_fresh);
+        g.opt("dds_start_sigma", &self.dds_start_sigma);
         g.opt("samples", &self.samples);
         g.opt("seed", &self.seed);
         g.opt("device", &self.device);

@@ -15,6 +15,19 @@
 //!    eps + c z`, `c = dds_eta sigma_{i+1} sqrt(1 - sigma_{i+1}^2 / sigma_i^2)` (the VE form of
 //!    DDIM's `sigma_t`; `dds_eta = 0` deterministic, 1 the ancestral posterior step).
 //!
+//! `dds_fresh` (f) moves `c` towards `sigma_{i+1}`, `c <- c + f (sigma_{i+1} - c)`: at 1 the
+//! re-noise is all fresh noise and `eps` is dropped. Under a hard data step (MRI's k-space
+//! replacement) `eps` carries the data step's aliasing into the next level; fresh noise does
+//! not (docs/sampling.md, "Warm start and fresh noise").
+//!
+//! Warm start (`dds_start_sigma` = `sigma_s` below `sigma_max`; Chung, Sim and Ye's
+//! "come-closer-diffuse-faster"): the levels run geometrically from `sigma_s` to `sigma_min`,
+//! and the start is the data step applied to a blank image (K CG steps from 0 towards the
+//! least-squares solution: zero-filled MRI, a smooth CT image) plus noise of `sigma_s`. The
+//! N levels then lie where the measurement leaves the image undecided, not above the data
+//! range where the prior's samples are all alike. Unconditional runs (`lambda = 0`) start
+//! cold: without data there is nothing to start from.
+//!
 //! The last level returns `x0'` itself, already denoised at `sigma_min`, so [`reconstruct`]
 //! adds no separate final denoise (N score evaluations in all). `lambda = 0` skips the data
 //! step (unconditional sampling); otherwise `lambda` is not used. The data step uses `y` itself,
@@ -24,7 +37,8 @@
 
 use super::{Context, Sampler, SamplerOptions};
 use crate::ops::projection::regularised_least_squares;
-use anyhow::Result;
+use crate::sde::VeSde;
+use anyhow::{bail, Result};
 use tch::Tensor;
 
 pub struct Decomposed;
@@ -55,7 +69,25 @@ impl Sampler for Decomposed {
     }
 
     fn run(&self, ctx: &mut Context, mut x: Tensor) -> Result<Tensor> {
-        let levels = ctx.sde.levels(ctx.opts.steps);
+        let o = ctx.opts;
+        let (sigma_min, sigma_max) = (ctx.sde.sigma_min, ctx.sde.sigma_max);
+        let warm = o.lambda > 0.0 && o.dds_start_sigma > 0.0 && o.dds_start_sigma < sigma_max;
+        let levels = if warm {
+            let start = o.dds_start_sigma;
+            if start <= sigma_min {
+                bail!(
+                    "sampler option dds_start_sigma ({start}) must exceed the prior's sigma_min \
+                     ({sigma_min}), or be 0 for a start from pure noise"
+                );
+            }
+            // `x` is the N(0, sigma_max^2) draw of every sampler: rescaled, the same stream.
+            let blank = Self::data_step(ctx, &x.zeros_like(), start);
+            x = blank + &x * (start / sigma_max);
+            ctx.check(&x, start)?;
+            VeSde::new(sigma_min, start)?.levels(o.steps)
+        } else {
+            ctx.sde.levels(o.steps)
+        };
         for (i, &sigma) in levels.iter().enumerate() {
             let s = ctx.score(&x, sigma)?;
             let x0 = crate::sde::tweedie(&x, &s, &(sigma * sigma));
@@ -66,7 +98,8 @@ impl Sampler for Decomposed {
             };
             // eps = (x - x0) / sigma = -sigma s.
             let eps = &s * (-sigma);
-            let c = ctx.opts.dds_eta * next * (1.0 - (next * next) / (sigma * sigma)).sqrt();
+            let ddim = o.dds_eta * next * (1.0 - (next * next) / (sigma * sigma)).sqrt();
+            let c = ddim + o.dds_fresh * (next - ddim);
             let keep = (next * next - c * c).max(0.0).sqrt();
             x = if c > 0.0 {
                 let z = ctx.noise.normal_like(&x0c);

@@ -120,6 +120,14 @@ pub struct SamplerOptions {
     pub dds_eta: f64,
     /// DDS: conjugate-gradient iterations K of the data step at each level.
     pub dds_cg_iterations: usize,
+    /// DDS: share of the re-noise drawn fresh, 0 (DDIM's `eta` rule) to 1 (all fresh: the
+    /// network's noise estimate is dropped, as in SDEdit/CCDF re-noising).
+    pub dds_fresh: f64,
+    /// DDS: warm start. The first level is this sigma (model units) and the start is the data
+    /// step applied to a blank image plus noise of that sigma (Chung et al.'s come-closer-
+    /// diffuse-faster); 0, or at least the prior's `sigma_max`, starts from pure noise at
+    /// `sigma_max`.
+    pub dds_start_sigma: f64,
     /// DDS: weight gamma of `|x - x0|^2` in the data step, on top of
     /// `(measurement_sigma / sigma)^2`; 0 for a noise-free measurement.
     pub dds_gamma: f64,
@@ -155,6 +163,11 @@ impl Default for SamplerOptions {
             // on CT (MRI converges in one or two steps) and 20 added 0.04 dB.
             dds_eta: 1.0,
             dds_cg_iterations: 10,
+            // Warm start at 0.3 (30 % of the [0, 1] data range of every shipped prior) and the
+            // DDIM rule: chosen on the tuning subjects of docs/sampling.md ("Warm start and fresh
+            // noise"), not on the test subjects. MRI jobs set dds_fresh 1 (JobSpec::for_task).
+            dds_fresh: 0.0,
+            dds_start_sigma: 0.3,
             dds_gamma: 0.0,
             progress: true,
             divergence_guard: true,
@@ -172,6 +185,8 @@ impl SamplerOptions {
             ("likelihood_sigma_rate", self.likelihood_sigma_rate),
             ("dds_eta", self.dds_eta),
             ("dds_gamma", self.dds_gamma),
+            ("dds_fresh", self.dds_fresh),
+            ("dds_start_sigma", self.dds_start_sigma),
         ];
         for (name, v) in finite {
             if !v.is_finite() {
@@ -199,6 +214,13 @@ impl SamplerOptions {
                 "sampler options dds_eta in [0, 1] and dds_gamma >= 0 are required (got {} and {})",
                 self.dds_eta,
                 self.dds_gamma
+            );
+        }
+        if !(0.0..=1.0).contains(&self.dds_fresh) || self.dds_start_sigma < 0.0 {
+            bail!(
+                "sampler options dds_fresh in [0, 1] and dds_start_sigma >= 0 are required (got {} and {})",
+                self.dds_fresh,
+                self.dds_start_sigma
             );
         }
         if !(0.0..=1.0).contains(&self.lambda) {
