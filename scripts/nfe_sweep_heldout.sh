@@ -7,6 +7,8 @@
 # subject-out runs (scripts/loso_{ct,mri}.yaml), chosen there before any score-based result
 # was seen. One torch thread per run. Then:
 #   cargo run --release --example nfe_table -- OUT.csv docs/nfe_heldout
+# DDS runs with the current defaults (since 2026-12-02 the warm start and the task's re-noise);
+# docs/nfe_heldout.csv labels the 2026-12-01 rows of the earlier cold-start DDS `dds-cold`.
 set -eu
 out=${1:-nfe_heldout.csv}
 export OMP_NUM_THREADS=1
