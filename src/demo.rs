@@ -41,8 +41,10 @@ const MRI_SLICE: usize = 13;
 pub struct DemoOptions {
     pub out: PathBuf,
     pub force: bool,
-    /// Sampling steps (noise levels) for both cases (the CT case's ODE needs at least 200).
+    /// Noise levels of the CT case (the ODE needs at least 200).
     pub steps: usize,
+    /// Noise levels of the MRI case (DDS).
+    pub mri_steps: usize,
     pub device: DeviceChoice,
     pub quiet: bool,
 }
@@ -59,31 +61,33 @@ pub fn run(args: &DemoOptions) -> Result<()> {
         // head with skull (pyradiomics brain2, held out whole from mri_head_128) slice 13, 4x
         // equispaced with an 8% centre (the tasks' defaults, their default priors and baselines).
         // Each with its task's CPU preset sampler (docs/sampling.md, "Quality against NFE: the
-        // default priors on held-out subjects"): the probability-flow ODE for CT, PC for MRI
-        // (where the ODE collapses).
+        // default priors on held-out subjects"): the probability-flow ODE for CT, DDS for MRI
+        // (where the ODE collapses; "Warm start and fresh noise").
         let cases = [
             (
                 Task::Ct,
                 SamplerKind::Ode,
+                args.steps,
                 &chest,
                 CT_SLICE,
                 format!("Sparse-view CT, 23 of 180 views, chest CT (lung2, a patient no prior saw) slice {CT_SLICE}"),
             ),
             (
                 Task::Mri,
-                SamplerKind::Pc,
+                SamplerKind::Dds,
+                args.mri_steps,
                 &t1,
                 MRI_SLICE,
                 format!("Undersampled MRI, 4x, T1 head (brain2, a subject no prior saw) slice {MRI_SLICE}"),
             ),
         ];
-        for (task, sampler, input, slice, title) in cases {
+        for (task, sampler, steps, input, slice, title) in cases {
             let spec = JobSpec {
                 input: input.clone(),
                 slices: vec![slice],
                 fit: Fit::Resample,
                 sampler,
-                steps: args.steps,
+                steps,
                 device: args.device,
                 quiet: args.quiet,
                 ..JobSpec::for_task(task)

@@ -14,10 +14,12 @@ pub struct DemoArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     pub force: bool,
-    /// Sampling steps (noise levels) for both cases: CT with the probability-flow ODE (at least
-    /// 200), MRI with PC.
+    /// Noise levels of the CT case, sampled with the probability-flow ODE (at least 200).
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
+    /// Noise levels of the MRI case, sampled with DDS (at least 5; the MRI CPU preset's 50).
+    #[arg(long, default_value_t = 50)]
+    pub mri_steps: usize,
     /// Where the tensors live.
     #[arg(long, default_value = "cpu", value_parser = crate::cli::named::<DeviceChoice>())]
     pub device: DeviceChoice,
@@ -31,6 +33,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         out: a.out,
         force: a.force,
         steps: a.steps,
+        mri_steps: a.mri_steps,
         device: a.device,
         quiet: a.quiet,
     })
