@@ -26,3 +26,10 @@ for t in ct mri; do
     scripts/nfe_sweep.sh "$out" "${a[@]}" dds:5 dds:10 dds:50 dds:100
     label 4 defaults
 done
+# The pair again on all slices of docs/results.md's leave-one-subject-out runs (lung2 26..36 even,
+# brain2 10..16), added after the three-slice pair was seen, to check its margin.
+scripts/nfe_sweep.sh "$out" ct "$d/lung2_image.nrrd" "--views 23 --fit resample --slice 26,28,30,32,34,36" dds:25 pc:200
+label 2 all-slices
+scripts/nfe_sweep.sh "$out" mri "$d/brain2_image.nrrd" \
+    "--acceleration 4 --center-fraction 0.08 --fit resample --slice 10,11,12,13,14,15,16" dds:25 pc:200
+label 2 all-slices
