@@ -17,8 +17,10 @@
 //!
 //! `dds_fresh` (f) moves `c` towards `sigma_{i+1}`, `c <- c + f (sigma_{i+1} - c)`: at 1 the
 //! re-noise is all fresh noise and `eps` is dropped. Under a hard data step (MRI's k-space
-//! replacement) `eps` carries the data step's aliasing into the next level; fresh noise does
-//! not (docs/sampling.md, "Warm start and fresh noise").
+//! replacement) `eps`, taken before the data step, holds the aliasing the step removed, and
+//! DDIM's rule would carry it into the next level; fresh noise does not. That is our reading
+//! of why MRI and MAR gain from it and CT does not (docs/sampling.md, "Warm start and fresh
+//! noise").
 //!
 //! Warm start (`dds_start_sigma` = `sigma_s` below `sigma_max`; Chung, Sim and Ye's
 //! "come-closer-diffuse-faster"): the levels run geometrically from `sigma_s` to `sigma_min`,
