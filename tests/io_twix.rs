@@ -143,6 +143,19 @@ fn gre() -> std::path::PathBuf {
     data("twix/gre.dat")
 }
 
+/// twixtools' k-space as a `RawKspace`, for the same coil-image transform as ours.
+fn twixtools_raw(dim: (usize, usize, usize, usize), k: Vec<Complex32>) -> RawKspace {
+    RawKspace {
+        kspace: ndarray::Array4::from_shape_vec(dim, k).unwrap(),
+        mask: None,
+        reference: None,
+        format: KspaceFormat::Twix,
+        recon_matrix: None,
+        fov_mm: None,
+        source: None,
+    }
+}
+
 /// Read `file` and compare its k-space and coil images with twixtools'; returns the images'
 /// relative error.
 fn check_against_twixtools(file: &Path) -> (RawKspace, Reference, f64) {
@@ -154,15 +167,7 @@ fn check_against_twixtools(file: &Path) -> (RawKspace, Reference, f64) {
     let ek = rel_err(&ours, &r.k);
     assert!(ek < 1e-5, "{}: k-space relative error {ek}", file.display());
     // The coil images, from both k-spaces by the same transform.
-    let ref_raw = RawKspace {
-        kspace: ndarray::Array4::from_shape_vec(d, r.k.clone()).unwrap(),
-        mask: None,
-        reference: None,
-        format: KspaceFormat::Twix,
-        recon_matrix: None,
-        fov_mm: None,
-        source: None,
-    };
+    let ref_raw = twixtools_raw(d, r.k.clone());
     let ei = rel_err(&coil_images(&raw), &coil_images(&ref_raw));
     eprintln!(
         "{}: relative error vs twixtools: k-space {ek:.3e}, coil images {ei:.3e}",
@@ -188,15 +193,7 @@ fn gre_rss_is_the_centred_phantom() {
     let raw = read_twix(&gre()).unwrap();
     let (_, coils, h, w) = raw.kspace.dim();
     let r = twixtools(&gre());
-    let ref_raw = RawKspace {
-        kspace: ndarray::Array4::from_shape_vec(raw.kspace.dim(), r.k).unwrap(),
-        mask: None,
-        reference: None,
-        format: KspaceFormat::Twix,
-        recon_matrix: None,
-        fov_mm: None,
-        source: None,
-    };
+    let ref_raw = twixtools_raw(raw.kspace.dim(), r.k);
     let ours = rss(&coil_images(&raw), coils, h * w);
     let theirs = rss(&coil_images(&ref_raw), coils, h * w);
     let corr = correlation(&ours, &theirs);

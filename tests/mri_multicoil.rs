@@ -5,25 +5,8 @@
 
 mod common;
 
-use common::{bin, phantoms, run_python};
+use common::{bin, metrics, min_pc, phantoms, run_cli as run, run_python};
 use std::path::Path;
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = bin().args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn metrics(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
-}
-
-fn min_pc() -> String {
-    scorerecon::sampler::SamplerKind::Pc.min_steps().to_string()
-}
 
 /// 64x64 MR phantoms: `scan.nii.gz` (the input) and `refs/train.nii.gz` (the empirical prior).
 fn scans(root: &Path) {

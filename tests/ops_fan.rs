@@ -803,10 +803,6 @@ for name, write in [
     );
 }
 
-fn metrics_of(dir: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
-}
-
 /// A fan-beam scan covers 360 degrees, so a limited-angle wedge may be wider than 180 degrees
 /// there (simulate, a measurement file, ct on an image); parallel beam stays at 180.
 #[test]
@@ -869,7 +865,7 @@ fn fan_beam_limited_angle_wedges_reach_past_180_degrees() {
     ];
     let (ok, err) = recon(&image, &out);
     assert!(ok, "{err}");
-    let m = metrics_of(&out);
+    let m = common::metrics(&out);
     assert_eq!(m["settings"]["limited_angle"], 270.0);
     assert!(m["methods"]["fbp"]["psnr"].as_f64().unwrap().is_finite());
     // Parallel beam: refused with the reason, before any work.
@@ -926,7 +922,7 @@ fn rebinned_fan_beam_reconstructs_like_fan_beam_fbp() {
     assert!(ok, "{err}");
     let (ok, err) = run(&[&full[..], &["--rebin"]].concat(), &rebinned);
     assert!(ok, "{err}");
-    let (md, mr) = (metrics_of(&direct), metrics_of(&rebinned));
+    let (md, mr) = (common::metrics(&direct), common::metrics(&rebinned));
     let psnr = |m: &serde_json::Value| m["methods"]["fbp"]["psnr"].as_f64().unwrap();
     println!(
         "full-scan fan beam, FBP PSNR: direct {:.2} dB, rebinned {:.2} dB",
@@ -960,7 +956,7 @@ fn rebinned_fan_beam_reconstructs_like_fan_beam_fbp() {
         &sparse,
     );
     assert!(ok, "{err}");
-    let note = metrics_of(&sparse)["notes"].to_string();
+    let note = common::metrics(&sparse)["notes"].to_string();
     let pct: f64 = note
         .split("% of the bins measured")
         .next()
@@ -1038,7 +1034,7 @@ fn mar_on_rebinned_fan_beam_data_removes_streaks_like_direct_fan_beam_mar() {
     assert!(ok, "{err}");
     let (ok, err) = run(true, &rebinned);
     assert!(ok, "{err}");
-    let (md, mr) = (metrics_of(&direct), metrics_of(&rebinned));
+    let (md, mr) = (common::metrics(&direct), common::metrics(&rebinned));
     let psnr = |m: &serde_json::Value, k: &str| m["methods"][k]["psnr"].as_f64().unwrap();
     println!(
         "fan-beam MAR, PSNR (LI / FBP): direct {:.2} / {:.2} dB, rebinned {:.2} / {:.2} dB",

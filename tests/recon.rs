@@ -5,23 +5,9 @@
 
 mod common;
 
-use common::{bin, phantoms, run_python, setup};
+use common::{bin, metrics, min_pc, phantoms, run_cli as run, run_python, setup};
 
-/// The fewest PC levels a job may ask for (`SamplerKind::min_steps`); the end-to-end tests
-/// below use it, their checks do not depend on the number of steps.
-fn min_pc() -> String {
-    scorerecon::sampler::SamplerKind::Pc.min_steps().to_string()
-}
 use std::path::Path;
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = bin().args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 /// PSNR and SSIM of `file` against `reference.nii.gz` by scikit-image, in the CT model space
 /// (HU + 1000) / 2000 the reports use (SSIM is not offset-invariant), data range of the reference.
@@ -38,10 +24,6 @@ print(peak_signal_noise_ratio(ref, x, data_range=r), structural_similarity(ref, 
     let o = run_python(script, &[dir.to_str().unwrap(), file]);
     let v: Vec<f64> = o.split_whitespace().map(|s| s.parse().unwrap()).collect();
     (v[0], v[1])
-}
-
-fn metrics(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
 }
 
 #[test]

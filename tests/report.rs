@@ -4,12 +4,8 @@
 
 mod common;
 
-use common::{bin, run_python, setup};
+use common::{bin, min_pc, run_python, setup};
 use std::path::Path;
-
-fn min_pc() -> String {
-    scorerecon::sampler::SamplerKind::Pc.min_steps().to_string()
-}
 
 /// Every way a page could pull something from elsewhere; and each `src=` must be a data URI.
 fn assert_self_contained(html: &str, what: &str) {

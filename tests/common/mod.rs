@@ -70,6 +70,27 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_scorerecon"))
 }
 
+/// Run the binary with `args`: (success, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A job folder's `metrics.json`.
+pub fn metrics(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// The fewest PC levels a job may ask for (`SamplerKind::min_steps`); the end-to-end tests use
+/// it, their checks do not depend on the number of steps.
+pub fn min_pc() -> String {
+    scorerecon::sampler::SamplerKind::Pc.min_steps().to_string()
+}
+
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
